@@ -1,0 +1,47 @@
+# Two commands set up everything on a fresh machine:
+#   make repro   run the whole pipeline on the embedded demo data
+#   make test    run the test suite
+# Both create .venv and install requirements.txt into it when needed.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install repro test test-fast ui bench clean-venv
+
+help:
+	@echo "make repro     run the pipeline (dvc repro) on the demo data"
+	@echo "make test      run the test suite"
+	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for this project's store"
+	@echo "make bench     input-pipeline / training-step benchmark (small sizes)"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+repro: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m metallo.project init
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m metallo.project summary
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	$(BIN)/python -m metallo.cli ui
+
+bench: $(STAMP)
+	$(BIN)/python -m metallo.cli bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Data stages: synthesize → ingest → convert → split, and the training datasets."""

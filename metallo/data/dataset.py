@@ -1,0 +1,70 @@
+"""Training datasets: rows of the convert stage's memory-mapped arrays, selected by split."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from metallo.errors import MetalloError
+from metallo.layout import PATHS, Paths
+
+
+class MetalloDataset(Dataset):
+    """Samples as ``{"pixel_values": uint8 H×W×3, "spectra": float32 S×L, "labels": float32}``.
+
+    Arrays are opened as read-only memory maps (lazily, so each DataLoader worker opens its
+    own); nothing is decoded or normalised here.
+    """
+
+    def __init__(self, images_path: str | os.PathLike, spectra_path: str | os.PathLike, index: np.ndarray,
+                 labels: np.ndarray | None, sample_ids: list[str]):
+        self.images_path, self.spectra_path = Path(images_path), Path(spectra_path)
+        self.index = np.asarray(index, dtype=np.int64)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
+        self.sample_ids = list(sample_ids)
+        self._images: np.ndarray | None = None
+        self._spectra: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._images is None:
+            self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
+            self._spectra = np.load(self.spectra_path, mmap_mode="r", allow_pickle=False)
+        return self._images, self._spectra
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        images, spectra = self._arrays()
+        row = self.index[i]
+        item = {"pixel_values": torch.from_numpy(np.array(images[row])),
+                "spectra": torch.from_numpy(np.array(spectra[row], dtype=np.float32))}
+        if self.labels is not None:
+            item["labels"] = torch.tensor(self.labels[i])
+        return item
+
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split as two tensors (uint8 images, float32 spectra), for on-device data."""
+        images, spectra = self._arrays()
+        return torch.from_numpy(np.ascontiguousarray(images[self.index])), torch.from_numpy(
+            np.ascontiguousarray(spectra[self.index], dtype=np.float32))
+
+
+def load_splits(paths: Paths = PATHS) -> dict[str, MetalloDataset]:
+    """The train/val/test datasets described by ``split.parquet`` over the processed arrays."""
+    for needed in (paths.processed / "samples.parquet", paths.split / "split.parquet"):
+        if not needed.is_file():
+            raise MetalloError(f"{needed} not found; run `dvc repro split` first.")
+    samples = pd.read_parquet(paths.processed / "samples.parquet")
+    split = pd.read_parquet(paths.split / "split.parquet")
+    datasets = {}
+    for name in ("train", "val", "test"):
+        rows = split[split["split"] == name]
+        index = rows["index"].to_numpy()
+        datasets[name] = MetalloDataset(paths.processed / "images.npy", paths.processed / "spectra.npy", index,
+                                        samples["dos"].to_numpy()[index], rows["sample_id"].tolist())
+    return datasets

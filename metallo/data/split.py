@@ -1,0 +1,131 @@
+"""Split: assign each sample to train / val / test by slice, and compute train-only statistics.
+
+By default slice ``1`` is shuffled (seeded) into 95 % train and 5 % val, and slice ``2`` is
+the test set. Rows whose slice is in neither list are reported, never silently dropped.
+Normalisation statistics come from the train rows only, so no later stage can leak
+validation or test information into the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from metallo.errors import MetalloError
+from metallo.io import write_json, write_parquet
+from metallo.layout import PATHS, Paths
+from metallo.params import section
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitResult:
+    table: pd.DataFrame                                  # sample_id, split (train | val | test), index
+    unassigned: dict[str, int] = field(default_factory=dict)  # slice_id -> rows in neither list
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {name: int((self.table["split"] == name).sum()) for name in SPLITS}
+        counts["unassigned"] = int(sum(self.unassigned.values()))
+        return counts
+
+
+def split_samples(samples: pd.DataFrame, *, train_slices: list, test_slices: list,
+                  val_fraction: float, seed: int) -> SplitResult:
+    """Split the rows of ``samples`` (needs ``sample_id``, ``slice_id``; row order = array order)."""
+    train_slices = [str(s) for s in train_slices]
+    test_slices = [str(s) for s in test_slices]
+    if overlap := sorted(set(train_slices) & set(test_slices)):
+        raise MetalloError(f"slice(s) {overlap} are in both split.train_slices and split.test_slices; a slice goes to one side only.")
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise MetalloError(f"split.val_fraction must be in [0, 1); got {val_fraction}.")
+
+    slices = samples["slice_id"].astype(str).to_numpy()
+    split = np.full(len(samples), "", dtype=object)
+    train_rows = np.flatnonzero(np.isin(slices, train_slices))
+    shuffled = np.random.default_rng(seed).permutation(train_rows)
+    n_val = int(round(float(val_fraction) * len(shuffled)))
+    if val_fraction > 0 and len(shuffled) >= 2:
+        n_val = max(n_val, 1)
+    split[train_rows] = "train"
+    split[shuffled[:n_val]] = "val"
+    split[np.isin(slices, test_slices)] = "test"
+
+    if not (split == "train").any():
+        raise MetalloError(f"no training rows: no sample has a slice_id in split.train_slices {train_slices} "
+                           f"(slices present: {sorted(set(slices))}).")
+    assigned = split != ""
+    unassigned = pd.Series(slices[~assigned]).value_counts().sort_index()
+    table = pd.DataFrame({
+        "sample_id": samples["sample_id"].to_numpy()[assigned],
+        "split": split[assigned].astype(str),
+        "index": np.flatnonzero(assigned).astype(np.int64),
+    })
+    return SplitResult(table, {str(k): int(v) for k, v in unassigned.items()})
+
+
+def _mean_std(total: np.ndarray, total_sq: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = total / count
+    var = np.maximum(total_sq / count - mean**2, 0.0)
+    return mean, np.sqrt(var)
+
+
+def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray, train_index: np.ndarray,
+                     chunk: int = 64) -> dict:
+    """Per-channel image, per-wavelength spectra and label mean/std over the train rows only.
+
+    ``images`` (uint8 N×H×W×3) and ``spectra`` (N×S×L) may be memory maps; they are read in
+    chunks with float64 accumulators, so memory stays bounded.
+    """
+    train_index = np.sort(np.asarray(train_index))
+    n_pix = 0
+    img_sum = np.zeros(3)
+    img_sq = np.zeros(3)
+    n_spec = 0
+    spec_sum = np.zeros(spectra.shape[-1])
+    spec_sq = np.zeros(spectra.shape[-1])
+    for start in range(0, len(train_index), chunk):
+        rows = train_index[start:start + chunk]
+        pixels = images[rows].reshape(-1, 3).astype(np.float64) / 255.0
+        img_sum += pixels.sum(0)
+        img_sq += (pixels**2).sum(0)
+        n_pix += len(pixels)
+        values = spectra[rows].reshape(-1, spectra.shape[-1]).astype(np.float64)
+        spec_sum += values.sum(0)
+        spec_sq += (values**2).sum(0)
+        n_spec += len(values)
+    img_mean, img_std = _mean_std(img_sum, img_sq, n_pix)
+    spec_mean, spec_std = _mean_std(spec_sum, spec_sq, n_spec)
+    glob_mean, glob_std = _mean_std(spec_sum.sum(keepdims=True), spec_sq.sum(keepdims=True), n_spec * spectra.shape[-1])
+    y = np.asarray(labels, dtype=np.float64)[train_index]
+    return {
+        "n_train": int(len(train_index)),
+        "image": {"mean": img_mean.tolist(), "std": img_std.tolist()},
+        "spectra": {"mean": spec_mean.tolist(), "std": np.maximum(spec_std, 1e-8).tolist(),
+                    "global_mean": float(glob_mean[0]), "global_std": float(glob_std[0])},
+        "label": {"mean": float(y.mean()), "std": float(y.std()) if len(y) > 1 else 1.0},
+    }
+
+
+def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
+    """Assign train/val/test and compute train-only statistics. Reads ``split``."""
+    cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed"])
+    samples = pd.read_parquet(paths.processed / "samples.parquet")
+    result = split_samples(samples, train_slices=cfg["train_slices"], test_slices=cfg["test_slices"],
+                           val_fraction=float(cfg["val_fraction"]), seed=int(cfg["seed"]))
+    counts = result.counts
+    if result.unassigned:
+        detail = ", ".join(f"slice {k!r}: {v} rows" for k, v in result.unassigned.items())
+        print(f"split: WARNING {counts['unassigned']} samples are in neither split.train_slices nor "
+              f"split.test_slices and are not used ({detail}); add their slice to one list to use them.")
+    images = np.load(paths.processed / "images.npy", mmap_mode="r")
+    spectra = np.load(paths.processed / "spectra.npy", mmap_mode="r")
+    train_index = result.table.loc[result.table["split"] == "train", "index"].to_numpy()
+    stats = train_statistics(images, spectra, samples["dos"].to_numpy(), train_index)
+    write_parquet(paths.split / "split.parquet", result.table)
+    write_json(paths.stats, stats)
+    write_json(paths.metrics / "split.json", counts)
+    print(f"split: {counts}")
+    return counts

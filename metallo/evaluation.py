@@ -1,0 +1,71 @@
+"""The ``evaluate`` stage: test-split metrics, predictions and figures, logged into the train run."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metallo import figures
+from metallo.data.dataset import load_splits
+from metallo.errors import MetalloError
+from metallo.inference import load_model, predict_arrays
+from metallo.io import read_json, write_csv, write_json
+from metallo.layout import PATHS, Paths, load_stats
+from metallo.params import section
+from metallo.training.metrics import regression_metrics
+from metallo.training.tracking import Tracker
+from metallo.training.train import RUN_FILE
+
+
+def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
+    """JSON has no NaN: undefined metrics (e.g. Pearson r of a constant) become null."""
+    return {k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
+    """Predict the test split. Reads ``evaluate``, ``tracking``."""
+    cfg = section(params, "evaluate", ["batch_size", "attention_examples"])
+    model, processor = load_model(paths.model)
+    test = load_splits(paths)["test"]
+    if len(test) == 0:
+        raise MetalloError("the test split is empty: no sample has a slice_id in split.test_slices.")
+    images, spectra = test.arrays()
+    wants_attention = getattr(model.config, "model_type", "").endswith("metallonet") and "image" in model.config.modalities
+    y_pred, attention = predict_arrays(model, processor, images.numpy(), spectra.numpy(),
+                                       batch_size=int(cfg["batch_size"]), return_attention=wants_attention)
+    y_true = test.labels.astype(np.float64)
+    metrics = regression_metrics(y_true, y_pred)
+    baseline = regression_metrics(y_true, np.full_like(y_true, load_stats(paths)["label"]["mean"]))
+    report = {**_finite_or_none(metrics), "n": int(len(y_true)), "baseline": _finite_or_none(baseline)}
+    write_json(paths.metrics / "eval.json", report)
+    write_csv(paths.metrics / "predictions.csv",
+              pd.DataFrame({"sample_id": test.sample_ids, "y_true": y_true, "y_pred": y_pred.astype(np.float64)}),
+              float_format="%.6f")
+
+    out = paths.metrics / "figures"
+    written = [figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
+               figures.residual_histogram(y_true, y_pred, out / "residuals.png"),
+               figures.spectra_on_grid(images[0].numpy(), spectra[0].numpy(), tuple(model.config.grid),
+                                       test.sample_ids[0], out / "spectra_grid.png")]
+    if attention is not None:
+        k = min(int(cfg["attention_examples"]), len(y_true))
+        written.append(figures.attention_montage(images[:k].numpy(), attention[:k], y_true[:k], y_pred[:k],
+                                                 test.sample_ids[:k], out / "attention.png"))
+    for stale in set(out.glob("*.png")) - set(written):
+        stale.unlink()
+
+    run_file = paths.model.parent / RUN_FILE
+    run = read_json(run_file) if run_file.is_file() else {}
+    experiment = section(params, "tracking")["experiment"]
+    tracker = Tracker(experiment, enabled=bool(run.get("run_id")), run_id=run.get("run_id"))
+    tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    tracker.log_metrics({f"baseline_test_{k}": v for k, v in baseline.items()})
+    tracker.log_artifact(out, "figures")
+    for name in ("eval.json", "train.json", "ingest.json", "split.json"):
+        tracker.log_artifact(paths.metrics / name, "metrics")
+    tracker.log_artifact(paths.metrics / "predictions.csv", "metrics")
+    print(f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f} "
+          f"(baseline RMSE {baseline['rmse']:.4f}), n={len(y_true)} -> {paths.metrics / 'eval.json'}")
+    return report

@@ -1,0 +1,102 @@
+"""Figures for people: predicted vs true, residuals, attention overlays, spectra on their grid.
+
+All functions take arrays and a path, write one PNG, and return the path (Agg backend, no display).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from metallo.io import atomic_path  # noqa: E402
+
+DPI = 110
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, metrics: dict, path: str | os.PathLike) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(y_true, y_pred, s=14, alpha=0.75, edgecolors="none")
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="identity")
+    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), xlabel="true DOS", ylabel="predicted DOS",
+           title=f"Test: R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.3f}, n={len(y_true)}")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def residual_histogram(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike) -> Path:
+    residuals = y_pred - y_true
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.hist(residuals, bins=min(30, max(5, len(residuals) // 4)), color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="k", lw=1)
+    ax.set(xlabel="predicted − true DOS", ylabel="samples",
+           title=f"Residuals: mean {residuals.mean():+.3f}, sd {residuals.std():.3f}")
+    return _save(fig, path)
+
+
+def attention_montage(images: np.ndarray, attention: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+                      sample_ids: list[str], path: str | os.PathLike, columns: int = 4) -> Path:
+    """Micrographs with MetalloNet's spatial-attention map overlaid; true/predicted DOS in each caption."""
+    n = len(images)
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:n]):
+        height, width = images[i].shape[:2]
+        ax.imshow(images[i])
+        ax.imshow(attention[i], cmap="inferno", alpha=0.45, extent=(0, width, height, 0), interpolation="bilinear")
+        ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.2f} · pred {y_pred[i]:.2f}", fontsize=9)
+    fig.suptitle("MetalloNet spatial attention (bright = weighted more)", fontsize=11)
+    return _save(fig, path)
+
+
+def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int], sample_id: str,
+                    path: str | os.PathLike, wavelengths: np.ndarray | None = None) -> Path:
+    """One sample: its micrograph with the measurement grid, and each spectrum in its grid cell."""
+    rows, cols = grid
+    x = np.arange(spectra.shape[-1]) if wavelengths is None else wavelengths
+    fig = plt.figure(figsize=(4 + 2.2 * cols, 2.0 * rows))
+    outer = fig.add_gridspec(1, 2, width_ratios=[4, 2.2 * cols], wspace=0.15)
+    ax_img = fig.add_subplot(outer[0])
+    ax_img.imshow(image)
+    height, width = image.shape[:2]
+    for r in range(1, rows):
+        ax_img.axhline(r * height / rows, color="w", lw=0.8)
+    for c in range(1, cols):
+        ax_img.axvline(c * width / cols, color="w", lw=0.8)
+    for k in range(rows * cols):
+        r, c = divmod(k, cols)
+        ax_img.text((c + 0.5) * width / cols, (r + 0.5) * height / rows, str(k), color="w", ha="center", va="center",
+                    fontsize=8)
+    ax_img.set_title(f"{sample_id}: grid {rows}×{cols}")
+    ax_img.axis("off")
+    inner = outer[1].subgridspec(rows, cols, hspace=0.08, wspace=0.08)
+    lo, hi = float(spectra.min()), float(spectra.max())
+    for k in range(rows * cols):
+        r, c = divmod(k, cols)
+        ax = fig.add_subplot(inner[r, c])
+        ax.plot(x, spectra[k], lw=0.8)
+        ax.set_ylim(lo, hi)
+        ax.text(0.04, 0.85, str(k), transform=ax.transAxes, fontsize=7)
+        ax.tick_params(labelsize=6)
+        if r < rows - 1:
+            ax.set_xticklabels([])
+        if c > 0:
+            ax.set_yticklabels([])
+    return _save(fig, path)

@@ -1,0 +1,96 @@
+"""Small file helpers shared by every stage: atomic writes, hashing, confined paths.
+
+Every output is written under a temporary name in its destination folder and moved into
+place with :func:`os.replace`, so an interrupted stage never leaves a half-written file
+that DVC or a later stage could take as complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success move it onto ``path``.
+
+    Works for files and folders. On error the temporary is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (key order kept, so output is deterministic)."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    """Write a Parquet table without the pandas index and without timestamps."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+
+
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **kwargs: Any) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", **kwargs)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PathEscapeError(ValueError):
+    """A manifest path resolves outside the raw data folder."""
+
+
+def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
+    """Resolve ``relative`` against ``root``, refusing anything that ends up outside it.
+
+    Symbolic links are followed before the check, so a link pointing out of the folder is
+    refused as well as ``../`` paths and absolute paths.
+    """
+    root = Path(root).resolve()
+    if not relative or Path(relative).is_absolute():
+        raise PathEscapeError(f"path {relative!r} must be relative to the manifest's folder")
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
+        raise PathEscapeError(f"path {relative!r} resolves outside the raw data folder ({target})")
+    return target

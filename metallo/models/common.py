@@ -1,0 +1,281 @@
+"""Pieces shared by the Metallo regressors: config validation, ResNet trunk, spectral encoder, loss, outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from torchvision import models as tv_models
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+BACKBONES = {"resnet18": (tv_models.resnet18, 512), "resnet50": (tv_models.resnet50, 2048)}
+MODALITIES = ("image", "spectra")
+LOSSES = {
+    "mse": lambda output, target, delta: F.mse_loss(output, target),
+    "huber": lambda output, target, delta: F.huber_loss(output, target, delta=delta),
+    "l1": lambda output, target, delta: F.l1_loss(output, target),
+}
+
+
+def _choice(field: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {list(choices)}; got {value!r}")
+
+
+def check_positive_int(field: str, value) -> None:
+    """Raises a ValueError unless `value` is a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{field} must be a positive integer; got {value!r}")
+
+
+def validate_config(config) -> None:
+    """Checks the fields shared by every Metallo config and normalises `grid`, `modalities` and `spectral_channels`.
+
+    Raises:
+        ValueError: naming the offending field, the value and what is allowed.
+    """
+    check_positive_int("image_size", config.image_size)
+    if config.image_size < 32:
+        raise ValueError(f"image_size must be at least 32 (the ResNet trunk downsamples by 32); got {config.image_size}")
+    check_positive_int("n_spectra", config.n_spectra)
+    check_positive_int("spectrum_length", config.spectrum_length)
+    if len(config.grid) != 2:
+        raise ValueError(f"grid must be (rows, cols); got {config.grid!r}")
+    for value in config.grid:
+        check_positive_int("grid", value)
+    config.grid = tuple(config.grid)
+    rows, cols = config.grid
+    if rows * cols != config.n_spectra:
+        raise ValueError(
+            f"grid {config.grid} holds {rows * cols} measurement points but n_spectra is {config.n_spectra}; "
+            "rows * cols must equal n_spectra"
+        )
+    _choice("backbone", config.backbone, BACKBONES)
+    if isinstance(config.modalities, str):
+        raise ValueError(f"modalities must be a list such as ['image', 'spectra']; got {config.modalities!r}")
+    for modality in config.modalities:
+        _choice("modalities entries", modality, MODALITIES)
+    if not config.modalities:
+        raise ValueError(f"modalities must name at least one of {list(MODALITIES)}")
+    config.modalities = [modality for modality in MODALITIES if modality in config.modalities]
+    check_positive_int("hidden_dim", config.hidden_dim)
+    if not config.spectral_channels:
+        raise ValueError("spectral_channels must list at least one channel count")
+    for value in config.spectral_channels:
+        check_positive_int("spectral_channels", value)
+    config.spectral_channels = list(config.spectral_channels)
+    check_positive_int("spectral_pool_size", config.spectral_pool_size)
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {config.dropout!r}")
+    _choice("loss", config.loss, LOSSES)
+    if config.huber_delta <= 0:
+        raise ValueError(f"huber_delta must be > 0; got {config.huber_delta!r}")
+    if config.label_std <= 0:
+        raise ValueError(f"label_std must be > 0; got {config.label_std!r}")
+
+
+def feature_map_size(image_size: int) -> int:
+    """Side of the ResNet trunk's feature map for a square `image_size` input (five stride-2 stages, padded)."""
+    for _ in range(5):
+        image_size = -(-image_size // 2)
+    return image_size
+
+
+class ResNetTrunk(nn.Module):
+    """A torchvision ResNet without its pooling and classifier: (B, 3, H, W) -> (B, C, ceil(H/32), ceil(W/32)).
+
+    Submodule names match torchvision's, so torchvision state dicts load into it unchanged (minus `fc.*`).
+    """
+
+    def __init__(self, name: str):
+        super().__init__()
+        build, self.num_channels = BACKBONES[name]
+        resnet = build(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden = self.maxpool(self.relu(self.bn1(self.conv1(pixel_values))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(hidden))))
+
+
+def load_backbone_weights(trunk: ResNetTrunk, path: str) -> None:
+    """Loads a local torchvision ResNet state dict (`.safetensors` or `.pth`/`.pt`) into `trunk`, ignoring `fc.*`."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"backbone_weights file not found: {str(file)!r}. It must be a local .safetensors or .pth ResNet "
+            "state dict (nothing is downloaded); set backbone_weights to null for a randomly initialised backbone."
+        )
+    if file.suffix == ".safetensors":
+        state_dict = load_file(file)
+    elif file.suffix in (".pth", ".pt"):
+        state_dict = torch.load(file, weights_only=True, map_location="cpu")
+    else:
+        raise ValueError(f"backbone_weights must end in .safetensors, .pth or .pt; got {str(file)!r}")
+    state_dict = {key: value for key, value in state_dict.items() if not key.startswith("fc.")}
+    missing, unexpected = trunk.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"backbone_weights {str(file)!r} does not match the torchvision ResNet trunk: "
+            f"missing keys {sorted(missing)[:5]}, unexpected keys {sorted(unexpected)[:5]}"
+        )
+
+
+class SpectralEncoder(nn.Module):
+    """Encodes each spectrum with shared weights: (B, S, L) -> (B, S, out_dim).
+
+    A stride-4 Conv1d stem, then one stride-2 block per further entry of `channels` (plain Conv1d, or depthwise +
+    pointwise when `separable`), each followed by BatchNorm and GELU. Adaptive average pooling to `pool_size` bins
+    keeps the coarse wavelength position before the flattening projection.
+    """
+
+    def __init__(self, channels: list[int], pool_size: int, out_dim: int, separable: bool):
+        super().__init__()
+        layers = [nn.Conv1d(1, channels[0], kernel_size=7, stride=4, padding=3, bias=False)]
+        layers += [nn.BatchNorm1d(channels[0]), nn.GELU()]
+        for in_channels, out_channels in zip(channels, channels[1:]):
+            if separable:
+                layers += [
+                    nn.Conv1d(in_channels, in_channels, kernel_size=5, stride=2, padding=2, groups=in_channels, bias=False),
+                    nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=False),
+                ]
+            else:
+                layers.append(nn.Conv1d(in_channels, out_channels, kernel_size=5, stride=2, padding=2, bias=False))
+            layers += [nn.BatchNorm1d(out_channels), nn.GELU()]
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool1d(pool_size)
+        self.proj = nn.Linear(channels[-1] * pool_size, out_dim)
+
+    def forward(self, spectra: torch.Tensor) -> torch.Tensor:
+        batch, n_spectra, length = spectra.shape
+        hidden = self.pool(self.convs(spectra.reshape(batch * n_spectra, 1, length)))
+        return self.proj(hidden.flatten(1)).view(batch, n_spectra, -1)
+
+
+def check_inputs(config, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None) -> None:
+    """Raises a ValueError naming the expected shape when an input used by `config.modalities` is missing or wrong."""
+    expected = {
+        "image": ("pixel_values", pixel_values, (3, config.image_size, config.image_size), "image_size"),
+        "spectra": ("spectra", spectra, (config.n_spectra, config.spectrum_length), "n_spectra, spectrum_length"),
+    }
+    batch_sizes = set()
+    for modality in config.modalities:
+        name, tensor, shape, fields = expected[modality]
+        shape_text = f"(batch, {', '.join(map(str, shape))})"
+        if tensor is None:
+            raise ValueError(f"{name} is required for modalities {config.modalities}; expected shape {shape_text}")
+        if tensor.dim() != len(shape) + 1 or tuple(tensor.shape[1:]) != shape:
+            raise ValueError(
+                f"{name} must have shape {shape_text} ({fields} from the model config); got {tuple(tensor.shape)}"
+            )
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must be a floating point tensor; got {tensor.dtype}")
+        batch_sizes.add(tensor.shape[0])
+    if len(batch_sizes) > 1:
+        raise ValueError(
+            f"pixel_values and spectra must have the same batch size; got {tuple(pixel_values.shape)} "
+            f"and {tuple(spectra.shape)}"
+        )
+
+
+@dataclass
+class RegressionOutput(ModelOutput):
+    """Output of the Metallo regressors.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Loss in standardised label units, returned when `labels` is given.
+        predictions (`torch.FloatTensor` of shape `(batch,)`):
+            Predictions in label units (`head * label_std + label_mean`).
+        attention (`torch.FloatTensor` of shape `(batch, h, w)`, *optional*):
+            Spatial attention over the image feature-map cells, in [0, 1]; returned by models that have one when
+            `return_attention=True`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    predictions: torch.FloatTensor | None = None
+    attention: torch.FloatTensor | None = None
+
+
+class MetalloPreTrainedModel(PreTrainedModel):
+    """Base class: input checks, label standardisation, loss and weight init shared by the Metallo regressors.
+
+    Subclasses build their modules, call `post_init()` and then `load_backbone_weights()`, and implement
+    `forward_features(pixel_values, spectra) -> (features, attention or None)` and `forward_head(features) -> (B,)`.
+    """
+
+    main_input_name = "pixel_values"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, std=std)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
+
+    def load_backbone_weights(self, trunk: ResNetTrunk | None) -> None:
+        """Loads `config.backbone_weights` into `trunk` when the model is first built.
+
+        Skipped when the model is built on the meta device (as `from_pretrained` does), whose saved weights win.
+        """
+        if self.config.backbone_weights and trunk is not None and not trunk.conv1.weight.is_meta:
+            load_backbone_weights(trunk, self.config.backbone_weights)
+
+    def forward_features(self, pixel_values, spectra):
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        spectra: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> RegressionOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, 3, image_size, image_size)`):
+                Normalised micrographs; may be None when `"image"` is not in `config.modalities`.
+            spectra (`torch.FloatTensor` of shape `(batch, n_spectra, spectrum_length)`):
+                Reflectance spectra, row-major over `config.grid`; may be None when `"spectra"` is not in
+                `config.modalities`.
+            labels (`torch.FloatTensor` of shape `(batch,)`, *optional*):
+                Targets in label units; when given, the loss is computed on standardised units.
+            return_attention (`bool`, *optional*, defaults to `False`):
+                Whether to return the spatial attention map (models without one return None).
+        """
+        check_inputs(self.config, pixel_values, spectra)
+        features, attention = self.forward_features(pixel_values, spectra)
+        head = self.forward_head(features)
+        mean, std = self.config.label_mean, self.config.label_std
+        loss = None
+        if labels is not None:
+            if labels.numel() != head.shape[0]:
+                raise ValueError(f"labels must have shape ({head.shape[0]},); got {tuple(labels.shape)}")
+            targets = (labels.reshape(head.shape).to(head.dtype) - mean) / std
+            loss = LOSSES[self.config.loss](head, targets, self.config.huber_delta)
+        return RegressionOutput(
+            loss=loss, predictions=head * std + mean, attention=attention if return_attention else None
+        )

@@ -1,0 +1,118 @@
+"""MetalloNet model configuration"""
+
+from transformers import PretrainedConfig
+
+from .common import check_positive_int, validate_config
+
+
+class MetalloNetConfig(PretrainedConfig):
+    r"""
+    Configuration of a [`MetalloNetModel`], the main regressor: spatially attended image tokens and grid-placed
+    spectral tokens fused by a BERT-style transformer in which the image tokens lead and cross-attend to the spectra.
+
+    Args:
+        image_size (`int`, *optional*, defaults to 128):
+            Side of the square input micrograph (128 is the CPU demo resolution, 300 the full one). Also sizes the
+            image-token position embeddings (one per cell of the `ceil(image_size / 32)` square feature map).
+        n_spectra (`int`, *optional*, defaults to 24):
+            Number of spectra measured per image.
+        grid (`tuple[int, int]`, *optional*, defaults to `(6, 4)`):
+            Measurement grid (rows, cols) over the image; spectrum `k` sits at row `k // cols`, column `k % cols`,
+            row-major from the top-left. `rows * cols` must equal `n_spectra`.
+        spectrum_length (`int`, *optional*, defaults to 1600):
+            Number of wavelength samples per spectrum.
+        backbone (`str`, *optional*, defaults to `"resnet18"`):
+            torchvision ResNet trunk, `"resnet18"` or `"resnet50"`, built with `weights=None`.
+        backbone_weights (`str`, *optional*):
+            Local `.safetensors` or `.pth` torchvision ResNet state dict loaded into the trunk when the model is
+            first built (not by `from_pretrained`). Nothing is downloaded.
+        modalities (`list[str]`, *optional*, defaults to `["image", "spectra"]`):
+            Branches to build: `["image", "spectra"]`, `["image"]` (no cross-attention) or `["spectra"]` (the
+            spectral tokens form the main sequence).
+        hidden_dim (`int`, *optional*, defaults to 128):
+            Width of the image and spectral tokens and of the fusion transformer.
+        spectral_channels (`list[int]`, *optional*, defaults to `[16, 32, 64]`):
+            Channels of the spectral encoder: a stride-4 Conv1d stem then one stride-2 depthwise-separable block per
+            further entry.
+        spectral_pool_size (`int`, *optional*, defaults to 8):
+            Number of wavelength bins each spectrum is pooled to before it becomes a token.
+        num_fusion_layers (`int`, *optional*, defaults to 2):
+            Number of fusion transformer layers (`BertLayer`).
+        num_attention_heads (`int`, *optional*, defaults to 4):
+            Attention heads per fusion layer; must divide `hidden_dim`.
+        intermediate_size (`int`, *optional*, defaults to 512):
+            Width of the feed-forward block of each fusion layer.
+        fusion_gate_init (`float`, *optional*, defaults to 0.1):
+            Initial value of the per-layer gate `alpha`; the cross-attention residual is scaled by `tanh(alpha)`,
+            so the image path leads at the start of training.
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on tokens, attention probabilities, fusion layer outputs and before the regression head.
+        loss (`str`, *optional*, defaults to `"mse"`):
+            Training loss on standardised labels: `"mse"`, `"huber"` or `"l1"`.
+        huber_delta (`float`, *optional*, defaults to 1.0):
+            Delta of the Huber loss, in standardised label units.
+        label_mean (`float`, *optional*, defaults to 0.0):
+            Label mean used to standardise targets (set by the training stage).
+        label_std (`float`, *optional*, defaults to 1.0):
+            Label standard deviation used to standardise targets (set by the training stage).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal init of linear layers, embeddings and the CLS token.
+    """
+
+    model_type = "metallo_metallonet"
+
+    def __init__(
+        self,
+        image_size=128,
+        n_spectra=24,
+        grid=(6, 4),
+        spectrum_length=1600,
+        backbone="resnet18",
+        backbone_weights=None,
+        modalities=("image", "spectra"),
+        hidden_dim=128,
+        spectral_channels=(16, 32, 64),
+        spectral_pool_size=8,
+        num_fusion_layers=2,
+        num_attention_heads=4,
+        intermediate_size=512,
+        fusion_gate_init=0.1,
+        dropout=0.1,
+        loss="mse",
+        huber_delta=1.0,
+        label_mean=0.0,
+        label_std=1.0,
+        initializer_range=0.02,
+        **kwargs,
+    ):
+        self.image_size = image_size
+        self.n_spectra = n_spectra
+        self.grid = grid
+        self.spectrum_length = spectrum_length
+        self.backbone = backbone
+        self.backbone_weights = backbone_weights
+        self.modalities = modalities
+        self.hidden_dim = hidden_dim
+        self.spectral_channels = spectral_channels
+        self.spectral_pool_size = spectral_pool_size
+        self.num_fusion_layers = num_fusion_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.fusion_gate_init = fusion_gate_init
+        self.dropout = dropout
+        self.loss = loss
+        self.huber_delta = huber_delta
+        self.label_mean = label_mean
+        self.label_std = label_std
+        self.initializer_range = initializer_range
+        validate_config(self)
+        for field in ("num_fusion_layers", "num_attention_heads", "intermediate_size"):
+            check_positive_int(field, getattr(self, field))
+        if hidden_dim % num_attention_heads:
+            raise ValueError(
+                f"hidden_dim ({hidden_dim}) must be divisible by num_attention_heads ({num_attention_heads})"
+            )
+        super().__init__(**kwargs)
+
+
+__all__ = ["MetalloNetConfig"]

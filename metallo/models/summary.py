@@ -1,0 +1,61 @@
+"""Parameter and FLOP counts of the registered models (backs the `metallo models` command)."""
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from .registry import create_model, list_models
+
+BACKBONE_NAMES = ("resnet18", "resnet50")
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# FlopCounterMode has no formula for the CPU flash-attention kernel that scaled_dot_product_attention uses on CPU.
+_CUSTOM_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
+def model_summary(names: list[str] | None = None, image_size: int = 300, **overrides) -> list[dict]:
+    """Trainable parameters and forward FLOPs per sample for each model and backbone.
+
+    Args:
+        names: models to summarise (default: all registered).
+        image_size: input resolution the FLOPs are counted at (300 is full resolution).
+        **overrides: config overrides applied to every model; passing `backbone` restricts the backbones.
+
+    Returns:
+        One dict per (model, backbone): `model`, `backbone`, `image_size`, `params`, `flops` (multiply-adds count 2).
+    """
+    backbones = (overrides.pop("backbone"),) if "backbone" in overrides else BACKBONE_NAMES
+    rows = []
+    for name in names or list_models():
+        for backbone in backbones:
+            model = create_model(name, image_size=image_size, backbone=backbone, **overrides).eval()
+            config = model.config
+            pixel_values = torch.zeros(1, 3, config.image_size, config.image_size)
+            spectra = torch.zeros(1, config.n_spectra, config.spectrum_length)
+            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
+                model(pixel_values=pixel_values, spectra=spectra)
+            rows.append(
+                {
+                    "model": name,
+                    "backbone": backbone,
+                    "image_size": image_size,
+                    "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                    "flops": counter.get_total_flops(),
+                }
+            )
+    return rows
+
+
+def format_summary(rows: list[dict]) -> str:
+    """Renders `model_summary` rows as a plain-text table."""
+    header = ("model", "backbone", "image", "params (M)", "GFLOPs/sample")
+    lines = [
+        (r["model"], r["backbone"], f"{r['image_size']}x{r['image_size']}", f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 1e9:.2f}")
+        for r in rows
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+    render = lambda cells: "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])

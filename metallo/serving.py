@@ -1,0 +1,65 @@
+"""The trained model as an MLflow pyfunc model.
+
+``mlflow.pyfunc.load_model(uri).predict({"pixel_values": images, "spectra": spectra})``
+takes uint8 micrographs (N×H×W×3, after the convert geometry) and raw spectra (N×S×L)
+and returns the predicted DOS per sample.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+ARTIFACT_NAME = "pyfunc_model"
+
+
+class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
+    """Wraps a Metallo model directory (config, safetensors weights, preprocessor)."""
+
+    def load_context(self, context) -> None:
+        from metallo.inference import load_model
+
+        self.model, self.processor = load_model(context.artifacts["model"])
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        from metallo.inference import predict_arrays
+
+        predictions, _ = predict_arrays(self.model, self.processor, np.asarray(model_input["pixel_values"], dtype=np.uint8),
+                                        np.asarray(model_input["spectra"], dtype=np.float32))
+        return predictions
+
+
+def signature(n_spectra: int, spectrum_length: int):
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "pixel_values"),
+                     TensorSpec(np.dtype(np.float32), (-1, n_spectra, spectrum_length), "spectra")])
+    return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "dos")]))
+
+
+def pip_requirements() -> list[str]:
+    """The pinned runtime requirements of this project (no inference from the environment)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "torchvision", "transformers", "safetensors", "mlflow", "numpy")]
+
+
+def log_pyfunc_model(tracker, model_dir: str | Path) -> None:
+    """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off)."""
+    if not tracker.enabled:
+        return
+    import json
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    package = Path(__file__).resolve().parent
+
+    def _log() -> None:
+        with mlflow.start_run(run_id=tracker.run_id):
+            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=MetalloPyfuncModel(),
+                                    artifacts={"model": str(model_dir)}, code_paths=[str(package)],
+                                    signature=signature(config["n_spectra"], config["spectrum_length"]),
+                                    pip_requirements=pip_requirements())
+
+    tracker.call("log the pyfunc model", _log)

@@ -1,0 +1,1 @@
+"""Training with ``transformers.Trainer``: arguments from params, metrics, MLflow tracking."""

@@ -1,0 +1,81 @@
+"""``train:`` params → ``transformers.TrainingArguments`` (plus a few Metallo options).
+
+Every key of ``train:`` is either a Metallo option (:data:`METALLO_OPTIONS`) or a
+``TrainingArguments`` field; anything else fails before any work starts, naming the
+closest valid keys. ``use_cpu`` and ``bf16`` follow the hardware unless set explicitly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from metallo.errors import MetalloError
+from metallo.params import check_keys
+
+
+@dataclass
+class MetalloOptions:
+    """Options of ``train:`` that are Metallo's own, not ``TrainingArguments`` fields.
+
+    Args:
+        early_stopping_patience: epochs without a better validation RMSE before stopping (0 = off).
+        resume: continue from the newest checkpoint in ``checkpoints/`` if there is one.
+        compile: wrap the model with ``torch.compile`` (sets ``torch_compile``).
+        nproc_per_node: processes per machine; > 1 launches the stage through ``torchrun`` (DDP).
+        augment: random horizontal/vertical flips of image and spectra grid together, on the device.
+        data_on_device: keep the whole train split on the accelerator ("auto": when it fits, GPU only).
+    """
+
+    early_stopping_patience: int = 5
+    resume: bool = False
+    compile: bool = False
+    nproc_per_node: int = 1
+    augment: bool = True
+    data_on_device: bool | str = "auto"
+
+
+METALLO_OPTIONS = tuple(f.name for f in dataclasses.fields(MetalloOptions))
+#: TrainingArguments fields Metallo sets itself.
+MANAGED_FIELDS = ("output_dir",)
+TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingArguments) if f.init and f.name not in MANAGED_FIELDS)
+
+
+def hardware_defaults() -> dict[str, Any]:
+    """``use_cpu``/``bf16`` for this machine: bf16 autocast on GPUs that support it."""
+    cuda = torch.cuda.is_available()
+    return {"use_cpu": not cuda, "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
+
+
+def build_training_arguments(train: dict[str, Any], output_dir: str | os.PathLike) -> tuple[TrainingArguments, MetalloOptions]:
+    """Validate ``train:`` and split it into ``TrainingArguments`` and :class:`MetalloOptions`."""
+    check_keys("train", train, METALLO_OPTIONS + TRAINING_FIELDS)
+    options = MetalloOptions(**{k: v for k, v in train.items() if k in METALLO_OPTIONS})
+    kwargs = {k: v for k, v in train.items() if k in TRAINING_FIELDS}
+    auto = hardware_defaults()
+    kwargs.setdefault("use_cpu", auto["use_cpu"])
+    if "fp16" not in kwargs:
+        kwargs.setdefault("bf16", auto["bf16"] and not kwargs["use_cpu"])
+    report_to = kwargs.get("report_to", ["mlflow"])
+    report_to = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    # MLflow is handled by Metallo's own tracker (one run, only the params.yaml params).
+    kwargs["report_to"] = [r for r in report_to if r not in ("mlflow", "none")] or "none"
+    if options.compile:
+        kwargs["torch_compile"] = True
+    if options.early_stopping_patience and not kwargs.get("load_best_model_at_end", False):
+        raise MetalloError("train.early_stopping_patience needs train.load_best_model_at_end: true "
+                           "(and a metric_for_best_model); set patience to 0 to turn early stopping off.")
+    try:
+        args = TrainingArguments(output_dir=str(output_dir), **kwargs)
+    except (ValueError, TypeError) as err:
+        raise MetalloError(f"invalid train: params for transformers.TrainingArguments: {err}") from None
+    return args, options
+
+
+def tracks_mlflow(train: dict[str, Any]) -> bool:
+    report_to = train.get("report_to", ["mlflow"])
+    return "mlflow" in ([report_to] if isinstance(report_to, str) else list(report_to or []))

@@ -1,0 +1,189 @@
+"""The ``train`` stage: build the model from ``model:``, train it with ``transformers.Trainer``.
+
+Outputs: the best model (``models/model``: config.json, model.safetensors and the
+preprocessor), ``metrics/train.json``, ``metrics/train_log.csv`` and ``models/run.json``
+(the MLflow run that ``evaluate`` logs into).
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import EarlyStoppingCallback, Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from metallo.data.dataset import load_splits
+from metallo.errors import MetalloError
+from metallo.io import atomic_path, sha256_file, write_csv, write_json
+from metallo.layout import PATHS, DataShape, Paths, load_stats
+from metallo.params import section
+from metallo.processing import MetalloProcessor, flip_batch
+from metallo.training.arguments import build_training_arguments, tracks_mlflow
+from metallo.training.metrics import METRIC_NAMES, compute_metrics
+from metallo.training.tracking import Tracker, TrackerCallback, git_commit
+
+RUN_FILE = "run.json"
+
+
+class MetalloTrainer(Trainer):
+    """``Trainer`` whose batches arrive as uint8 images and raw spectra.
+
+    After the base class has moved a batch to the device, it is augmented (training only)
+    and normalised there by the :class:`MetalloProcessor`: no per-sample image work on the host.
+    """
+
+    def __init__(self, *args, processor: MetalloProcessor, grid: tuple[int, int], augment: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.processor = processor
+        self.grid = grid
+        self.augment = augment
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        inputs = super()._prepare_inputs(inputs)
+        if self.augment and self.model.training:
+            inputs = flip_batch(inputs, self.grid)
+        return self.processor(inputs)
+
+
+def build_model(params: dict, stats: dict):
+    """The model named by ``model.name`` with the data shape and the train label statistics."""
+    from metallo.models import create_model
+
+    cfg = dict(section(params, "model"))
+    name = cfg.pop("name", None)
+    if not name:
+        raise MetalloError("model.name is missing; set it to one of metallo.models.list_models() (e.g. metallonet).")
+    shape = DataShape.from_params(params)
+    try:
+        return create_model(name, n_spectra=shape.n_spectra, spectrum_length=shape.spectrum_length,
+                            grid=list(shape.grid), label_mean=stats["label"]["mean"],
+                            label_std=stats["label"]["std"] or 1.0, **cfg)
+    except ValueError as err:
+        raise MetalloError(f"cannot build model {name!r} from the model: params: {err}") from None
+
+
+def data_hash(paths: Paths = PATHS) -> str:
+    """A short digest of the processed data and the split, for the run's tags."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in (paths.processed / "samples.parquet", paths.split / "split.parquet", paths.stats):
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()[:16]
+
+
+def training_log(log_history: list[dict]) -> pd.DataFrame:
+    """Per-step training loss and per-epoch validation metrics as one table."""
+    rows = []
+    for entry in log_history:
+        if "loss" in entry:
+            rows.append({"step": entry["step"], "epoch": entry.get("epoch"), "train_loss": entry["loss"],
+                         "learning_rate": entry.get("learning_rate")})
+        elif "eval_rmse" in entry:
+            rows.append({"step": entry["step"], "epoch": entry.get("epoch"),
+                         **{f"val_{m}": entry.get(f"eval_{m}") for m in METRIC_NAMES}})
+    columns = ["step", "epoch", "train_loss", "learning_rate", *[f"val_{m}" for m in METRIC_NAMES]]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def launch_torchrun(nproc: int) -> None:
+    """Re-run this stage under ``torchrun`` with ``nproc`` processes (Trainer runs DDP)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "metallo.training.train"]
+    print("train: launching", " ".join(cmd[1:]), flush=True)
+    result = subprocess.run(cmd, check=False)
+    if result.returncode:
+        raise MetalloError(f"torchrun exited with status {result.returncode}; see the log above.")
+
+
+def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
+    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert``."""
+    train_cfg = dict(section(params, "train"))
+    tracking_cfg = section(params, "tracking", ["experiment"])
+    convert_cfg = section(params, "convert")
+    args, options = build_training_arguments(train_cfg, paths.checkpoints)
+    if options.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        launch_torchrun(options.nproc_per_node)
+        return {}
+
+    stats = load_stats(paths)
+    set_seed(args.seed)
+    model = build_model(params, stats)
+    processor = MetalloProcessor.from_stats(stats, image_size=model.config.image_size,
+                                            resize=convert_cfg["resize"], crop=convert_cfg["crop"])
+    datasets = load_splits(paths)
+    if len(datasets["val"]) == 0:
+        raise MetalloError("the validation split is empty; raise split.val_fraction or add training samples.")
+
+    is_main = args.process_index == 0
+    tracker = Tracker(tracking_cfg["experiment"], enabled=tracks_mlflow(train_cfg) and is_main)
+    model_name = section(params, "model")["name"]
+    tracker.start(run_name=os.environ.get("DVC_EXP_NAME") or None, tags={
+        "dvc.experiment": os.environ.get("DVC_EXP_NAME", ""), "git.commit": git_commit(),
+        "data.hash": data_hash(paths), "model.name": model_name, "mlflow.source.name": "metallo train"})
+    tracker.log_params(params)
+
+    callbacks = [TrackerCallback(tracker)]
+    if options.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
+    trainer = MetalloTrainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["val"],
+                             compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
+                             grid=tuple(model.config.grid), augment=options.augment)
+    resume = get_last_checkpoint(str(paths.checkpoints)) if options.resume and paths.checkpoints.is_dir() else None
+    if resume:
+        print(f"train: resuming from {resume}")
+    elif is_main and paths.checkpoints.is_dir():
+        shutil.rmtree(paths.checkpoints)  # checkpoints of an earlier run must not mix with this one
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+        best = trainer.evaluate()
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    if not trainer.is_world_process_zero():
+        return {}
+
+    with atomic_path(paths.model) as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    summary = {
+        "model": model_name,
+        "epochs": float(trainer.state.epoch or 0),
+        "steps": int(trainer.state.global_step),
+        "train_samples": len(datasets["train"]),
+        "val_samples": len(datasets["val"]),
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", math.nan)), 1),
+        "train_samples_per_second": round(float(result.metrics.get("train_samples_per_second", math.nan)), 2),
+        **{f"val_{m}": float(best[f"eval_{m}"]) for m in METRIC_NAMES},
+    }
+    write_json(paths.metrics / "train.json", summary)
+    write_csv(paths.metrics / "train_log.csv", training_log(trainer.state.log_history))
+    write_json(paths.model.parent / RUN_FILE, {"run_id": tracker.run_id if tracker.enabled else None,
+                                              "experiment": tracker.experiment})
+    tracker.log_artifact(paths.metrics / "train.json", "metrics")
+    tracker.log_artifact(paths.model, "model")
+    from metallo.serving import log_pyfunc_model
+
+    log_pyfunc_model(tracker, paths.model)
+    tracker.finish()
+    print(f"train: best validation RMSE {summary['val_rmse']:.4f}, R² {summary['val_r2']:.3f} -> {paths.model}")
+    return summary
+
+
+def main() -> None:
+    from metallo.errors import exit_on_error
+    from metallo.params import load_params
+
+    with exit_on_error():
+        run_train(load_params())
+
+
+if __name__ == "__main__":
+    main()
