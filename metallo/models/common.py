@@ -42,7 +42,9 @@ def validate_config(config) -> None:
     """
     check_positive_int("image_size", config.image_size)
     if config.image_size < 32:
-        raise ValueError(f"image_size must be at least 32 (the ResNet trunk downsamples by 32); got {config.image_size}")
+        raise ValueError(
+            f"image_size must be at least 32 (the ResNet trunk downsamples by 32); got {config.image_size}"
+        )
     check_positive_int("n_spectra", config.n_spectra)
     check_positive_int("spectrum_length", config.spectrum_length)
     if len(config.grid) != 2:
@@ -142,10 +144,10 @@ class SpectralEncoder(nn.Module):
         layers += [nn.BatchNorm1d(channels[0]), nn.GELU()]
         for in_channels, out_channels in zip(channels, channels[1:]):
             if separable:
-                layers += [
-                    nn.Conv1d(in_channels, in_channels, kernel_size=5, stride=2, padding=2, groups=in_channels, bias=False),
-                    nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=False),
-                ]
+                depthwise = nn.Conv1d(
+                    in_channels, in_channels, kernel_size=5, stride=2, padding=2, groups=in_channels, bias=False
+                )
+                layers += [depthwise, nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=False)]
             else:
                 layers.append(nn.Conv1d(in_channels, out_channels, kernel_size=5, stride=2, padding=2, bias=False))
             layers += [nn.BatchNorm1d(out_channels), nn.GELU()]

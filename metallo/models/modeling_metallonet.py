@@ -176,7 +176,9 @@ class MetalloNetModel(MetalloPreTrainedModel):
         self.spectral_encoder = MetalloNetSpectralEncoder(config) if "spectra" in config.modalities else None
         self.spatial_prior = MetalloNetSpatialPrior(config.hidden_dim)
         self.fusion = MetalloNetFusion(config, cross_attention=len(config.modalities) == 2)
-        self.head = nn.Sequential(nn.LayerNorm(config.hidden_dim), nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, 1))
+        self.head = nn.Sequential(
+            nn.LayerNorm(config.hidden_dim), nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, 1)
+        )
         self.post_init()
         self.load_backbone_weights(self.image_encoder.trunk if self.image_encoder is not None else None)
 
@@ -194,7 +196,7 @@ class MetalloNetModel(MetalloPreTrainedModel):
     def forward_features(
         self, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the fused CLS state (B, hidden_dim) and the spatial attention map (B, h, w), or None without image."""
+        """Returns the fused CLS state (B, hidden_dim) and the attention map (B, h, w), None without the image."""
         image_tokens = attention = spectral_tokens = None
         if self.image_encoder is not None:
             image_tokens, attention = self.image_encoder(pixel_values, self.spatial_prior)

@@ -55,7 +55,9 @@ def create_config(name: str, **overrides) -> PretrainedConfig:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Unknown config field {key!r} for model {name!r}.{hint} Valid fields: {', '.join(fields)}")
+            raise ValueError(
+                f"Unknown config field {key!r} for model {name!r}.{hint} Valid fields: {', '.join(fields)}"
+            )
     return config_class(**overrides)
 
 

@@ -53,9 +53,19 @@ def format_summary(rows: list[dict]) -> str:
     """Renders `model_summary` rows as a plain-text table."""
     header = ("model", "backbone", "image", "params (M)", "GFLOPs/sample")
     lines = [
-        (r["model"], r["backbone"], f"{r['image_size']}x{r['image_size']}", f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 1e9:.2f}")
-        for r in rows
+        (
+            row["model"],
+            row["backbone"],
+            f"{row['image_size']}x{row['image_size']}",
+            f"{row['params'] / 1e6:.2f}",
+            f"{row['flops'] / 1e9:.2f}",
+        )
+        for row in rows
     ]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
-    render = lambda cells: "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+
+    def render(cells) -> str:
+        # text columns left-aligned, numbers right-aligned
+        return "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
