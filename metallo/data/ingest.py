@@ -41,10 +41,17 @@ class IngestResult:
         return {"total": self.total, "accepted": len(self.accepted), "rejected": len(self.rejected)}
 
 
-def read_manifest(raw_dir: str | os.PathLike, *, require_label: bool = True) -> pd.DataFrame:
-    """Read ``raw_dir/manifest.csv`` with every value kept as a string (``007`` stays ``007``)."""
-    raw_dir = Path(raw_dir)
-    path = raw_dir / MANIFEST
+def locate_manifest(source: str | os.PathLike) -> tuple[Path, Path]:
+    """``(raw_dir, manifest_path)`` for a raw folder (holding manifest.csv) or a manifest file itself."""
+    source = Path(source)
+    if source.suffix.lower() == ".csv" and not source.is_dir():
+        return source.parent, source
+    return source, source / MANIFEST
+
+
+def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> pd.DataFrame:
+    """Read a manifest (``source`` is a raw folder or a .csv) keeping every value a string (``007`` stays ``007``)."""
+    raw_dir, path = locate_manifest(source)
     if not raw_dir.is_dir():
         raise MetalloError(
             f"raw data folder {raw_dir} does not exist. Set ingest.raw_dir in params.yaml to a folder "
@@ -55,7 +62,16 @@ def read_manifest(raw_dir: str | os.PathLike, *, require_label: bool = True) -> 
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=False)
     except UnicodeDecodeError as err:
-        raise MetalloError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8.") from None
+        # pandas decodes in chunks, so err.start is relative to a chunk: find the offset in the file
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as whole:
+            err = whole
+        line = data.count(b"\n", 0, err.start) + 1
+        raise MetalloError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}, line {line}); save it as UTF-8."
+        ) from None
     except pd.errors.EmptyDataError:
         raise MetalloError(f"{path} is empty; it needs a header line {','.join(MANIFEST_COLUMNS)} and one row per sample.") from None
     except pd.errors.ParserError as err:
@@ -67,6 +83,11 @@ def read_manifest(raw_dir: str | os.PathLike, *, require_label: bool = True) -> 
         raise MetalloError(
             f"{path} is missing column(s) {', '.join(missing)}; the header must name "
             f"{','.join(MANIFEST_COLUMNS)} (see docs/data.md)."
+        )
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the first field as an index and shifted the rest
+        raise MetalloError(
+            f"{path}: data rows have more fields than the header (a trailing comma?); every row needs exactly "
+            f"the columns {','.join(MANIFEST_COLUMNS)} (see docs/data.md)."
         )
     if frame.empty:
         raise MetalloError(f"{path} has a header but no rows; add one row per sample.")
@@ -101,8 +122,15 @@ def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> 
         if not relative:
             reasons.append(f"{column} path is empty")
             continue
+        if "\0" in relative:  # the OS cannot open such a path (os functions raise ValueError)
+            reasons.append(f"{column} path {relative!r} contains a NUL character")
+            continue
         try:
-            path = resolve_inside(root, relative)
+            try:
+                path = resolve_inside(root, relative)
+            except RuntimeError as err:  # Path.resolve on Python < 3.13: a symbolic-link loop
+                reasons.append(f"{column} {relative!r} cannot be resolved ({err})")
+                continue
             if column == "image":
                 image = reader(path)
                 out.update(width=image.width, height=image.height)
@@ -119,9 +147,9 @@ def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> 
 
 def validate_manifest(raw_dir: str | os.PathLike, *, spectra_shape: tuple[int, int], require_label: bool = True,
                       workers: int | None = None, show_progress: bool | None = None) -> IngestResult:
-    """Check every row of ``raw_dir/manifest.csv``; never stops at the first bad row."""
-    raw_dir = Path(raw_dir)
+    """Check every row of a manifest (``raw_dir`` or a .csv in it); never stops at the first bad row."""
     manifest = read_manifest(raw_dir, require_label=require_label)
+    raw_dir, _ = locate_manifest(raw_dir)
     records = manifest[list(MANIFEST_COLUMNS)].to_dict("records")
     tasks = [(FIRST_DATA_LINE + i, rec, str(raw_dir), tuple(spectra_shape), require_label) for i, rec in enumerate(records)]
     checks = list(map_ordered(_check_row, tasks, workers=workers, desc="ingest", show_progress=show_progress))

@@ -1,0 +1,398 @@
+"""A corpus of valid and hostile raw data: ingest accepts every valid sample, rejects every bad
+row with a reason that names the problem, and only whole-file problems stop it.
+
+The corpus is built once per module in a temporary folder: valid samples of every accepted
+kind (8-bit RGB/RGBA/L/LA, palette, 16-bit grey, non-square, .npy float32/float64, .csv, a
+space in a file name, an in-folder symlink, ids like ``007``) mixed with one row per kind of
+bad input. A property-based test then throws random manifests and random file bytes at ingest.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import string
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+try:
+    from tests import helpers_data as H
+except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
+    import helpers_data as H
+
+from metallo.data.ingest import run_ingest, validate_manifest
+from metallo.data.readers import read_image_rgb, read_spectra, to_rgb8
+from metallo.errors import MetalloError
+
+SHAPE = H.SHAPE
+
+# ------------------------------------------------------------------------------------------------
+# the corpus
+# ------------------------------------------------------------------------------------------------
+
+
+def _garbled_npy_header() -> bytes:
+    """A .npy whose header dict has an unclosed parenthesis (numpy's tokenizer chokes on it)."""
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 20 }"
+    header = header + " " * (63 - len(header)) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 480
+
+
+def _build_corpus(root: Path):
+    """Return (raw folder, valid sample ids, {row: (sample_id, keywords)} for the bad rows)."""
+    raw = H.RawFolder(root / "raw")
+    outside = root / "outside"
+    outside.mkdir()
+    valid: list[str] = []
+    bad: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    def ok(row: dict) -> None:
+        valid.append(row["sample_id"])
+
+    def reject(row: dict, *keywords: str) -> None:
+        bad[H.FIRST_ROW + len(raw.rows) - 1] = (row["sample_id"], keywords)
+
+    good_img = raw.good_image("shared.png", seed=99)
+    good_spec = raw.good_spectra("shared.npy", seed=99)
+
+    # --- valid samples of every accepted kind, interleaved with bad rows below ---------------
+    ok(raw.good("007"))
+    ok(raw.good("v_rgba", mode="RGBA"))
+    ok(raw.good("v_grey", mode="L"))
+    ok(raw.good("v_grey_alpha", mode="LA"))
+    ok(raw.good("v_palette", mode="P"))
+    ok(raw.good("v_16bit", mode="I;16", size=(20, 16)))
+    ok(raw.good("v_wide", size=(48, 30)))
+    ok(raw.good("v_tall", mode="L", size=(17, 41)))
+    ok(raw.good("v_f64", dtype=np.float64))
+    ok(raw.good("v_csv", spectra="csv"))
+    ok(raw.good("v space", image_name="with space.png", spectra_name="with space.csv", spectra="csv"))
+    ok(raw.good("v,comma \"quoted\" ünï", slice_id="2"))
+    ok(raw.good("0"))
+    os.symlink("007.png", raw.root / "images" / "link_inside.png")   # a link that stays inside
+    ok(raw.add("v_link", "images/link_inside.png", good_spec))
+    ok(raw.add("v_dotted", "./images/../images/007.png", good_spec))
+    ok(raw.add("v_sci_label", good_img, good_spec, dos="-1.5e-3"))
+
+    # --- bad rows -----------------------------------------------------------------------------
+    reject(raw.add("b_missing", "images/missing.png", good_spec), "not found")
+    reject(raw.add("b_missing_spec", good_img, "spectra/missing.npy"), "not found")
+    (raw.root / "images" / "a_dir.png").mkdir()
+    reject(raw.add("b_dir", "images/a_dir.png", good_spec), "not a regular file")
+    reject(raw.add("b_not_png", raw.image_file("text.png", b"hello, I am text\n"), good_spec), "not a PNG")
+    jpeg = io.BytesIO()
+    H.make_image("RGB").save(jpeg, format="JPEG")
+    reject(raw.add("b_jpeg", raw.image_file("jpeg.png", jpeg.getvalue()), good_spec), "not a PNG")
+    png = H.png_bytes("RGB", (24, 20), seed=7)
+    reject(raw.add("b_truncated", raw.image_file("trunc.png", png[: len(png) // 2]), good_spec), "truncated")
+    reject(raw.add("b_bomb", raw.image_file("bomb.png", H.bomb_png(20000, 20000)), good_spec),
+           "decompression", "limit")
+    reject(raw.add("b_bomb2", raw.image_file("bomb2.png", H.bomb_png(9000, 7000)), good_spec),
+           "decompression", "limit")
+    reject(raw.add("b_zero_img", raw.image_file("zero.png", b""), good_spec), "empty")
+    one_bit = io.BytesIO()
+    Image.new("1", (16, 16)).save(one_bit, format="PNG")
+    reject(raw.add("b_1bit", raw.image_file("onebit.png", one_bit.getvalue()), good_spec), "mode '1'", "not supported")
+    reject(raw.add("b_shape", good_img, raw.spectra_file("shape.npy", H.spectra_array((6, 21)))), "shape")
+    reject(raw.add("b_1d", good_img, raw.spectra_file("flat.npy", H.spectra_array((120,)))), "shape", "(120,)")
+    nan = H.spectra_array()
+    nan[0, 0] = np.nan
+    reject(raw.add("b_nan", good_img, raw.spectra_file("nan.npy", nan)), "non-finite")
+    inf = H.spectra_array()
+    inf[5, 19] = np.inf
+    reject(raw.add("b_inf", good_img, raw.spectra_file("inf.npy", inf)), "non-finite")
+    csv_inf = "\n".join(",".join(["inf" if (i, j) == (1, 1) else "0.5" for j in range(SHAPE[1])]) for i in range(SHAPE[0]))
+    reject(raw.add("b_csv_inf", good_img, raw.spectra_file("inf.csv", content=csv_inf.encode())), "non-finite")
+    csv_text = "\n".join(",".join(["x1" if (i, j) == (2, 2) else "0.5" for j in range(SHAPE[1])]) for i in range(SHAPE[0]))
+    reject(raw.add("b_csv_text", good_img, raw.spectra_file("text.csv", content=csv_text.encode())), "non-number")
+    ragged = "\n".join(",".join(["0.5"] * (SHAPE[1] - (i == 3))) for i in range(SHAPE[0]))
+    reject(raw.add("b_csv_ragged", good_img, raw.spectra_file("ragged.csv", content=ragged.encode())), "ragged")
+    reject(raw.add("b_csv_latin1", good_img, raw.spectra_file("latin.csv", content="0.5,\xe9\n".encode("latin-1"))),
+           "not UTF-8")
+    pickled = raw.root / "spectra" / "pickled.npy"
+    np.save(pickled, np.array([[object()]] * 2, dtype=object), allow_pickle=True)
+    reject(raw.add("b_pickle", good_img, "spectra/pickled.npy"), "pickled")
+    reject(raw.add("b_zero_spec", good_img, raw.spectra_file("zero.npy", content=b"")), "empty")
+    reject(raw.add("b_zero_csv", good_img, raw.spectra_file("zero.csv", content=b"")), "empty")
+    reject(raw.add("b_npy_bomb", good_img, raw.spectra_file("bomb.npy", content=H.npy_header_bytes((10**7, 10**7)))),
+           "shape", "(10000000, 10000000)")
+    reject(raw.add("b_npy_garbled", good_img, raw.spectra_file("garbled.npy", content=_garbled_npy_header())),
+           "cannot be read")
+    reject(raw.add("b_npy_short", good_img, raw.spectra_file("short.npy", content=H.npy_header_bytes((6, 20), "<f4"))),
+           "cannot be read")
+    reject(raw.add("b_label_missing", good_img, good_spec, dos=""), "dos is missing")
+    reject(raw.add("b_label_text", good_img, good_spec, dos="1.2.3"), "not a number")
+    reject(raw.add("b_label_nan", good_img, good_spec, dos="nan"), "not finite")
+    reject(raw.add("b_label_inf", good_img, good_spec, dos="-Infinity"), "not finite")
+    reject(raw.add("007", good_img, good_spec), "duplicate", f"row {H.FIRST_ROW}")
+    reject(raw.add("v_csv", good_img, good_spec), "duplicate")
+    reject(raw.add("", good_img, good_spec), "sample_id is empty")
+    reject(raw.add("b_no_slice", good_img, good_spec, slice_id=" "), "slice_id is empty")
+    H.write_png(outside / "x.png")
+    reject(raw.add("b_dotdot", "../outside/x.png", good_spec), "outside")
+    reject(raw.add("b_abs", str(outside / "x.png"), good_spec), "must be relative")
+    os.symlink(outside / "x.png", raw.root / "images" / "link_out.png")
+    reject(raw.add("b_link_out", "images/link_out.png", good_spec), "outside")
+    os.symlink(outside, raw.root / "spectra" / "dir_link")
+    np.save(outside / "s.npy", H.spectra_array())
+    reject(raw.add("b_dirlink_out", good_img, "spectra/dir_link/s.npy"), "outside")
+    os.symlink("loop.png", raw.root / "images" / "loop.png")
+    reject(raw.add("b_link_loop", "images/loop.png", good_spec), "image", "loop")
+    os.symlink("gone.png", raw.root / "images" / "dangling.png")
+    reject(raw.add("b_link_dangling", "images/dangling.png", good_spec), "not found")
+    reject(raw.add("b_nul", "images/007.png\0.txt", good_spec), "NUL")
+    reject(raw.add("b_empty_paths", "", ""), "image path is empty", "spectra path is empty")
+    reject(raw.add("b_everything", "../nope.png", "spectra/shape.npy", dos="x"),
+           "not a number", "outside", "shape")
+    raw.write()
+    return raw, valid, bad
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    raw, valid, bad = _build_corpus(tmp_path_factory.mktemp("corpus"))
+    result = validate_manifest(raw.root, spectra_shape=SHAPE, workers=2, show_progress=False)
+    return raw, valid, bad, result
+
+
+def test_every_valid_row_is_accepted(corpus):
+    raw, valid, bad, result = corpus
+    assert list(result.accepted.sample_id) == valid, result.rejected.to_string()
+    assert result.accepted.sample_id.map(type).eq(str).all()
+    accepted = result.accepted.set_index("sample_id")
+    assert accepted.loc["v_wide", ["width", "height"]].tolist() == [48, 30]
+    assert accepted.loc["v_tall", ["width", "height"]].tolist() == [17, 41]
+    assert accepted.loc["v,comma \"quoted\" ünï", "slice_id"] == "2"
+    assert accepted.loc["v space", "image"] == "images/with space.png"
+    assert accepted.loc["v_sci_label", "dos"] == pytest.approx(-1.5e-3)
+
+
+@pytest.mark.parametrize("kind", [
+    "b_missing", "b_missing_spec", "b_dir", "b_not_png", "b_jpeg", "b_truncated", "b_bomb", "b_bomb2", "b_zero_img",
+    "b_1bit", "b_shape", "b_1d", "b_nan", "b_inf", "b_csv_inf", "b_csv_text", "b_csv_ragged", "b_csv_latin1",
+    "b_pickle", "b_zero_spec", "b_zero_csv", "b_npy_bomb", "b_npy_garbled", "b_npy_short", "b_label_missing",
+    "b_label_text", "b_label_nan", "b_label_inf", "b_no_slice", "b_dotdot", "b_abs", "b_link_out", "b_dirlink_out",
+    "b_link_loop", "b_link_dangling", "b_nul", "b_empty_paths", "b_everything",
+])
+def test_bad_row_rejected_with_reason(corpus, kind):
+    raw, valid, bad, result = corpus
+    row = next(r for r, (sid, _) in bad.items() if sid == kind)
+    keywords = bad[row][1]
+    rejected = result.rejected.set_index("row")
+    assert row in rejected.index, f"{kind} (row {row}) was accepted"
+    reason = rejected.loc[row, "reason"]
+    for keyword in keywords:
+        assert keyword in reason, (kind, keyword, reason)
+
+
+def test_duplicates_and_empty_id_rejected(corpus):
+    raw, valid, bad, result = corpus
+    rejected = result.rejected.set_index("row")
+    for row, (sid, keywords) in bad.items():
+        if sid in ("007", "v_csv", ""):
+            assert all(k in rejected.loc[row, "reason"] for k in keywords), rejected.loc[row, "reason"]
+    dup_007 = next(r for r, (sid, _) in bad.items() if sid == "007")
+    assert f"first seen at row {raw.row_of('007')}" in rejected.loc[dup_007, "reason"]
+
+
+def test_counts_add_up_and_rows_are_partitioned(corpus):
+    raw, valid, bad, result = corpus
+    assert result.total == len(raw.rows)
+    assert result.counts == {"total": len(raw.rows), "accepted": len(valid), "rejected": len(bad)}
+    assert set(result.rejected.row) == set(bad)
+    assert set(result.accepted.row).isdisjoint(result.rejected.row)
+    assert set(result.accepted.row) | set(result.rejected.row) == set(range(H.FIRST_ROW, H.FIRST_ROW + len(raw.rows)))
+
+
+def test_fail_mode_lists_every_bad_row(corpus, tmp_path):
+    raw, valid, bad, result = corpus
+    paths = H.make_paths(tmp_path)
+    with pytest.raises(MetalloError) as info:
+        run_ingest(H.make_params(raw.root, on_error="fail"), paths)
+    message = str(info.value)
+    assert f"{len(bad)} of {len(raw.rows)} manifest rows" in message
+    listed = [line.strip() for line in message.splitlines() if line.strip().startswith("row ")]
+    assert len(listed) == len(bad)
+    for line, (row, (sid, keywords)) in zip(listed, sorted(bad.items())):
+        assert line.startswith(f"row {row} ({sid or 'no sample_id'}): ")
+        assert keywords[0] in line
+    written = pd.read_csv(paths.interim / "rejected.csv", dtype={"sample_id": str}, keep_default_na=False)
+    assert list(written.row) == sorted(bad)
+
+
+def test_skip_mode_keeps_the_valid_rows(corpus, tmp_path):
+    raw, valid, bad, result = corpus
+    paths = H.make_paths(tmp_path)
+    counts = run_ingest(H.make_params(raw.root, on_error="skip"), paths)
+    assert counts == result.counts
+    samples = pd.read_parquet(paths.interim / "samples.parquet")
+    assert list(samples.sample_id) == valid
+
+
+# ------------------------------------------------------------------------------------------------
+# whole-file problems
+# ------------------------------------------------------------------------------------------------
+
+HEADER = ",".join(H.COLUMNS)
+
+
+@pytest.mark.parametrize("content, pattern", [
+    (b"sample_id,slice_id,image,dos\na,1,images/a.png,1.0\n", r"missing column\(s\) spectra"),
+    (b"id,slice,img,spec,label\na,1,images/a.png,spectra/a.npy,1\n", r"missing column\(s\) sample_id, slice_id, image, spectra, dos"),
+    (b"", r"is empty; it needs a header line"),
+    (b"\n\n", r"is empty"),
+    (HEADER.encode() + b"\n", r"has a header but no rows"),
+    (HEADER.encode() + b"\n\n\n", r"has a header but no rows"),
+    (HEADER.encode() + b"\ncaf\xe9,1,images/a.png,spectra/a.npy,1.0\n", r"not UTF-8 text \(invalid continuation byte at byte 40, line 2\); save it as UTF-8"),
+    (b"\xff\xfe" + HEADER.encode("utf-16-le"), r"not UTF-8"),
+    (HEADER.encode() + b"\na,1,images/a.png,spectra/a.npy,1.0,\nb,1,images/b.png,spectra/b.npy,2.0,\n",
+     r"more fields than the header"),
+    (HEADER.encode() + b"\na,1,images/a.png,spectra/a.npy,1.0\nb,1,images/b.png,spectra/b.npy,2.0,extra\n",
+     r"not a readable CSV file"),
+    (HEADER.encode() + b'\na,1,"images/a.png,spectra/a.npy,1.0\n', r"not a readable CSV file"),
+])
+def test_whole_file_errors(tmp_path, content, pattern):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "manifest.csv").write_bytes(content)
+    with pytest.raises(MetalloError, match=pattern) as info:
+        validate_manifest(raw, spectra_shape=SHAPE, workers=1, show_progress=False)
+    assert "manifest.csv" in str(info.value)
+
+
+def test_short_rows_are_rejected_per_row(tmp_path):
+    """A row with fewer fields than the header is a bad row, not a crash."""
+    raw = H.RawFolder(tmp_path / "raw")
+    row = raw.good("a")
+    (raw.root / "manifest.csv").write_text(
+        f"{HEADER}\n{','.join(row[c] for c in H.COLUMNS)}\nb,1,{row['image']}\n", encoding="utf-8")
+    result = validate_manifest(raw.root, spectra_shape=SHAPE, workers=1, show_progress=False)
+    assert list(result.accepted.sample_id) == ["a"]
+    reason = result.rejected.reason[0]
+    assert "spectra path is empty" in reason and "dos is missing" in reason
+
+
+# ------------------------------------------------------------------------------------------------
+# accepted modes decode to sensible 8-bit RGB
+# ------------------------------------------------------------------------------------------------
+
+def test_16bit_png_round_trips_and_scales_to_8bit(tmp_path):
+    values = np.array([[0, 256, 257, 1000], [32767, 32896, 65279, 65535]], dtype=np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"
+        np.testing.assert_array_equal(np.asarray(image), values)
+    rgb = read_image_rgb(path)
+    assert rgb.mode == "RGB" and rgb.size == (4, 2)
+    pixels = np.asarray(rgb)
+    np.testing.assert_array_equal(pixels[..., 0], pixels[..., 1])
+    np.testing.assert_array_equal(pixels[..., 0], pixels[..., 2])
+    np.testing.assert_array_equal(pixels[..., 0], [[0, 0, 1, 3], [127, 128, 254, 255]])
+    assert pixels.dtype == np.uint8
+
+
+def test_palette_and_alpha_images_convert_to_rgb(tmp_path):
+    palette_path = H.write_png(tmp_path / "p.png", "P", (20, 12), seed=3)
+    with Image.open(palette_path) as image:
+        assert image.mode == "P"
+        expected = np.asarray(image.convert("RGB"))
+    rgb = read_image_rgb(palette_path)
+    assert rgb.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(rgb), expected)
+
+    rgba = H.image_array("RGBA", (10, 6), seed=1)
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(np.asarray(read_image_rgb(tmp_path / "rgba.png")), rgba[..., :3])
+
+    grey = H.image_array("L", (10, 6), seed=2)
+    Image.fromarray(grey, mode="L").save(tmp_path / "l.png")
+    np.testing.assert_array_equal(np.asarray(read_image_rgb(tmp_path / "l.png")), np.repeat(grey[..., None], 3, 2))
+    assert to_rgb8(Image.fromarray(grey, mode="L")).mode == "RGB"
+
+
+def test_spectra_formats_load_as_float32(tmp_path):
+    array = H.spectra_array(seed=4, dtype=np.float64)
+    for name in ("a.npy", "b.csv"):
+        H.write_spectra(tmp_path / name, array)
+        loaded = read_spectra(tmp_path / name, SHAPE)
+        assert loaded.dtype == np.float32 and loaded.shape == SHAPE
+        np.testing.assert_allclose(loaded, array.astype(np.float32), rtol=1e-6)
+    np.save(tmp_path / "f.npy", np.asfortranarray(array.astype(np.float32)))
+    np.testing.assert_array_equal(read_spectra(tmp_path / "f.npy", SHAPE), array.astype(np.float32))
+    with open(tmp_path / "v2.npy", "wb") as f:
+        np.lib.format.write_array(f, array, version=(2, 0))
+    np.testing.assert_array_equal(read_spectra(tmp_path / "v2.npy", SHAPE), array.astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------------
+# property: random manifests and random file bytes never crash ingest
+# ------------------------------------------------------------------------------------------------
+
+FIELD = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["", " ", ",", '"', '""', "a,b", '"x"', "\n", "\r\n", "nan", "NA", "inf", "1e400", "-0", "007", "é", "\u202e", "\0"])
+PATHS = st.sampled_from([
+    "images/f0.png", "images/f1.png", "spectra/g0.npy", "spectra/g1.csv", "images/good.png", "spectra/good.npy",
+    "images/missing.png", "../escape.png", "/etc/hostname", "images", ".", "", " images/f0.png ", "images/f0.png/x",
+    "images\\f0.png", "images/../images/f1.png",
+]) | FIELD
+FILE_BYTES = st.one_of(
+    st.binary(max_size=200),
+    st.binary(max_size=200).map(lambda b: b"\x89PNG\r\n\x1a\n" + b),
+    st.binary(max_size=200).map(lambda b: b"\x93NUMPY" + b),
+    st.binary(min_size=1, max_size=300).map(lambda b: H.png_bytes("RGB", (8, 8))[: len(b)]),
+    st.text(alphabet=string.digits + ".,-e\n naif", max_size=200).map(str.encode),
+)
+ROW = st.fixed_dictionaries({
+    "sample_id": FIELD, "slice_id": FIELD, "image": PATHS, "spectra": PATHS,
+    "dos": st.one_of(FIELD, st.floats(allow_nan=True, allow_infinity=True).map(repr)),
+})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(ROW, min_size=0, max_size=6),
+    files=st.lists(FILE_BYTES, min_size=4, max_size=4),
+    raw_text=st.none() | st.binary(max_size=300),
+)
+def test_random_manifests_and_files_never_crash(rows, files, raw_text):
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw"
+        (raw / "images").mkdir(parents=True)
+        (raw / "spectra").mkdir()
+        for name, data in zip(("images/f0.png", "images/f1.png", "spectra/g0.npy", "spectra/g1.csv"), files):
+            (raw / name).write_bytes(data)
+        H.write_png(raw / "images" / "good.png", "RGB", (8, 8))
+        np.save(raw / "spectra" / "good.npy", H.spectra_array())
+        if raw_text is None:
+            with open(raw / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f, lineterminator="\r\n")  # so fields holding a bare CR get quoted too
+                writer.writerow(H.COLUMNS)
+                writer.writerows([[r[c] for c in H.COLUMNS] for r in rows])
+        else:  # arbitrary bytes after a valid header: a whole-file error or row-by-row verdicts
+            (raw / "manifest.csv").write_bytes(",".join(H.COLUMNS).encode() + b"\n" + raw_text)
+        try:
+            result = validate_manifest(raw, spectra_shape=SHAPE, workers=1, show_progress=False)
+        except MetalloError as err:
+            assert "manifest.csv" in str(err)
+            if raw_text is None:  # csv.writer output is always readable; only "no rows" can fail
+                assert not rows and "no rows" in str(err)
+            return
+        counts = result.counts
+        assert counts["accepted"] + counts["rejected"] == counts["total"]
+        assert set(result.accepted.row).isdisjoint(result.rejected.row)
+        assert set(result.accepted.row) | set(result.rejected.row) == set(range(2, 2 + counts["total"]))
+        assert all(isinstance(r, str) and r for r in result.rejected.reason)
+        assert result.accepted.sample_id.is_unique
+        if raw_text is None:
+            assert counts["total"] == len(rows)
+            for r in result.accepted.itertuples():
+                assert r.image == "images/good.png" or r.image.strip() in ("images/../images/f1.png", "images/f0.png", "images/f1.png")
+                assert np.isfinite(r.dos)
