@@ -65,33 +65,69 @@ class MetalloProcessor:
                                   as_tensor(self.spectra_mean), as_tensor(self.spectra_std))
         return self._buffers[key]
 
-    def images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 B×H×W×3 (any device) → normalised float B×3×s×s, channels-last."""
+    def images(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 B×H×W×3 (any device) → normalised float B×3×s×s, channels-last.
+
+        ``gain`` (B,) scales each image's intensities first (illumination augmentation).
+        """
         if pixels.dim() != 4 or pixels.shape[-1] != 3:
             raise ValueError(f"pixels must be uint8 with shape (batch, height, width, 3); got {tuple(pixels.shape)}")
         mean, std, _, _ = self._tensors(pixels.device)
         x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+        if gain is not None:
+            x = (x * gain.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
                               align_corners=False)
         x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last)
 
-    def spectra(self, spectra: torch.Tensor) -> torch.Tensor:
-        """float B×S×L → per-wavelength standardised float32."""
+    def spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """float B×S×L → per-wavelength standardised float32.
+
+        ``gain`` (B,) scales each sample's spectra first (spectrometer-gain augmentation).
+        """
         _, _, mean, std = self._tensors(spectra.device)
         if spectra.shape[-1] != mean.shape[0]:
             raise ValueError(f"spectra have length {spectra.shape[-1]}, but the processor was fitted on length {mean.shape[0]}")
-        return (spectra.float() - mean) / std
+        spectra = spectra.float()
+        if gain is not None:
+            spectra = spectra * gain.view(-1, 1, 1)
+        return (spectra - mean) / std
 
     def __call__(self, batch: dict) -> dict:
-        """Apply to a batch dict holding ``pixel_values`` (uint8) and ``spectra`` (raw)."""
+        """Apply to a batch dict holding ``pixel_values`` (uint8) and ``spectra`` (raw).
+
+        Optional ``image_gain`` / ``spectra_gain`` entries (from :func:`augment_batch`) are consumed.
+        """
         out = dict(batch)
+        image_gain, spectra_gain = out.pop("image_gain", None), out.pop("spectra_gain", None)
         if out.get("pixel_values") is not None:
-            out["pixel_values"] = self.images(out["pixel_values"])
+            out["pixel_values"] = self.images(out["pixel_values"], image_gain)
         if out.get("spectra") is not None:
-            out["spectra"] = self.spectra(out["spectra"])
+            out["spectra"] = self.spectra(out["spectra"], spectra_gain)
         return out
+
+
+#: Relative range of the random illumination and spectrometer gains drawn by :func:`augment_batch`.
+IMAGE_GAIN_RANGE = 0.15
+SPECTRA_GAIN_RANGE = 0.05
+
+
+def augment_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:
+    """Training augmentation of a raw batch: grid-consistent flips plus per-sample gains.
+
+    The gains mimic what differs between specimens and sessions (illumination of the
+    microscope, gain of the spectrometer); the processor applies them before normalising.
+    """
+    batch = flip_batch(batch, grid, generator)
+    size = batch["pixel_values"].shape[0]
+    device = batch["pixel_values"].device
+
+    def uniform(spread: float) -> torch.Tensor:
+        return (1.0 + spread * (2.0 * torch.rand(size, generator=generator) - 1.0)).to(device)
+
+    return {**batch, "image_gain": uniform(IMAGE_GAIN_RANGE), "spectra_gain": uniform(SPECTRA_GAIN_RANGE)}
 
 
 def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:
@@ -102,15 +138,10 @@ def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | 
     """
     pixels, spectra = batch["pixel_values"], batch["spectra"]
     rows, cols = grid
-    batch_size = pixels.shape[0]
-    device = pixels.device
-    flips = torch.rand(batch_size, 2, generator=generator).to(device) < 0.5
-    pixels = pixels.clone()
-    spectra = spectra.clone()
-    for axis, (image_dim, grid_dim) in enumerate(((2, 1), (1, 0))):  # horizontal: width/cols; vertical: height/rows
+    flips = (torch.rand(pixels.shape[0], 2, generator=generator) < 0.5).to(pixels.device)
+    on_grid = spectra.view(-1, rows, cols, spectra.shape[-1])
+    for axis, (image_dim, grid_dim) in enumerate(((2, 2), (1, 1))):  # horizontal: width/cols; vertical: height/rows
         chosen = flips[:, axis]
-        if chosen.any():
-            pixels[chosen] = pixels[chosen].flip(image_dim)
-            as_grid = spectra[chosen].view(-1, rows, cols, spectra.shape[-1])
-            spectra[chosen] = as_grid.flip(grid_dim + 1).reshape(-1, rows * cols, spectra.shape[-1])
-    return {**batch, "pixel_values": pixels, "spectra": spectra}
+        pixels = torch.where(chosen.view(-1, 1, 1, 1), pixels.flip(image_dim), pixels)
+        on_grid = torch.where(chosen.view(-1, 1, 1, 1), on_grid.flip(grid_dim), on_grid)
+    return {**batch, "pixel_values": pixels, "spectra": on_grid.reshape(spectra.shape)}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
+from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -24,7 +24,7 @@ from metallo.errors import MetalloError
 from metallo.io import atomic_path, sha256_file, write_csv, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
-from metallo.processing import MetalloProcessor, flip_batch
+from metallo.processing import MetalloProcessor, augment_batch
 from metallo.training.arguments import build_training_arguments, tracks_mlflow
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
@@ -35,8 +35,8 @@ RUN_FILE = "run.json"
 class MetalloTrainer(Trainer):
     """``Trainer`` whose batches arrive as uint8 images and raw spectra.
 
-    After the base class has moved a batch to the device, it is augmented (training only)
-    and normalised there by the :class:`MetalloProcessor`: no per-sample image work on the host.
+    After the base class has moved a batch to the device, it is augmented (training only:
+    flips, illumination and spectrometer gain) and normalised there by the :class:`MetalloProcessor`: no per-sample image work on the host.
     """
 
     def __init__(self, *args, processor: MetalloProcessor, grid: tuple[int, int], augment: bool, **kwargs):
@@ -48,7 +48,7 @@ class MetalloTrainer(Trainer):
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         inputs = super()._prepare_inputs(inputs)
         if self.augment and self.model.training:
-            inputs = flip_batch(inputs, self.grid)
+            inputs = augment_batch(inputs, self.grid)
         return self.processor(inputs)
 
 
@@ -134,7 +134,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     if options.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
     trainer = MetalloTrainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["val"],
-                             compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
+                             data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
                              grid=tuple(model.config.grid), augment=options.augment)
     resume = get_last_checkpoint(str(paths.checkpoints)) if options.resume and paths.checkpoints.is_dir() else None
     if resume:

@@ -1,0 +1,125 @@
+"""Unit tests for the training glue: metrics, params → TrainingArguments, tracking URI, processor."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metallo.errors import MetalloError
+from metallo.processing import MetalloProcessor, flip_batch
+from metallo.training.arguments import METALLO_OPTIONS, build_training_arguments
+from metallo.training.metrics import regression_metrics
+from metallo.training.tracking import Tracker, project_root, tracking_uri
+
+
+def test_metrics_against_hand_computed_values():
+    y = [1.0, 2.0, 3.0, 4.0]
+    p = [1.5, 2.0, 2.0, 5.0]
+    m = regression_metrics(y, p)
+    # errors 0.5, 0, -1, 1 -> MAE 2.5/4, MSE 2.25/4; SS_tot = 5
+    assert m["mae"] == pytest.approx(0.625)
+    assert m["rmse"] == pytest.approx(math.sqrt(0.5625))
+    assert m["r2"] == pytest.approx(1 - 2.25 / 5)
+    assert m["pearson"] == pytest.approx(np.corrcoef(y, p)[0, 1])
+
+
+def test_metrics_perfect_and_constant():
+    assert regression_metrics([1, 2, 3], [1, 2, 3]) == {"mae": 0.0, "rmse": 0.0, "r2": 1.0, "pearson": 1.0}
+    constant = regression_metrics([1, 2, 3], [2, 2, 2])
+    assert constant["r2"] == pytest.approx(0.0) and math.isnan(constant["pearson"])
+    with pytest.raises(ValueError):
+        regression_metrics([1, 2], [1])
+
+
+def test_training_arguments_from_params(tmp_path):
+    args, options = build_training_arguments(
+        {"num_train_epochs": 3, "learning_rate": 0.01, "logging_steps": 2, "eval_strategy": "epoch",
+         "save_strategy": "epoch", "load_best_model_at_end": True, "metric_for_best_model": "rmse",
+         "greater_is_better": False, "early_stopping_patience": 2, "report_to": ["mlflow"], "augment": False},
+        tmp_path)
+    assert args.num_train_epochs == 3 and args.learning_rate == 0.01 and args.logging_steps == 2
+    assert args.report_to == [] or args.report_to == "none" or "mlflow" not in args.report_to
+    assert args.use_cpu == (not torch.cuda.is_available())
+    assert options.early_stopping_patience == 2 and options.augment is False
+
+
+def test_unknown_train_key_names_the_closest_valid_ones(tmp_path):
+    with pytest.raises(MetalloError) as err:
+        build_training_arguments({"learning_rte": 0.1, "early_stoping_patience": 3}, tmp_path)
+    message = str(err.value)
+    assert "train.learning_rte" in message and "learning_rate" in message
+    assert "early_stopping_patience" in message
+
+
+def test_invalid_training_argument_value_is_a_clear_error(tmp_path):
+    with pytest.raises(MetalloError, match="TrainingArguments"):
+        build_training_arguments({"eval_strategy": "sometimes", "early_stopping_patience": 0}, tmp_path)
+
+
+def test_metallo_options_are_documented():
+    assert {"early_stopping_patience", "resume", "compile", "nproc_per_node", "augment"} <= set(METALLO_OPTIONS)
+
+
+def test_tracking_uri_in_a_dvc_temporary_copy(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = tmp_path / "project"
+    temp_copy = project / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    temp_copy.mkdir(parents=True)
+    assert project_root(temp_copy) == project.resolve()
+    assert tracking_uri(temp_copy) == f"sqlite:///{project.resolve() / 'mlflow.db'}"
+    assert tracking_uri(project) == tracking_uri(temp_copy)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri(temp_copy) == "http://127.0.0.1:5000"
+
+
+def test_unreachable_store_warns_and_disables_tracking(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'missing-dir' / 'x' / 'mlflow.db'}")
+    (tmp_path / "missing-dir").write_text("a file where a folder should be")
+    tracker = Tracker("metallo")
+    with pytest.warns(UserWarning, match="MLflow tracking disabled"):
+        tracker.start()
+    assert tracker.enabled is False
+    tracker.log_metrics({"x": 1.0})  # no-op, no error
+    tracker.finish()
+
+
+def _processor(length=8):
+    return MetalloProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
+                            spectra_mean=[1.0] * length, spectra_std=[2.0] * length, image_size=4, resize=10, crop=8)
+
+
+def test_processor_normalises_and_resizes_on_the_batch():
+    processor = _processor()
+    pixels = torch.full((2, 8, 8, 3), 255, dtype=torch.uint8)
+    out = processor({"pixel_values": pixels, "spectra": torch.full((2, 6, 8), 5.0), "labels": torch.zeros(2)})
+    assert out["pixel_values"].shape == (2, 3, 4, 4) and out["pixel_values"].dtype == torch.float32
+    assert torch.allclose(out["pixel_values"], torch.full((2, 3, 4, 4), 2.0))
+    assert torch.allclose(out["spectra"], torch.full((2, 6, 8), 2.0))
+    assert out["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_processor_round_trip(tmp_path):
+    processor = _processor()
+    processor.save_pretrained(tmp_path)
+    assert MetalloProcessor.from_pretrained(tmp_path) == processor
+    with pytest.raises(MetalloError, match="not a model directory"):
+        MetalloProcessor.from_pretrained(tmp_path / "elsewhere")
+
+
+def test_flips_keep_each_spectrum_under_its_grid_cell():
+    rows, cols, size = 3, 2, 6
+    # Image value at each pixel = index of the grid cell it lies in; spectrum k is constant k.
+    cell = torch.arange(rows * cols).view(rows, cols)
+    image = cell.repeat_interleave(size // rows, 0).repeat_interleave(size // cols, 1)
+    pixels = image.to(torch.uint8)[None, :, :, None].expand(16, size, size, 3).contiguous()
+    spectra = torch.arange(rows * cols, dtype=torch.float32)[None, :, None].expand(16, rows * cols, 5).contiguous()
+    out = flip_batch({"pixel_values": pixels, "spectra": spectra}, (rows, cols), torch.Generator().manual_seed(0))
+    assert not torch.equal(out["pixel_values"], pixels)  # some samples flipped
+    for b in range(16):
+        img = out["pixel_values"][b, :, :, 0]
+        for k in range(rows * cols):
+            r, c = divmod(k, cols)
+            under_cell = img[r * size // rows, c * size // cols].item()
+            assert out["spectra"][b, k, 0].item() == under_cell
