@@ -68,14 +68,15 @@ class MetalloProcessor:
     def images(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 B×H×W×3 (any device) → normalised float B×3×s×s, channels-last.
 
-        ``gain`` (B,) scales each image's intensities first (illumination augmentation).
+        ``gain`` (B,) or (B, 3) scales each image's intensities (per channel) first: illumination
+        and colour-balance augmentation.
         """
         if pixels.dim() != 4 or pixels.shape[-1] != 3:
             raise ValueError(f"pixels must be uint8 with shape (batch, height, width, 3); got {tuple(pixels.shape)}")
         mean, std, _, _ = self._tensors(pixels.device)
         x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
         if gain is not None:
-            x = (x * gain.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+            x = (x * gain.view(gain.shape[0], -1, 1, 1)).clamp_(0.0, 1.0)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
                               align_corners=False)
@@ -109,25 +110,29 @@ class MetalloProcessor:
         return out
 
 
-#: Relative range of the random illumination and spectrometer gains drawn by :func:`augment_batch`.
+#: Relative ranges of the random gains drawn by :func:`augment_batch`: illumination (all channels),
+#: colour balance (each channel: the lamp's colour temperature), spectrometer gain.
 IMAGE_GAIN_RANGE = 0.15
+COLOUR_GAIN_RANGE = 0.06
 SPECTRA_GAIN_RANGE = 0.05
 
 
 def augment_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:
     """Training augmentation of a raw batch: grid-consistent flips plus per-sample gains.
 
-    The gains mimic what differs between specimens and sessions (illumination of the
-    microscope, gain of the spectrometer); the processor applies them before normalising.
+    The gains mimic what differs between specimens and sessions (brightness and colour of the
+    microscope's illumination, gain of the spectrometer); the processor applies them before
+    normalising.
     """
     batch = flip_batch(batch, grid, generator)
     size = batch["pixel_values"].shape[0]
     device = batch["pixel_values"].device
 
-    def uniform(spread: float) -> torch.Tensor:
-        return (1.0 + spread * (2.0 * torch.rand(size, generator=generator) - 1.0)).to(device)
+    def uniform(spread: float, *shape: int) -> torch.Tensor:
+        return (1.0 + spread * (2.0 * torch.rand(size, *shape, generator=generator) - 1.0)).to(device)
 
-    return {**batch, "image_gain": uniform(IMAGE_GAIN_RANGE), "spectra_gain": uniform(SPECTRA_GAIN_RANGE)}
+    image_gain = uniform(IMAGE_GAIN_RANGE, 1) * uniform(COLOUR_GAIN_RANGE, 3)
+    return {**batch, "image_gain": image_gain, "spectra_gain": uniform(SPECTRA_GAIN_RANGE)}
 
 
 def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:

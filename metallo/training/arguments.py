@@ -27,8 +27,8 @@ class MetalloOptions:
         resume: continue from the newest checkpoint in ``checkpoints/`` if there is one.
         compile: wrap the model with ``torch.compile`` (sets ``torch_compile``).
         nproc_per_node: processes per machine; > 1 launches the stage through ``torchrun`` (DDP).
-        augment: on the device, flip image and spectra grid together and jitter illumination (±15 %)
-            and spectrometer gain (±5 %), as between specimens.
+        augment: on the device, flip image and spectra grid together and jitter illumination (±15 %),
+            colour balance (±6 % per channel) and spectrometer gain (±5 %), as between specimens.
         data_on_device: keep the whole train split on the accelerator ("auto": when it fits, GPU only).
     """
 

@@ -1,0 +1,128 @@
+"""The ``metallo`` command line: the pipeline's stages and the daily tasks.
+
+Stage commands run exactly what ``dvc repro`` runs for that stage (same functions, same
+params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from metallo.errors import MetalloError, exit_on_error
+from metallo.params import PARAMS_FILE, load_params
+
+UI_HOST = "127.0.0.1"
+
+
+def _stage(module: str, function: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), function)(load_params(args.params))
+
+    return run
+
+
+#: name -> (module, function, params sections read, one-line help)
+STAGES = {
+    "synth": ("metallo.data.synthesize", "run_synthesize", "synthesize, data",
+              "generate the demo raw data set in data/synthetic"),
+    "ingest": ("metallo.data.ingest", "run_ingest", "ingest, data",
+               "validate ingest.raw_dir/manifest.csv; write data/interim and metrics/ingest.json"),
+    "convert": ("metallo.data.convert", "run_convert", "convert, ingest.raw_dir, data",
+                "decode accepted samples into data/processed/*.npy"),
+    "split": ("metallo.data.split", "run_split", "split",
+              "assign train/val/test and write train-only statistics to data/split"),
+    "train": ("metallo.training.train", "run_train", "model, train, tracking, data, convert",
+              "train the model with transformers.Trainer; write models/model and metrics/train.json"),
+    "evaluate": ("metallo.evaluation", "run_evaluate", "evaluate, tracking",
+                 "predict the test split; write metrics/eval.json, predictions and figures"),
+}
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from metallo.data.ingest import format_rejections
+    from metallo.prediction import predict, write_predictions
+
+    result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size)
+    out = write_predictions(result, args.out)
+    print(f"predict: {result.summary()} -> {out}")
+    if len(result.rejected):
+        print(f"rejected rows (also in {out.with_suffix('.rejected.csv')}):\n{format_rejections(result.rejected)}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    from metallo.models import format_summary, model_summary
+
+    print(format_summary(model_summary(image_size=args.image_size)))
+
+
+def ui_command(port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
+    from metallo.training.tracking import artifact_root, tracking_uri
+
+    return ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--default-artifact-root", artifact_root(),
+            "--host", UI_HOST, "--port", str(int(port))]
+
+
+def _ui(args: argparse.Namespace) -> None:
+    from metallo.training.tracking import tracking_uri
+
+    cmd = ui_command(args.port)
+    print(f"MLflow UI for {tracking_uri()} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execvp(cmd[0], cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metallo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, function, sections, text) in STAGES.items():
+        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+        p.set_defaults(func=_stage(module, function))
+
+    p = sub.add_parser("predict", help="predict DOS for a new manifest (dos column optional)",
+                       description="Validate a manifest exactly as ingest does, apply the training geometry, and "
+                                   "write sample_id,dos_pred. Rejected rows are reported and written beside --out.")
+    p.add_argument("--model", default="models/model", help="model directory from the train stage (default: %(default)s)")
+    p.add_argument("--manifest", required=True, help="manifest.csv of the new samples (paths relative to its folder)")
+    p.add_argument("--out", default="predictions.csv", help="output CSV (default: %(default)s)")
+    p.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="skip: predict the valid rows and report the rest; fail: stop if any row is invalid")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_predict)
+
+    text = "benchmark the input pipeline, the training step and the training loop"
+    p = sub.add_parser("bench", help=text, description=f"{text[0].upper()}{text[1:]}.")
+    from metallo.bench import add_arguments, run_from_args
+
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+    text = "list the models with parameter counts and FLOPs"
+    p = sub.add_parser("models", help=text, description=f"{text[0].upper()}{text[1:]}.")
+    p.add_argument("--image-size", type=int, default=300, help="image side for the FLOP count (default: %(default)s)")
+    p.set_defaults(func=_models)
+
+    text = f"start the MLflow UI on {UI_HOST} for this project's store"
+    p = sub.add_parser("ui", help=text, description=f"{text[0].upper()}{text[1:]}.")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with exit_on_error():
+        try:
+            args.func(args)
+        except KeyboardInterrupt:
+            raise MetalloError("interrupted") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,80 @@
+"""Predict DOS for new samples: the same validation and geometry as training, then the model.
+
+    from metallo import predict
+    result = predict("models/model", "new/manifest.csv")
+    result.predictions  # sample_id, dos_pred
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metallo.data.convert import Geometry
+from metallo.data.ingest import format_rejections, locate_manifest, validate_manifest
+from metallo.data.readers import read_image_rgb, read_spectra
+from metallo.errors import MetalloError
+from metallo.inference import load_model, predict_arrays
+from metallo.io import resolve_inside, write_csv
+from metallo.parallel import progress
+from metallo.training.metrics import regression_metrics
+
+
+@dataclass
+class PredictResult:
+    predictions: pd.DataFrame         # sample_id, dos_pred (and dos when the manifest has labels)
+    rejected: pd.DataFrame            # row, sample_id, reason — as ingest reports them
+    metrics: dict[str, float] | None  # when every accepted row has a dos label
+
+    def summary(self) -> str:
+        text = f"{len(self.predictions)} predicted, {len(self.rejected)} rejected"
+        if self.metrics:
+            text += f"; against the manifest's dos: R² {self.metrics['r2']:.3f}, RMSE {self.metrics['rmse']:.4f}"
+        return text
+
+
+def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_error: str = "skip",
+            batch_size: int = 64, workers: int | None = None, show_progress: bool | None = None) -> PredictResult:
+    """Validate ``manifest`` exactly as ingest does (``dos`` optional), then predict every accepted row."""
+    if on_error not in ("skip", "fail"):
+        raise MetalloError(f"on_error must be 'skip' or 'fail'; got {on_error!r}.")
+    model, processor = load_model(model_dir)
+    raw_dir, _ = locate_manifest(manifest)
+    checked = validate_manifest(manifest, spectra_shape=(model.config.n_spectra, model.config.spectrum_length),
+                                require_label=False, workers=workers, show_progress=show_progress)
+    if len(checked.rejected) and on_error == "fail":
+        raise MetalloError(f"{len(checked.rejected)} of {checked.total} rows of {manifest} are invalid:\n"
+                           f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip'.")
+    geometry = Geometry(processor.resize, processor.crop)
+    samples = checked.accepted
+    predictions = []
+    batches = range(0, len(samples), batch_size)
+    for start in progress(batches, total=len(batches), desc="predict", unit="batch", enabled=show_progress):
+        chunk = samples.iloc[start:start + batch_size]
+        images = np.stack([geometry.apply(read_image_rgb(resolve_inside(raw_dir, p))) for p in chunk["image"]])
+        spectra = np.stack([read_spectra(resolve_inside(raw_dir, p), (model.config.n_spectra, model.config.spectrum_length))
+                            for p in chunk["spectra"]])
+        predictions.append(predict_arrays(model, processor, images, spectra, batch_size=batch_size)[0])
+    table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(),
+                          "dos_pred": np.concatenate(predictions) if predictions else np.zeros(0)})
+    metrics = None
+    labels = samples["dos"].to_numpy(dtype=np.float64)
+    if len(labels) > 1 and np.isfinite(labels).all():
+        table["dos"] = labels
+        metrics = regression_metrics(labels, table["dos_pred"].to_numpy())
+    return PredictResult(table, checked.rejected, metrics)
+
+
+def write_predictions(result: PredictResult, out: str | os.PathLike) -> Path:
+    """Write ``out`` (sample_id, dos_pred[, dos]) and, when rows were rejected, ``<out>.rejected.csv``."""
+    out = Path(out)
+    write_csv(out, result.predictions, float_format="%.6f")
+    rejected_path = out.with_suffix(".rejected.csv")
+    if len(result.rejected):
+        write_csv(rejected_path, result.rejected)
+    elif rejected_path.exists():
+        rejected_path.unlink()
+    return out
