@@ -25,6 +25,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     except (ValueError, KeyError) as err:
         raise MetalloError(f"{directory}/config.json does not describe a Metallo model ({err}). "
                            f"Known models: {', '.join(metallo.models.list_models())}.") from None
+    metallo_types = {metallo.models.get_config_class(name).model_type for name in metallo.models.list_models()}
+    if getattr(config, "model_type", None) not in metallo_types:
+        raise MetalloError(f"{directory} holds a {config.model_type!r} model, not a Metallo model "
+                           f"({', '.join(metallo.models.list_models())}); pass the folder Metallo's train stage "
+                           "wrote (models/model), or retrain with `dvc repro train`.")
     if not (directory / "model.safetensors").is_file():
         raise MetalloError(f"{directory} has no model.safetensors; Metallo loads weights only from safetensors files.")
     model = AutoModel.from_pretrained(directory, config=config, use_safetensors=True)

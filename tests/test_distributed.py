@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_train_stage_under_torchrun_saves_and_logs_once(tmp_path):
     root = make_project(tmp_path / "project", {"train": {"nproc_per_node": 2, "ddp_backend": "gloo"}})
     run(["dvc", "repro", "split"], root)
-    result = run(["python", "stages/train.py"], root)
+    result = run(["python", "-m", "stages.train"], root)
     assert "torch.distributed.run" in result.stdout and "--nproc_per_node=2" in result.stdout
 
     summary = json.loads((root / "metrics/train.json").read_text())

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
@@ -93,6 +92,29 @@ def training_log(log_history: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose ``trainer_state.json`` (which the Trainer writes last) is complete.
+
+    A run killed while saving leaves a newer checkpoint folder without it; resuming from that
+    folder would fail, so it is passed over.
+    """
+    import json
+    import re
+
+    complete = []
+    for path in Path(folder).glob("checkpoint-*") if Path(folder).is_dir() else ():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        state = path / "trainer_state.json"
+        if not (match and path.is_dir() and state.is_file()):
+            continue
+        try:
+            json.loads(state.read_text(encoding="utf-8"))
+        except ValueError:  # truncated by the kill
+            continue
+        complete.append((int(match.group(1)), str(path)))
+    return max(complete)[1] if complete else None
+
+
 def launch_torchrun(nproc: int) -> None:
     """Re-run this stage under ``torchrun`` with ``nproc`` processes (Trainer runs DDP)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -136,7 +158,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     trainer = MetalloTrainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["val"],
                              data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
                              grid=tuple(model.config.grid), augment=options.augment)
-    resume = get_last_checkpoint(str(paths.checkpoints)) if options.resume and paths.checkpoints.is_dir() else None
+    resume = last_complete_checkpoint(paths.checkpoints) if options.resume else None
     if resume:
         print(f"train: resuming from {resume}")
     elif is_main and paths.checkpoints.is_dir():
