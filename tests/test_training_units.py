@@ -123,3 +123,28 @@ def test_flips_keep_each_spectrum_under_its_grid_cell():
             r, c = divmod(k, cols)
             under_cell = img[r * size // rows, c * size // cols].item()
             assert out["spectra"][b, k, 0].item() == under_cell
+
+
+def test_in_memory_dataset_matches_the_memory_mapped_one(tmp_path):
+    from metallo.data.dataset import InMemoryDataset, MetalloDataset
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8))
+    np.save(tmp_path / "spectra.npy", rng.random((5, 6, 10), dtype=np.float32))
+    mapped = MetalloDataset(tmp_path / "images.npy", tmp_path / "spectra.npy", np.array([4, 1, 3]),
+                            np.array([0.5, 1.5, 2.5]), ["e", "b", "d"])
+    held = InMemoryDataset(mapped, "cpu")
+    assert len(held) == 3 and InMemoryDataset.nbytes(mapped) == 3 * (8 * 8 * 3 + 6 * 10 * 4)
+    for i in range(3):
+        for key in ("pixel_values", "spectra", "labels"):
+            assert torch.equal(held[i][key], mapped[i][key])
+
+
+def test_data_on_device_setting(tmp_path):
+    from metallo.training.train import use_data_on_device
+
+    args, _ = build_training_arguments({"early_stopping_patience": 0, "use_cpu": True}, tmp_path)
+    assert use_data_on_device("auto", None, args) is False  # CPU: the memory maps are already in RAM
+    assert use_data_on_device(True, None, args) is True
+    with pytest.raises(MetalloError, match="data_on_device"):
+        use_data_on_device("sometimes", None, args)

@@ -68,3 +68,35 @@ def load_splits(paths: Paths = PATHS) -> dict[str, MetalloDataset]:
         datasets[name] = MetalloDataset(paths.processed / "images.npy", paths.processed / "spectra.npy", index,
                                         samples["dos"].to_numpy()[index], rows["sample_id"].tolist())
     return datasets
+
+
+class InMemoryDataset(Dataset):
+    """A split held as tensors on one device (e.g. the whole train split on the GPU).
+
+    Items are views into those tensors, so a batch never leaves the device; use it with
+    ``dataloader_num_workers: 0`` and without pinned memory.
+    """
+
+    def __init__(self, dataset: MetalloDataset, device: torch.device | str):
+        images, spectra = dataset.arrays()
+        self.images = images.to(device)
+        self.spectra = spectra.to(device)
+        self.labels = None if dataset.labels is None else torch.from_numpy(dataset.labels).to(device)
+        self.sample_ids = dataset.sample_ids
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {"pixel_values": self.images[i], "spectra": self.spectra[i]}
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+    @staticmethod
+    def nbytes(dataset: MetalloDataset) -> int:
+        """Bytes the split takes once loaded (uint8 images + float32 spectra)."""
+        images = np.load(dataset.images_path, mmap_mode="r", allow_pickle=False)
+        spectra = np.load(dataset.spectra_path, mmap_mode="r", allow_pickle=False)
+        per_row = images[0].nbytes + spectra[0].size * 4
+        return int(per_row * len(dataset))

@@ -29,7 +29,8 @@ class MetalloOptions:
         nproc_per_node: processes per machine; > 1 launches the stage through ``torchrun`` (DDP).
         augment: on the device, flip image and spectra grid together and jitter illumination (±15 %),
             colour balance (±6 % per channel) and spectrometer gain (±5 %), as between specimens.
-        data_on_device: keep the whole train split on the accelerator ("auto": when it fits, GPU only).
+        data_on_device: hold the whole train split as tensors on the training device (true/false;
+            "auto": on a single GPU when it takes under a quarter of the free memory).
     """
 
     early_stopping_patience: int = 5
@@ -52,13 +53,21 @@ def hardware_defaults() -> dict[str, Any]:
     return {"use_cpu": not cuda, "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
 
 
+def metallo_options(train: dict[str, Any]) -> MetalloOptions:
+    """Validate every key of ``train:`` and return Metallo's own options (cheap: no device set-up)."""
+    check_keys("train", train, METALLO_OPTIONS + TRAINING_FIELDS)
+    return MetalloOptions(**{k: v for k, v in train.items() if k in METALLO_OPTIONS})
+
+
 def build_training_arguments(train: dict[str, Any], output_dir: str | os.PathLike) -> tuple[TrainingArguments, MetalloOptions]:
     """Validate ``train:`` and split it into ``TrainingArguments`` and :class:`MetalloOptions`."""
-    check_keys("train", train, METALLO_OPTIONS + TRAINING_FIELDS)
-    options = MetalloOptions(**{k: v for k, v in train.items() if k in METALLO_OPTIONS})
+    options = metallo_options(train)
     kwargs = {k: v for k, v in train.items() if k in TRAINING_FIELDS}
     auto = hardware_defaults()
     kwargs.setdefault("use_cpu", auto["use_cpu"])
+    if not kwargs["use_cpu"]:
+        # Checking every step's loss for NaN/inf forces a GPU sync; log the raw loss instead.
+        kwargs.setdefault("logging_nan_inf_filter", False)
     if "fp16" not in kwargs:
         kwargs.setdefault("bf16", auto["bf16"] and not kwargs["use_cpu"])
     report_to = kwargs.get("report_to", ["mlflow"])

@@ -7,6 +7,7 @@ preprocessor), ``metrics/train.json``, ``metrics/train_log.csv`` and ``models/ru
 from __future__ import annotations
 
 import math
+from datetime import datetime
 import os
 import shutil
 import subprocess
@@ -15,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 
-from metallo.data.dataset import load_splits
+from metallo.data.dataset import InMemoryDataset, MetalloDataset, load_splits
 from metallo.errors import MetalloError
 from metallo.io import atomic_path, sha256_file, write_csv, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import MetalloProcessor, augment_batch
-from metallo.training.arguments import build_training_arguments, tracks_mlflow
+from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
 
@@ -66,6 +68,22 @@ def build_model(params: dict, stats: dict):
                             label_std=stats["label"]["std"] or 1.0, **cfg)
     except ValueError as err:
         raise MetalloError(f"cannot build model {name!r} from the model: params: {err}") from None
+
+
+#: Share of the free accelerator memory the train split may take in ``data_on_device: auto``.
+DEVICE_DATA_SHARE = 0.25
+
+
+def use_data_on_device(setting: bool | str, dataset: MetalloDataset, args) -> bool:
+    """``train.data_on_device``: ``true``/``false``, or ``auto`` = on a GPU when the split fits comfortably."""
+    if setting not in (True, False, "auto"):
+        raise MetalloError(f"train.data_on_device must be true, false or auto; got {setting!r}.")
+    if setting != "auto":
+        return bool(setting)
+    if args.device.type != "cuda" or args.world_size > 1:
+        return False
+    free, _ = torch.cuda.mem_get_info(args.device)
+    return InMemoryDataset.nbytes(dataset) < DEVICE_DATA_SHARE * free
 
 
 def data_hash(paths: Paths = PATHS) -> str:
@@ -130,10 +148,11 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     train_cfg = dict(section(params, "train"))
     tracking_cfg = section(params, "tracking", ["experiment"])
     convert_cfg = section(params, "convert")
-    args, options = build_training_arguments(train_cfg, paths.checkpoints)
-    if options.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        launch_torchrun(options.nproc_per_node)
+    nproc = metallo_options(train_cfg).nproc_per_node
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
+        launch_torchrun(nproc)
         return {}
+    args, options = build_training_arguments(train_cfg, paths.checkpoints)
 
     stats = load_stats(paths)
     set_seed(args.seed)
@@ -147,15 +166,24 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     is_main = args.process_index == 0
     tracker = Tracker(tracking_cfg["experiment"], enabled=tracks_mlflow(train_cfg) and is_main)
     model_name = section(params, "model")["name"]
-    tracker.start(run_name=os.environ.get("DVC_EXP_NAME") or None, tags={
-        "dvc.experiment": os.environ.get("DVC_EXP_NAME", ""), "git.commit": git_commit(),
-        "data.hash": data_hash(paths), "model.name": model_name, "mlflow.source.name": "metallo train"})
+    experiment_name = os.environ.get("DVC_EXP_NAME", "")
+    tags = {"git.commit": git_commit(), "data.hash": data_hash(paths), "model.name": model_name,
+            "mlflow.source.name": "metallo train", **({"dvc.experiment": experiment_name} if experiment_name else {})}
+    tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
     tracker.log_params(params)
+
+    train_dataset = datasets["train"]
+    if use_data_on_device(options.data_on_device, train_dataset, args):
+        train_dataset = InMemoryDataset(train_dataset, args.device)
+        args.dataloader_pin_memory, args.dataloader_num_workers = False, 0
+        print(f"train: the train split ({InMemoryDataset.nbytes(datasets['train']) / 2**20:.0f} MiB) is held on {args.device}")
+    if args.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
 
     callbacks = [TrackerCallback(tracker)]
     if options.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
-    trainer = MetalloTrainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["val"],
+    trainer = MetalloTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=datasets["val"],
                              data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
                              grid=tuple(model.config.grid), augment=options.augment)
     resume = last_complete_checkpoint(paths.checkpoints) if options.resume else None
