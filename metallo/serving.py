@@ -47,17 +47,23 @@ def pip_requirements() -> list[str]:
 
 
 def log_pyfunc_model(tracker, model_dir: str | Path) -> None:
-    """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off)."""
+    """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off).
+
+    The model is logged from code (:mod:`metallo.pyfunc_model`), not pickled.
+    """
     if not tracker.enabled:
         return
     import json
+    import warnings
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
     package = Path(__file__).resolve().parent
 
     def _log() -> None:
-        with mlflow.start_run(run_id=tracker.run_id):
-            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=MetalloPyfuncModel(),
+        with mlflow.start_run(run_id=tracker.run_id), warnings.catch_warnings():
+            # The signature names both inputs; MLflow's hints about type hints and input examples don't apply.
+            warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
+            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=str(package / "pyfunc_model.py"),
                                     artifacts={"model": str(model_dir)}, code_paths=[str(package)],
                                     signature=signature(config["n_spectra"], config["spectrum_length"]),
                                     pip_requirements=pip_requirements())
