@@ -50,18 +50,22 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess
     return result
 
 
-def make_project(root: Path, params: dict | None = None) -> Path:
-    """Copy the pipeline into ``root``, write tiny params, and commit it in a fresh git + DVC repo."""
+def make_project(root: Path, params: dict | None = None, *, tiny: bool = True, extra_files: tuple[str, ...] = ()) -> Path:
+    """Copy the pipeline into ``root`` and commit it in a fresh git + DVC repo.
+
+    ``tiny`` overlays :data:`TINY_PARAMS` on the project's params (``False`` keeps the demo size);
+    ``params`` is overlaid last; ``extra_files`` are more repository files to copy (e.g. ``dvc.lock``).
+    """
     root.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
+    for name in (*PROJECT_FILES, ".gitignore", *extra_files):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, root / name)
-    shutil.copy2(REPO / ".gitignore", root / ".gitignore")
     full = yaml.safe_load((REPO / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(merge(merge(full, TINY_PARAMS), params or {}), sort_keys=False))
+    merged = merge(merge(full, TINY_PARAMS) if tiny else full, params or {})
+    (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "Metallo tests"], root)
@@ -75,3 +79,11 @@ def make_project(root: Path, params: dict | None = None) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def shared_project(tmp_path_factory) -> Path:
+    """A tiny project after a full ``dvc repro``, built once per session. Never change it: copy it."""
+    root = make_project(tmp_path_factory.mktemp("shared-repro") / "project")
+    run(["dvc", "repro"], root)
+    return root

@@ -6,7 +6,6 @@ and ``metallo predict`` / ``metallo.predict`` on a tiny model trained by a real 
 from __future__ import annotations
 
 import ast
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -18,26 +17,11 @@ import pytest
 import yaml
 
 from metallo import cli
-from tests.conftest import REPO, TINY_PARAMS, make_project, project_env, run
+from tests.conftest import REPO, TINY_PARAMS, project_env, run
 
 STAGE_SCRIPTS = {"synth": "synthesize", "ingest": "ingest", "convert": "convert", "split": "split",
                  "train": "train", "evaluate": "evaluate"}
 COMMANDS = (*STAGE_SCRIPTS, "predict", "bench", "models", "ui")
-
-
-def shared_project(tmp_path_factory) -> Path:
-    """A tiny project after a full ``dvc repro`` (TINY_PARAMS), built once per session. Never change it: clone it.
-
-    The same helper (same folder) is in test_reliability.py, so a session running both builds it once.
-    """
-    base = tmp_path_factory.getbasetemp() / f"shared-repro-{hashlib.md5(repr(TINY_PARAMS).encode()).hexdigest()[:8]}"
-    root = base / "project"
-    if not (base / "done").is_file():
-        shutil.rmtree(base, ignore_errors=True)
-        make_project(root)
-        run(["dvc", "repro"], root)
-        (base / "done").touch()
-    return root
 
 
 def help_text(capsys, *argv: str) -> str:
@@ -135,8 +119,8 @@ def test_models_prints_a_table_of_both_models(capsys):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return shared_project(tmp_path_factory)
+def project(shared_project) -> Path:
+    return shared_project
 
 
 @pytest.mark.slow

@@ -38,21 +38,9 @@ DATA_STAGES = ("synthesize", "ingest", "convert", "split")
 # ----------------------------------------------------------------------------------------------
 
 
-def shared_project(tmp_path_factory) -> Path:
-    """A tiny project after a full ``dvc repro`` (TINY_PARAMS), built once per session. Never change it: clone it."""
-    base = tmp_path_factory.getbasetemp() / f"shared-repro-{hashlib.md5(repr(TINY_PARAMS).encode()).hexdigest()[:8]}"
-    root = base / "project"
-    if not (base / "done").is_file():
-        shutil.rmtree(base, ignore_errors=True)
-        make_project(root)
-        run(["dvc", "repro"], root)
-        (base / "done").touch()
-    return root
-
-
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Path:
-    return shared_project(tmp_path_factory)
+def shared(shared_project) -> Path:
+    return shared_project
 
 
 def clone(src: Path, dst: Path) -> Path:
@@ -322,21 +310,7 @@ def test_demo_data_stages_reproduce_the_committed_dvc_lock(tmp_path):
     missing = [s for s in DATA_STAGES if s not in committed.get("stages", {})]
     if missing:
         pytest.skip(f"the repository's dvc.lock has no entry for stage(s) {', '.join(missing)}: nothing to compare with")
-    root = tmp_path / "demo"
-    root.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "dvc.lock", "stages", "metallo"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, root / name)
-    run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "config", "user.email", "test@example.com"], root)
-    run(["git", "config", "user.name", "Metallo tests"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "demo project"], root)
+    root = make_project(tmp_path / "demo", tiny=False, extra_files=("dvc.lock",))
 
     result = run(["dvc", "repro", "split"], root)
     for name in DATA_STAGES:
