@@ -63,8 +63,8 @@ def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
     from metallo.training.tracking import artifact_root, tracking_uri
 
-    return ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--default-artifact-root", artifact_root(),
-            "--host", UI_HOST, "--port", str(int(port))]
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+            "--default-artifact-root", artifact_root(), "--host", UI_HOST, "--port", str(int(port))]
 
 
 def _ui(args: argparse.Namespace) -> None:

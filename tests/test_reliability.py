@@ -403,7 +403,7 @@ def test_ui_binds_localhost_only():
     from metallo.cli import UI_HOST, build_parser, ui_command
 
     cmd = ui_command(5123)
-    assert cmd[:2] == ["mlflow", "ui"]
+    assert cmd[:4] == [sys.executable, "-m", "mlflow", "ui"]  # this environment's mlflow, PATH or not
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" == UI_HOST
     assert cmd[cmd.index("--port") + 1] == "5123"
     assert "0.0.0.0" not in cmd and cmd.count("--host") == 1
