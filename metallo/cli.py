@@ -51,6 +51,9 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"predict: {result.summary()} -> {out}")
     if len(result.rejected):
         print(f"rejected rows (also in {out.with_suffix('.rejected.csv')}):\n{format_rejections(result.rejected)}")
+    if result.predictions.empty:
+        raise MetalloError(f"no row of {args.manifest} could be predicted: every row was rejected (listed above). "
+                           "Fix the rows, then run predict again.")
 
 
 def _models(args: argparse.Namespace) -> None:

@@ -207,6 +207,19 @@ def test_predict_on_error_fail_stops_and_lists_the_bad_row(cli_predictions):
 
 
 @pytest.mark.slow
+def test_predict_fails_when_every_row_is_rejected(project, tmp_path):
+    raw = tmp_path / "all-bad"
+    raw.mkdir()
+    (raw / "manifest.csv").write_text("sample_id,slice_id,image,spectra\nx1,1,images/nope.png,spectra/nope.npy\n")
+    result = subprocess.run([sys.executable, "-m", "metallo.cli", "predict", "--model", str(project / "models/model"),
+                             "--manifest", str(raw / "manifest.csv"), "--out", str(tmp_path / "pred.csv")],
+                            cwd=project, env=project_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "0 predicted, 1 rejected" in result.stdout and "every row was rejected" in result.stderr
+    assert (tmp_path / "pred.rejected.csv").is_file()
+
+
+@pytest.mark.slow
 def test_python_api_in_three_lines_matches_the_cli(project, new_samples, cli_predictions):
     from metallo import predict
 
