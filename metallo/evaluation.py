@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from metallo import figures
+from metallo.baselines import baseline_metrics
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
 from metallo.inference import load_model, predict_arrays
@@ -17,18 +18,32 @@ from metallo.params import section
 from metallo.training.metrics import regression_metrics
 from metallo.training.tracking import Tracker
 from metallo.training.train import RUN_FILE
+from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
+
+EVALUATE_KEYS = ("batch_size", "attention_examples", "interval")
 
 
 def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
     """JSON has no NaN: undefined metrics (e.g. Pearson r of a constant) become null."""
-    return {k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def prediction_interval(paths: Paths, y_true: np.ndarray, y_pred: np.ndarray, level: float) -> dict[str, Any]:
+    """Split-conformal interval bounds for ``y_pred`` and the coverage they reach on ``y_true``."""
+    residuals = load_calibration(paths.model)
+    halfwidth = conformal_halfwidth(residuals, level) if residuals is not None else math.nan
+    lower, upper = y_pred - halfwidth, y_pred + halfwidth
+    summary = {"level": level, "halfwidth": halfwidth, "coverage": coverage(y_true, lower, upper),
+               "calibration_n": int(len(residuals)) if residuals is not None else 0}
+    return {"summary": _finite_or_none(summary), "lower": lower.astype(np.float64), "upper": upper.astype(np.float64)}
 
 
 def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     """Predict the test split. Reads ``evaluate``, ``tracking``."""
-    cfg = section(params, "evaluate", ["batch_size", "attention_examples"])
+    cfg = section(params, "evaluate", EVALUATE_KEYS)
     model, processor = load_model(paths.model)
-    test = load_splits(paths)["test"]
+    splits = load_splits(paths)
+    test = splits["test"]
     if len(test) == 0:
         raise MetalloError("the test split is empty: no sample has a slice_id in split.test_slices.")
     images, spectra = test.arrays()
@@ -37,12 +52,15 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
                                        batch_size=int(cfg["batch_size"]), return_attention=wants_attention)
     y_true = test.labels.astype(np.float64)
     metrics = regression_metrics(y_true, y_pred)
-    baseline = regression_metrics(y_true, np.full_like(y_true, load_stats(paths)["label"]["mean"]))
-    report = {**_finite_or_none(metrics), "n": int(len(y_true)), "baseline": _finite_or_none(baseline)}
+    baselines = baseline_metrics(load_stats(paths), splits["train"], test, model.config, processor)
+    interval = prediction_interval(paths, y_true, y_pred, float(cfg.get("interval", 0.9)))
+    report = {**_finite_or_none(metrics), "n": int(len(y_true)), "interval": interval["summary"],
+              "baselines": {name: _finite_or_none(values) for name, values in baselines.items()}}
     write_json(paths.metrics / "eval.json", report)
     write_csv(paths.metrics / "predictions.csv",
-              pd.DataFrame({"sample_id": test.sample_ids, "y_true": y_true, "y_pred": y_pred.astype(np.float64)}),
-              float_format="%.6f")
+              pd.DataFrame({"sample_id": test.sample_ids, "y_true": y_true, "y_pred": y_pred.astype(np.float64),
+                            "y_lower": interval["lower"], "y_upper": interval["upper"]}),
+              float_format="%.6g")
 
     out = paths.metrics / "figures"
     written = [figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
@@ -61,11 +79,14 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     experiment = section(params, "tracking")["experiment"]
     tracker = Tracker(experiment, enabled=bool(run.get("run_id")), run_id=run.get("run_id"))
     tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-    tracker.log_metrics({f"baseline_test_{k}": v for k, v in baseline.items()})
+    for name, values in baselines.items():
+        tracker.log_metrics({f"{name}_baseline_test_{k}": v for k, v in values.items()})
+    tracker.log_metrics({f"test_interval_{k}": v for k, v in interval["summary"].items() if v is not None})
     tracker.log_artifact(out, "figures")
     for name in ("eval.json", "train.json", "ingest.json", "split.json"):
         tracker.log_artifact(paths.metrics / name, "metrics")
     tracker.log_artifact(paths.metrics / "predictions.csv", "metrics")
-    print(f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f} "
-          f"(baseline RMSE {baseline['rmse']:.4f}), n={len(y_true)} -> {paths.metrics / 'eval.json'}")
+    print(f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, n={len(y_true)}; "
+          f"classical baseline R² {baselines['classical']['r2']:.3f}, mean baseline RMSE "
+          f"{baselines['mean']['rmse']:.4g} -> {paths.metrics / 'eval.json'}")
     return report

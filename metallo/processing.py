@@ -21,15 +21,45 @@ from metallo.errors import MetalloError
 PROCESSOR_FILE = "preprocessor_config.json"
 
 
+#: Per-spectrum normalisations (``preprocess.spectra``): ``snv`` = standard normal variate (each
+#: spectrum minus its own mean, divided by its own std: removes spectrometer gain and dark offset),
+#: then per-wavelength standardisation with train statistics; ``standard`` = per-wavelength
+#: standardisation of the raw values only; ``none`` = raw values.
+SPECTRA_NORMS = ("snv", "standard", "none")
+#: Image normalisations (``preprocess.image``): ``dataset`` = per-channel standardisation with the
+#: train split's statistics; ``none`` = intensities in [0, 1] (what the classical baseline reads).
+IMAGE_NORMS = ("dataset", "none")
+
+
+def snv(spectra: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Standard normal variate: each spectrum (last axis) centred and scaled by its own std."""
+    centred = spectra - spectra.mean(dim=-1, keepdim=True)
+    return centred / centred.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(eps)
+
+
+def floored_std(std: list[float], relative_floor: float) -> list[float]:
+    """Raise each per-wavelength std to at least ``relative_floor`` × the median std.
+
+    A dead or saturated spectrometer channel has a std near zero; dividing by it would turn
+    noise into huge inputs. The absolute 1e-12 keeps an all-constant input finite.
+    """
+    values = torch.tensor(std, dtype=torch.float64)
+    floor = max(float(values.median()) * float(relative_floor), 1e-12)
+    return values.clamp_min(floor).tolist()
+
+
 @dataclass
 class MetalloProcessor:
     """Normalisation statistics (train split only) and the geometry inputs went through.
 
     Args:
         image_mean, image_std: per-channel statistics of the uint8/255 training pixels.
-        spectra_mean, spectra_std: per-wavelength statistics of the training spectra.
+        spectra_mean, spectra_std: per-wavelength statistics of the training spectra, in the space
+            ``spectra_norm`` maps them to (after SNV for ``snv``).
         image_size: side of the square image the model sees (the crop is resized to it).
         resize, crop: the convert stage's geometry, applied to new images before this step.
+        spectra_norm: one of :data:`SPECTRA_NORMS`.
+        image_norm: one of :data:`IMAGE_NORMS`.
     """
 
     image_mean: list[float]
@@ -39,12 +69,32 @@ class MetalloProcessor:
     image_size: int
     resize: int = 336
     crop: int = 300
+    spectra_norm: str = "standard"
+    image_norm: str = "dataset"
     _buffers: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.spectra_norm not in SPECTRA_NORMS:
+            raise MetalloError(f"preprocess.spectra must be one of {', '.join(SPECTRA_NORMS)}; got {self.spectra_norm!r}.")
+        if self.image_norm not in IMAGE_NORMS:
+            raise MetalloError(f"preprocess.image must be one of {', '.join(IMAGE_NORMS)}; got {self.image_norm!r}.")
+
     @classmethod
-    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int) -> MetalloProcessor:
-        return cls(stats["image"]["mean"], stats["image"]["std"], stats["spectra"]["mean"], stats["spectra"]["std"],
-                   image_size=int(image_size), resize=int(resize), crop=int(crop))
+    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int, spectra_norm: str = "snv",
+                   image_norm: str = "dataset", std_floor: float = 0.01) -> MetalloProcessor:
+        """The processor for the train split's ``stats`` (``data/split/stats.json``)."""
+        if spectra_norm == "none":
+            length = len(stats["spectra"]["mean"])
+            mean, std = [0.0] * length, [1.0] * length
+        else:
+            moments = stats["spectra_snv" if spectra_norm == "snv" else "spectra"]
+            mean, std = moments["mean"], floored_std(moments["std"], std_floor)
+        if image_norm == "none":
+            image_mean, image_std = [0.0] * 3, [1.0] * 3
+        else:
+            image_mean, image_std = stats["image"]["mean"], stats["image"]["std"]
+        return cls(image_mean, image_std, mean, std, image_size=int(image_size), resize=int(resize), crop=int(crop),
+                   spectra_norm=spectra_norm, image_norm=image_norm)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -83,17 +133,23 @@ class MetalloProcessor:
         x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last)
 
-    def spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
-        """float B×S×L → per-wavelength standardised float32.
+    def spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,
+                offset: torch.Tensor | None = None) -> torch.Tensor:
+        """float B×S×L raw spectra → normalised float32 (see :data:`SPECTRA_NORMS`).
 
-        ``gain`` (B,) scales each sample's spectra first (spectrometer-gain augmentation).
+        ``gain`` (B,) scales each sample's spectra and ``offset`` (B,) adds that many of each
+        spectrum's own std first (spectrometer gain and dark-offset augmentation).
         """
         _, _, mean, std = self._tensors(spectra.device)
         if spectra.shape[-1] != mean.shape[0]:
             raise ValueError(f"spectra have length {spectra.shape[-1]}, but the processor was fitted on length {mean.shape[0]}")
         spectra = spectra.float()
+        if offset is not None:
+            spectra = spectra + offset.view(-1, 1, 1) * spectra.std(dim=-1, keepdim=True)
         if gain is not None:
             spectra = spectra * gain.view(-1, 1, 1)
+        if self.spectra_norm == "snv":
+            spectra = snv(spectra)
         return (spectra - mean) / std
 
     def __call__(self, batch: dict) -> dict:
@@ -103,36 +159,57 @@ class MetalloProcessor:
         """
         out = dict(batch)
         image_gain, spectra_gain = out.pop("image_gain", None), out.pop("spectra_gain", None)
+        spectra_offset = out.pop("spectra_offset", None)
         if out.get("pixel_values") is not None:
             out["pixel_values"] = self.images(out["pixel_values"], image_gain)
         if out.get("spectra") is not None:
-            out["spectra"] = self.spectra(out["spectra"], spectra_gain)
+            out["spectra"] = self.spectra(out["spectra"], spectra_gain, spectra_offset)
         return out
 
 
-#: Relative ranges of the random gains drawn by :func:`augment_batch`: illumination (all channels),
-#: colour balance (each channel: the lamp's colour temperature), spectrometer gain.
-IMAGE_GAIN_RANGE = 0.15
-COLOUR_GAIN_RANGE = 0.06
-SPECTRA_GAIN_RANGE = 0.05
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-only jitter of raw inputs, as between specimens and sessions (``preprocess.augment_*``).
+
+    Args:
+        illumination: ± relative brightness of the whole micrograph (microscope lamp).
+        colour: ± relative gain of each colour channel (the lamp's colour temperature).
+        spectra_gain: ± relative spectrometer gain.
+        spectra_offset: ± dark offset added to each spectrum, in units of its own std.
+    """
+
+    illumination: float = 0.15
+    colour: float = 0.06
+    spectra_gain: float = 0.05
+    spectra_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("illumination", "colour", "spectra_gain"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise MetalloError(f"preprocess.augment_{name} must be in [0, 1); got {getattr(self, name)!r}.")
+        if not 0.0 <= self.spectra_offset <= 10.0:
+            raise MetalloError(f"preprocess.augment_spectra_offset must be in [0, 10]; got {self.spectra_offset!r}.")
 
 
-def augment_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:
+def augment_batch(batch: dict, grid: tuple[int, int], ranges: Augmentation = Augmentation(),
+                  generator: torch.Generator | None = None) -> dict:
     """Training augmentation of a raw batch: grid-consistent flips plus per-sample gains.
 
-    The gains mimic what differs between specimens and sessions (brightness and colour of the
-    microscope's illumination, gain of the spectrometer); the processor applies them before
-    normalising.
+    The random numbers are drawn on the batch's device (no host round trip); the processor
+    applies the gains and offsets before normalising.
     """
     batch = flip_batch(batch, grid, generator)
     size = batch["pixel_values"].shape[0]
     device = batch["pixel_values"].device
 
     def uniform(spread: float, *shape: int) -> torch.Tensor:
-        return (1.0 + spread * (2.0 * torch.rand(size, *shape, generator=generator) - 1.0)).to(device)
+        return 2.0 * spread * torch.rand(size, *shape, generator=generator, device=device) - spread
 
-    image_gain = uniform(IMAGE_GAIN_RANGE, 1) * uniform(COLOUR_GAIN_RANGE, 3)
-    return {**batch, "image_gain": image_gain, "spectra_gain": uniform(SPECTRA_GAIN_RANGE)}
+    image_gain = (1.0 + uniform(ranges.illumination, 1)) * (1.0 + uniform(ranges.colour, 3))
+    out = {**batch, "image_gain": image_gain, "spectra_gain": 1.0 + uniform(ranges.spectra_gain)}
+    if ranges.spectra_offset:
+        out["spectra_offset"] = uniform(ranges.spectra_offset)
+    return out
 
 
 def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:
@@ -143,7 +220,7 @@ def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | 
     """
     pixels, spectra = batch["pixel_values"], batch["spectra"]
     rows, cols = grid
-    flips = (torch.rand(pixels.shape[0], 2, generator=generator) < 0.5).to(pixels.device)
+    flips = torch.rand(pixels.shape[0], 2, generator=generator, device=pixels.device) < 0.5
     on_grid = spectra.view(-1, rows, cols, spectra.shape[-1])
     for axis, (image_dim, grid_dim) in enumerate(((2, 2), (1, 1))):  # horizontal: width/cols; vertical: height/rows
         chosen = flips[:, axis]

@@ -23,14 +23,34 @@ def init(root: Path = Path(".")) -> None:
         _run([shutil.which("dvc") or "dvc", "init", "-q"])
 
 
+def _number(value, spec: str) -> str:
+    if isinstance(value, (int, float)):
+        return format(value, spec)
+    width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+    return "—".rjust(int(width or 1))
+
+
+def comparison_table(report: dict) -> str:
+    """The model beside the classical and mean baselines on the test split, as aligned text."""
+    rows = [("model", report), *((f"{name} baseline", values) for name, values in report.get("baselines", {}).items())]
+    lines = [f"\nTest split (n={report['n']})      R²       RMSE        MAE   Pearson r"]
+    for name, values in rows:
+        lines.append(f"  {name:<22} {_number(values.get('r2'), '7.3f')} {_number(values.get('rmse'), '10.4g')} "
+                     f"{_number(values.get('mae'), '10.4g')} {_number(values.get('pearson'), '9.3f')}")
+    interval = report.get("interval") or {}
+    if interval.get("halfwidth") is not None:
+        lines.append(f"  {interval['level']:.0%} prediction interval: ± {interval['halfwidth']:.4g} "
+                     f"(split conformal, {interval['calibration_n']} validation residuals); "
+                     f"test coverage {_number(interval.get('coverage'), '.2f')}")
+    return "\n".join(lines)
+
+
 def summary(root: Path = Path(".")) -> None:
     """Print the test metrics and where to look next."""
     eval_path = root / "metrics" / "eval.json"
     if eval_path.is_file():
         report = json.loads(eval_path.read_text())
-        base = report.get("baseline", {})
-        print(f"\nTest split (n={report['n']}): R² {report['r2']:.3f}  RMSE {report['rmse']:.4f}  "
-              f"MAE {report['mae']:.4f}  Pearson {report['pearson']:.3f}   (mean-of-train baseline RMSE {base.get('rmse', float('nan')):.4f})")
+        print(comparison_table(report))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")
     print(f"MLflow store: {tracking_uri()}  ->  run `make ui` and open http://127.0.0.1:5000")
     print("Compare experiments: dvc exp run -S model.hidden_dim=256 && dvc exp show")

@@ -202,13 +202,13 @@ def test_config_validation(overrides, message):
 
 
 def test_create_model_errors():
-    with pytest.raises(ValueError, match="available models: metallonet, toynet"):
+    with pytest.raises(ValueError, match="available models: classical, metallonet, toynet"):
         mm.create_model("resnet")
     with pytest.raises(ValueError, match="'hiden_dim'.*Did you mean 'hidden_dim'.*Valid fields:.*image_size"):
         mm.create_model("toynet", hiden_dim=8)
     with pytest.raises(ValueError, match="'num_fusion_layers'"):
         mm.create_config("toynet", num_fusion_layers=1)
-    assert mm.list_models() == ["metallonet", "toynet"]
+    assert mm.list_models() == ["classical", "metallonet", "toynet"]
     assert mm.get_config_class("toynet").model_type == "metallo_toynet"
     assert mm.get_config_class("metallonet").model_type == "metallo_metallonet"
 

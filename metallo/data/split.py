@@ -86,6 +86,8 @@ def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray
     n_spec = 0
     spec_sum = np.zeros(spectra.shape[-1])
     spec_sq = np.zeros(spectra.shape[-1])
+    snv_sum = np.zeros(spectra.shape[-1])
+    snv_sq = np.zeros(spectra.shape[-1])
     for start in range(0, len(train_index), chunk):
         rows = train_index[start:start + chunk]
         pixels = images[rows].reshape(-1, 3).astype(np.float64) / 255.0
@@ -95,16 +97,22 @@ def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray
         values = spectra[rows].reshape(-1, spectra.shape[-1]).astype(np.float64)
         spec_sum += values.sum(0)
         spec_sq += (values**2).sum(0)
+        centred = values - values.mean(axis=1, keepdims=True)
+        snv_values = centred / np.maximum(np.sqrt((centred**2).mean(axis=1, keepdims=True)), 1e-12)
+        snv_sum += snv_values.sum(0)
+        snv_sq += (snv_values**2).sum(0)
         n_spec += len(values)
     img_mean, img_std = _mean_std(img_sum, img_sq, n_pix)
     spec_mean, spec_std = _mean_std(spec_sum, spec_sq, n_spec)
+    snv_mean, snv_std = _mean_std(snv_sum, snv_sq, n_spec)
     glob_mean, glob_std = _mean_std(spec_sum.sum(keepdims=True), spec_sq.sum(keepdims=True), n_spec * spectra.shape[-1])
     y = np.asarray(labels, dtype=np.float64)[train_index]
     return {
         "n_train": int(len(train_index)),
         "image": {"mean": img_mean.tolist(), "std": img_std.tolist()},
-        "spectra": {"mean": spec_mean.tolist(), "std": np.maximum(spec_std, 1e-8).tolist(),
+        "spectra": {"mean": spec_mean.tolist(), "std": spec_std.tolist(),
                     "global_mean": float(glob_mean[0]), "global_std": float(glob_std[0])},
+        "spectra_snv": {"mean": snv_mean.tolist(), "std": snv_std.tolist()},
         "label": {"mean": float(y.mean()), "std": float(y.std()) if len(y) > 1 else 1.0},
     }
 

@@ -3,18 +3,26 @@
 from transformers import AutoConfig, AutoModel
 
 from .common import RegressionOutput
+from .configuration_classical import ClassicalConfig
 from .configuration_metallonet import MetalloNetConfig
 from .configuration_toynet import ToyNetConfig
+from .modeling_classical import ClassicalModel
 from .modeling_metallonet import MetalloNetModel
 from .modeling_toynet import ToyNetModel
 from .registry import config_fields, create_config, create_model, get_config_class, get_model_class, list_models
 from .summary import format_summary, model_summary
 
-for _config_class, _model_class in ((ToyNetConfig, ToyNetModel), (MetalloNetConfig, MetalloNetModel)):
+for _config_class, _model_class in (
+    (ToyNetConfig, ToyNetModel),
+    (MetalloNetConfig, MetalloNetModel),
+    (ClassicalConfig, ClassicalModel),
+):
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     AutoModel.register(_config_class, _model_class, exist_ok=True)
 
 __all__ = [
+    "ClassicalConfig",
+    "ClassicalModel",
     "MetalloNetConfig",
     "MetalloNetModel",
     "RegressionOutput",

@@ -5,14 +5,17 @@ import inspect
 
 from transformers import PretrainedConfig, PreTrainedModel
 
+from .configuration_classical import ClassicalConfig
 from .configuration_metallonet import MetalloNetConfig
 from .configuration_toynet import ToyNetConfig
+from .modeling_classical import ClassicalModel
 from .modeling_metallonet import MetalloNetModel
 from .modeling_toynet import ToyNetModel
 
 MODELS: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     "toynet": (ToyNetConfig, ToyNetModel),
     "metallonet": (MetalloNetConfig, MetalloNetModel),
+    "classical": (ClassicalConfig, ClassicalModel),
 }
 
 

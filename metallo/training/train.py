@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from metallo.errors import MetalloError
 from metallo.io import atomic_path, sha256_file, write_csv, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
-from metallo.processing import MetalloProcessor, augment_batch
+from metallo.processing import Augmentation, MetalloProcessor, augment_batch
+from metallo.training.closed_form import fit_closed_form
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
+from metallo.uncertainty import save_calibration
 
 RUN_FILE = "run.json"
 
@@ -40,27 +43,37 @@ class MetalloTrainer(Trainer):
     flips, illumination and spectrometer gain) and normalised there by the :class:`MetalloProcessor`: no per-sample image work on the host.
     """
 
-    def __init__(self, *args, processor: MetalloProcessor, grid: tuple[int, int], augment: bool, **kwargs):
+    def __init__(self, *args, processor: MetalloProcessor, grid: tuple[int, int],
+                 augmentation: Augmentation | None, **kwargs):
         super().__init__(*args, **kwargs)
         self.processor = processor
         self.grid = grid
-        self.augment = augment
+        self.augmentation = augmentation
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         inputs = super()._prepare_inputs(inputs)
-        if self.augment and self.model.training:
-            inputs = augment_batch(inputs, self.grid)
+        if self.augmentation is not None and self.model.training:
+            inputs = augment_batch(inputs, self.grid, self.augmentation)
         return self.processor(inputs)
 
 
 def build_model(params: dict, stats: dict):
-    """The model named by ``model.name`` with the data shape and the train label statistics."""
-    from metallo.models import create_model
+    """The model named by ``model.name`` with the data shape and the train label statistics.
+
+    Keys of ``model:`` that belong to another registered model (e.g. ``backbone`` when the
+    classical baseline is chosen) are left out, so one params file serves every model;
+    a key no model knows is refused.
+    """
+    from metallo.models import config_fields, create_model, list_models
 
     cfg = dict(section(params, "model"))
     name = cfg.pop("name", None)
     if not name:
         raise MetalloError("model.name is missing; set it to one of metallo.models.list_models() (e.g. metallonet).")
+    if name in list_models():
+        own = set(config_fields(name))
+        others = {field for other in list_models() for field in config_fields(other)} - own
+        cfg = {key: value for key, value in cfg.items() if key not in others}
     shape = DataShape.from_params(params)
     try:
         return create_model(name, n_spectra=shape.n_spectra, spectrum_length=shape.spectrum_length,
@@ -72,6 +85,32 @@ def build_model(params: dict, stats: dict):
 
 #: Share of the free accelerator memory the train split may take in ``data_on_device: auto``.
 DEVICE_DATA_SHARE = 0.25
+
+
+PREPROCESS_KEYS = ("spectra", "std_floor", "image", "augment_illumination", "augment_colour",
+                   "augment_spectra_gain", "augment_spectra_offset")
+
+
+def build_processor(params: dict, stats: dict, model_config) -> MetalloProcessor:
+    """The input processor from ``preprocess:``, the convert geometry and the train statistics.
+
+    A model whose config has ``raw_inputs`` (the classical baseline) normalises its inputs
+    itself and gets images in [0, 1] and spectra as measured.
+    """
+    cfg = section(params, "preprocess", PREPROCESS_KEYS)
+    convert_cfg = section(params, "convert")
+    raw = getattr(model_config, "raw_inputs", False)
+    return MetalloProcessor.from_stats(stats, image_size=model_config.image_size, resize=convert_cfg["resize"],
+                                       crop=convert_cfg["crop"], spectra_norm="none" if raw else cfg.get("spectra", "snv"),
+                                       image_norm="none" if raw else cfg.get("image", "dataset"),
+                                       std_floor=float(cfg.get("std_floor", 0.01)))
+
+
+def build_augmentation(params: dict) -> Augmentation:
+    """``preprocess.augment_*`` ranges (used when ``train.augment`` is on)."""
+    cfg = section(params, "preprocess", PREPROCESS_KEYS)
+    return Augmentation(**{key.removeprefix("augment_"): float(value) for key, value in cfg.items()
+                           if key.startswith("augment_")})
 
 
 def use_data_on_device(setting: bool | str, dataset: MetalloDataset, args) -> bool:
@@ -147,7 +186,6 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert``."""
     train_cfg = dict(section(params, "train"))
     tracking_cfg = section(params, "tracking", ["experiment"])
-    convert_cfg = section(params, "convert")
     nproc = metallo_options(train_cfg).nproc_per_node
     if nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
         launch_torchrun(nproc)
@@ -157,8 +195,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     stats = load_stats(paths)
     set_seed(args.seed)
     model = build_model(params, stats)
-    processor = MetalloProcessor.from_stats(stats, image_size=model.config.image_size,
-                                            resize=convert_cfg["resize"], crop=convert_cfg["crop"])
+    processor = build_processor(params, stats, model.config)
     datasets = load_splits(paths)
     if len(datasets["val"]) == 0:
         raise MetalloError("the validation split is empty; raise split.val_fraction or add training samples.")
@@ -177,6 +214,8 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         train_dataset = InMemoryDataset(train_dataset, args.device)
         args.dataloader_pin_memory, args.dataloader_num_workers = False, 0
         print(f"train: the train split ({InMemoryDataset.nbytes(datasets['train']) / 2**20:.0f} MiB) is held on {args.device}")
+    if getattr(model.config, "fitted_in_closed_form", False):
+        return fit_and_save(model, processor, datasets, model_name, tracker, paths)
     if args.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
@@ -185,7 +224,8 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
     trainer = MetalloTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=datasets["val"],
                              data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
-                             grid=tuple(model.config.grid), augment=options.augment)
+                             grid=tuple(model.config.grid),
+                             augmentation=build_augmentation(params) if options.augment else None)
     resume = last_complete_checkpoint(paths.checkpoints) if options.resume else None
     if resume:
         print(f"train: resuming from {resume}")
@@ -200,9 +240,6 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     if not trainer.is_world_process_zero():
         return {}
 
-    with atomic_path(paths.model) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
     summary = {
         "model": model_name,
         "epochs": float(trainer.state.epoch or 0),
@@ -213,17 +250,52 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         "train_samples_per_second": round(float(result.metrics.get("train_samples_per_second", math.nan)), 2),
         **{f"val_{m}": float(best[f"eval_{m}"]) for m in METRIC_NAMES},
     }
+    return save_outputs(trainer.model, processor, datasets["val"], summary, training_log(trainer.state.log_history),
+                        tracker, paths)
+
+
+def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, MetalloDataset], model_name: str,
+                 tracker: Tracker, paths: Paths) -> dict[str, Any]:
+    """Fit a closed-form model (the classical baseline) on the train split and save it like a trained one."""
+    started = time.perf_counter()
+    try:
+        fitted = fit_closed_form(model, processor, datasets["train"], datasets["val"])
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    summary = {"model": model_name, "epochs": 1.0, "steps": 1, "train_samples": len(datasets["train"]),
+               "val_samples": len(datasets["val"]), "train_runtime_s": round(time.perf_counter() - started, 1),
+               "train_samples_per_second": round(len(datasets["train"]) / max(time.perf_counter() - started, 1e-9), 2),
+               "ridge_alpha": fitted["ridge_alpha"],
+               **{f"val_{m}": float(fitted[f"eval_{m}"]) for m in METRIC_NAMES}}
+    log = pd.DataFrame([{"step": 1, "epoch": 1.0, **{f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}}],
+                       columns=["step", "epoch", "train_loss", "learning_rate", *[f"val_{m}" for m in METRIC_NAMES]])
+    return save_outputs(model, processor, datasets["val"], summary, log, tracker, paths)
+
+
+def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summary: dict[str, Any], log: pd.DataFrame,
+                 tracker: Tracker, paths: Paths) -> dict[str, Any]:
+    """Save the model with its processor and calibration, the metrics and the run file; log them to MLflow."""
+    from metallo.inference import predict_arrays
+
+    images, spectra = val.arrays()
+    val_pred, _ = predict_arrays(model.eval(), processor, images.numpy(), spectra.numpy())
+    with atomic_path(paths.model) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        save_calibration(tmp, val.labels, val_pred)
     write_json(paths.metrics / "train.json", summary)
-    write_csv(paths.metrics / "train_log.csv", training_log(trainer.state.log_history))
+    write_csv(paths.metrics / "train_log.csv", log)
     write_json(paths.model.parent / RUN_FILE, {"run_id": tracker.run_id if tracker.enabled else None,
                                               "experiment": tracker.experiment})
+    tracker.log_metrics({k: v for k, v in summary.items() if k.startswith("val_") or k == "ridge_alpha"})
     tracker.log_artifact(paths.metrics / "train.json", "metrics")
     tracker.log_artifact(paths.model, "model")
     from metallo.serving import log_pyfunc_model
 
     log_pyfunc_model(tracker, paths.model)
     tracker.finish()
-    print(f"train: best validation RMSE {summary['val_rmse']:.4f}, R² {summary['val_r2']:.3f} -> {paths.model}")
+    print(f"train: best validation RMSE {summary['val_rmse']:.4g}, R² {summary['val_r2']:.3f} -> {paths.model}")
     return summary
 
 

@@ -1,0 +1,41 @@
+"""Fitting models that learn in closed form (the classical baseline) on the train split.
+
+They see the same split, the same processor and the same outputs as the deep models; only
+the optimiser differs: features of the whole train split, then one solve.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from metallo.data.dataset import MetalloDataset
+from metallo.processing import MetalloProcessor
+from metallo.training.metrics import regression_metrics
+
+
+@torch.inference_mode()
+def dataset_features(model, processor: MetalloProcessor, dataset: MetalloDataset, batch_size: int = 64) -> np.ndarray:
+    """``model.extract_features`` over every sample of ``dataset``, in order, as float64 (N, F)."""
+    images, spectra = dataset.arrays()
+    device = model.head.weight.device
+    rows = []
+    for start in range(0, len(dataset), batch_size):
+        batch = processor({"pixel_values": images[start:start + batch_size].to(device),
+                           "spectra": spectra[start:start + batch_size].to(device)})
+        rows.append(model.extract_features(batch.get("pixel_values"), batch.get("spectra")).double().cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, model.feature_mean.numel()))
+
+
+def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, val: MetalloDataset | None,
+                    batch_size: int = 64) -> dict[str, float]:
+    """Fit ``model`` on ``train`` and return its validation metrics (``eval_*`` names, as the Trainer's)."""
+    model.eval()
+    alpha = model.fit(dataset_features(model, processor, train, batch_size), train.labels)
+    metrics: dict[str, float] = {"ridge_alpha": alpha}
+    if val is not None and len(val):
+        features = torch.from_numpy(dataset_features(model, processor, val, batch_size)).float()
+        with torch.inference_mode():
+            standardised = (features.to(model.feature_mean.device) - model.feature_mean) / model.feature_std
+            predictions = model.forward_head(standardised) * model.config.label_std + model.config.label_mean
+        metrics.update({f"eval_{k}": v for k, v in regression_metrics(val.labels, predictions.cpu().numpy()).items()})
+    return metrics
