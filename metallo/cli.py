@@ -56,6 +56,13 @@ def _predict(args: argparse.Namespace) -> None:
                            "Fix the rows, then run predict again.")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from metallo.compare import compare_command
+
+    compare_command(load_params(args.params), models=[m.strip() for m in args.models.split(",") if m.strip()],
+                    seeds=args.seeds, work_dir=args.work_dir, out=args.out, overrides=args.set)
+
+
 def _models(args: argparse.Namespace) -> None:
     from metallo.models import format_summary, model_summary
 
@@ -105,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=run_from_args)
+
+    text = "train and evaluate several models over several seeds; mean ± sd beside the baselines"
+    p = sub.add_parser("compare", help=text, description=f"{text[0].upper()}{text[1:]}.\nReads every params "
+                       "section; runs the stages in --work-dir with MLflow off.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+    p.add_argument("--models", default="metallonet,toynet,classical",
+                   help="comma-separated model names (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds; each sets split.seed and train.seed (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a param for these runs, as dvc exp run -S (repeatable)")
+    p.add_argument("--work-dir", default="compare-runs", help="scratch folder for the runs (default: %(default)s)")
+    p.add_argument("--out", default=None, help="write all results as JSON here")
+    p.set_defaults(func=_compare)
 
     text = "list the models with parameter counts and FLOPs"
     p = sub.add_parser("models", help=text, description=f"{text[0].upper()}{text[1:]}.")

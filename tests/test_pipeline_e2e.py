@@ -14,7 +14,7 @@ from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 
-EVAL_FIELDS = {"mae", "rmse", "r2", "pearson", "n", "baseline"}
+EVAL_FIELDS = {"mae", "rmse", "r2", "pearson", "n", "baselines", "interval"}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,13 @@ def test_repro_builds_every_stage_and_writes_metrics(repro_project):
     report = json.loads((root / "metrics/eval.json").read_text())
     assert EVAL_FIELDS <= set(report)
     assert report["n"] == 8
-    assert set(report["baseline"]) == {"mae", "rmse", "r2", "pearson"}
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+    assert set(report["baselines"]) == {"mean", "classical"}
+    for baseline in report["baselines"].values():
+        assert set(baseline) == {"mae", "rmse", "r2", "pearson"}
+    assert report["interval"]["level"] == 0.9
+    predictions = (root / "metrics/predictions.csv").read_text().splitlines()
+    assert predictions[0] == "sample_id,y_true,y_pred,y_lower,y_upper"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "calibration.json"):
         assert (root / "models/model" / name).is_file()
     figures = {p.name for p in (root / "metrics/figures").glob("*.png")}
     assert {"pred_vs_true.png", "residuals.png", "spectra_grid.png", "attention.png"} <= figures

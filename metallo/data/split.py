@@ -1,7 +1,7 @@
 """Split: assign each sample to train / val / test by slice, and compute train-only statistics.
 
-By default slice ``1`` is shuffled (seeded) into 95 % train and 5 % val, and slice ``2`` is
-the test set. Rows whose slice is in neither list are reported, never silently dropped.
+By default slice ``1`` is shuffled (seeded) into 85 % train and 15 % val, and slice ``2`` is
+the test set; with several training slices each gives the same share to validation. Rows whose slice is in neither list are reported, never silently dropped.
 Normalisation statistics come from the train rows only, so no later stage can leak
 validation or test information into the model.
 """
@@ -45,12 +45,8 @@ def split_samples(samples: pd.DataFrame, *, train_slices: list, test_slices: lis
     slices = samples["slice_id"].astype(str).to_numpy()
     split = np.full(len(samples), "", dtype=object)
     train_rows = np.flatnonzero(np.isin(slices, train_slices))
-    shuffled = np.random.default_rng(seed).permutation(train_rows)
-    n_val = int(round(float(val_fraction) * len(shuffled)))
-    if val_fraction > 0 and len(shuffled) >= 2:
-        n_val = max(n_val, 1)
     split[train_rows] = "train"
-    split[shuffled[:n_val]] = "val"
+    split[validation_rows(slices, train_slices, float(val_fraction), seed)] = "val"
     split[np.isin(slices, test_slices)] = "test"
 
     if not (split == "train").any():
@@ -64,6 +60,20 @@ def split_samples(samples: pd.DataFrame, *, train_slices: list, test_slices: lis
         "index": np.flatnonzero(assigned).astype(np.int64),
     })
     return SplitResult(table, {str(k): int(v) for k, v in unassigned.items()})
+
+
+def validation_rows(slices: np.ndarray, train_slices: list[str], val_fraction: float, seed: int) -> np.ndarray:
+    """Rows held out for validation: ``val_fraction`` of each training slice (at least one row of a
+    slice with two or more), drawn with ``seed``, so every training specimen is represented."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for name in sorted(set(train_slices)):
+        rows = rng.permutation(np.flatnonzero(slices == name))
+        n_val = int(round(val_fraction * len(rows)))
+        if val_fraction > 0 and len(rows) >= 2:
+            n_val = max(n_val, 1)
+        chosen.append(rows[:n_val])
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def _mean_std(total: np.ndarray, total_sq: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:

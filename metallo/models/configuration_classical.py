@@ -29,7 +29,7 @@ class ClassicalConfig(PretrainedConfig):
         modalities (`list[str]`, *optional*, defaults to `["image", "spectra"]`):
             Feature groups to use.
         n_bands (`int`, *optional*, defaults to 64):
-            Wavelength bands each SNV spectrum is averaged into.
+            Wavelength bands each SNV spectrum is averaged into (at most `spectrum_length`).
         histogram_bins (`int`, *optional*, defaults to 16):
             Bins of the grey-level histogram.
         gradient_scales (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
@@ -86,8 +86,7 @@ class ClassicalConfig(PretrainedConfig):
         if isinstance(modalities, str) or not modalities or any(m not in MODALITIES for m in modalities):
             raise ValueError(f"modalities must be a non-empty list drawn from {list(MODALITIES)}; got {modalities!r}")
         self.modalities = [m for m in MODALITIES if m in modalities]
-        if n_bands > spectrum_length:
-            raise ValueError(f"n_bands ({n_bands}) must not exceed spectrum_length ({spectrum_length})")
+        self.n_bands = min(n_bands, spectrum_length)
         self.gradient_scales = list(gradient_scales)
         for value in self.gradient_scales:
             check_positive_int("gradient_scales", value)
