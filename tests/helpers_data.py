@@ -39,11 +39,12 @@ def make_paths(root: Path) -> Paths:
 
 def make_params(raw_dir: Path, *, on_error: str = "skip", shape: tuple[int, int] = SHAPE,
                 grid: tuple[int, int] = GRID, resize: int = 16, crop: int = 12, workers: int = 1,
-                train_slices=("1",), test_slices=("2",), val_fraction: float = 0.05, seed: int = 0) -> dict:
+                train_slices=("1",), test_slices=("2",), val_fraction: float = 0.05, seed: int = 0,
+                fit: str = "full", bit_depth: str | int = "auto") -> dict:
     return {
         "data": data_params(shape, grid),
         "ingest": {"raw_dir": str(raw_dir), "on_error": on_error},
-        "convert": {"resize": resize, "crop": crop, "workers": workers},
+        "convert": {"fit": fit, "resize": resize, "crop": crop, "bit_depth": bit_depth, "workers": workers},
         "split": {"train_slices": list(train_slices), "test_slices": list(test_slices),
                   "val_fraction": val_fraction, "seed": seed},
     }
