@@ -29,7 +29,10 @@ class MetalloProcessor:
         image_mean, image_std: per-channel statistics of the uint8/255 training pixels.
         spectra_mean, spectra_std: per-wavelength statistics of the training spectra.
         image_size: side of the square image the model sees (the crop is resized to it).
-        resize, crop: the convert stage's geometry, applied to new images before this step.
+        resize, crop, fit: the convert stage's geometry (:class:`metallo.data.geometry.Geometry`),
+            applied to new images before this step. Models saved before ``fit`` existed used ``crop``.
+        bit_depth: the bit depth convert scaled 16-bit images with (``convert.json``); prediction
+            scales new 16-bit images the same way.
     """
 
     image_mean: list[float]
@@ -39,12 +42,16 @@ class MetalloProcessor:
     image_size: int
     resize: int = 336
     crop: int = 300
+    fit: str = "crop"
+    bit_depth: int = 16
     _buffers: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int) -> MetalloProcessor:
+    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int, fit: str = "crop",
+                   bit_depth: int = 16) -> MetalloProcessor:
         return cls(stats["image"]["mean"], stats["image"]["std"], stats["spectra"]["mean"], stats["spectra"]["std"],
-                   image_size=int(image_size), resize=int(resize), crop=int(crop))
+                   image_size=int(image_size), resize=int(resize), crop=int(crop), fit=str(fit),
+                   bit_depth=int(bit_depth))
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}

@@ -52,7 +52,7 @@ class Geometry:
         else:
             image = TF.resize(image, [self.resize], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
             image = TF.center_crop(image, [self.crop])
-        return np.asarray(image, dtype=np.uint8)
+        return np.array(image, dtype=np.uint8)  # a writable copy (torch refuses read-only arrays)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """``(width, height)`` after the resize step (torchvision's rule for the shorter side)."""

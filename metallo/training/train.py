@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 
+from metallo.data.convert import processor_settings
 from metallo.data.dataset import InMemoryDataset, MetalloDataset, load_splits
 from metallo.errors import MetalloError
 from metallo.io import atomic_path, sha256_file, write_csv, write_json
@@ -158,7 +159,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     set_seed(args.seed)
     model = build_model(params, stats)
     processor = MetalloProcessor.from_stats(stats, image_size=model.config.image_size,
-                                            resize=convert_cfg["resize"], crop=convert_cfg["crop"])
+                                            **processor_settings(paths.processed))  # fit, resize, crop, bit_depth
     datasets = load_splits(paths)
     if len(datasets["val"]) == 0:
         raise MetalloError("the validation split is empty; raise split.val_fraction or add training samples.")
