@@ -17,15 +17,17 @@ def mean_baseline(stats: dict, test: MetalloDataset) -> np.ndarray:
 
 
 def classical_baseline(stats: dict, train: MetalloDataset, test: MetalloDataset, *, n_spectra: int,
-                       spectrum_length: int, grid: tuple[int, int], image_size: int, resize: int,
-                       crop: int) -> np.ndarray:
-    """Fit the classical model (default config at ``image_size``) on ``train``; its predictions for ``test``."""
+                       spectrum_length: int, grid: tuple[int, int], image_size: int, geometry: dict) -> np.ndarray:
+    """Fit the classical model (default config at ``image_size``) on ``train``; its predictions for ``test``.
+
+    ``geometry`` holds the processor's ``fit``, ``resize``, ``crop`` and ``bit_depth``.
+    """
     from metallo.models import create_model
 
     model = create_model("classical", n_spectra=n_spectra, spectrum_length=spectrum_length, grid=list(grid),
                          image_size=image_size, label_mean=stats["label"]["mean"],
                          label_std=stats["label"]["std"] or 1.0)
-    processor = MetalloProcessor.from_stats(stats, image_size=model.config.image_size, resize=resize, crop=crop,
+    processor = MetalloProcessor.from_stats(stats, image_size=model.config.image_size, **geometry,
                                             spectra_norm="none", image_norm="none")
     fit_closed_form(model, processor, train, None)
     images, spectra = test.arrays()
@@ -38,6 +40,7 @@ def baseline_metrics(stats: dict, train: MetalloDataset, test: MetalloDataset, m
     y_true = test.labels.astype(np.float64)
     classical = classical_baseline(stats, train, test, n_spectra=model_config.n_spectra,
                                    spectrum_length=model_config.spectrum_length, grid=tuple(model_config.grid),
-                                   image_size=model_config.image_size, resize=processor.resize, crop=processor.crop)
+                                   image_size=model_config.image_size,
+                                   geometry={k: getattr(processor, k) for k in ("fit", "resize", "crop", "bit_depth")})
     return {"mean": regression_metrics(y_true, mean_baseline(stats, test)),
             "classical": regression_metrics(y_true, classical)}

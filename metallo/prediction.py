@@ -1,4 +1,8 @@
-"""Predict DOS for new samples: the same validation and geometry as training, then the model.
+"""Predict DOS for new samples: the same validation, geometry and bit depth as training, then the model.
+
+The geometry (``fit``, ``resize``, ``crop``) and the bit depth 16-bit images are scaled with
+come from the model's processor (``preprocessor_config.json``), i.e. from the convert run the
+model was trained on. A row whose files cannot be used is rejected, the others are predicted.
 
     from metallo import predict
     result = predict("models/model", "new/manifest.csv")
@@ -13,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metallo.data.convert import Geometry
+from metallo.data.geometry import Geometry
 from metallo.data.ingest import format_rejections, locate_manifest, validate_manifest
-from metallo.data.readers import read_image_rgb, read_spectra
+from metallo.data.readers import SampleError, read_image_rgb, read_spectra
 from metallo.errors import MetalloError
 from metallo.inference import load_model, predict_arrays
 from metallo.io import resolve_inside, write_csv
@@ -48,16 +52,33 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
     if len(checked.rejected) and on_error == "fail":
         raise MetalloError(f"{len(checked.rejected)} of {checked.total} rows of {manifest} are invalid:\n"
                            f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip'.")
-    geometry = Geometry(processor.resize, processor.crop)
+    geometry = Geometry(resize=processor.resize, crop=processor.crop, fit=processor.fit)
+    shape = (model.config.n_spectra, model.config.spectrum_length)
     samples = checked.accepted
-    predictions = []
+    rejected = [checked.rejected]
+    predictions, kept = [], []
     batches = range(0, len(samples), batch_size)
     for start in progress(batches, total=len(batches), desc="predict", unit="batch", enabled=show_progress):
         chunk = samples.iloc[start:start + batch_size]
-        images = np.stack([geometry.apply(read_image_rgb(resolve_inside(raw_dir, p))) for p in chunk["image"]])
-        spectra = np.stack([read_spectra(resolve_inside(raw_dir, p), (model.config.n_spectra, model.config.spectrum_length))
-                            for p in chunk["spectra"]])
-        predictions.append(predict_arrays(model, processor, images, spectra, batch_size=batch_size)[0])
+        images, spectra, rows = [], [], []
+        for position, row in zip(range(start, start + len(chunk)), chunk.itertuples()):
+            try:  # a file that changed since it was validated is rejected, not a crash
+                image = geometry.apply(read_image_rgb(resolve_inside(raw_dir, row.image), bit_depth=processor.bit_depth))
+                values = read_spectra(resolve_inside(raw_dir, row.spectra), shape)
+            except (SampleError, OSError, ValueError, RuntimeError) as err:
+                rejected.append(pd.DataFrame([{"row": row.row, "sample_id": row.sample_id,
+                                               "reason": f"changed after validation: {err}"}]))
+                continue
+            images.append(image)
+            spectra.append(values)
+            rows.append(position)
+        if rows:
+            predictions.append(predict_arrays(model, processor, np.stack(images), np.stack(spectra),
+                                              batch_size=batch_size)[0])
+            kept.extend(rows)
+    samples = samples.iloc[kept].reset_index(drop=True)
+    rejected_frame = pd.concat([r for r in rejected if len(r)] or [checked.rejected], ignore_index=True)
+    rejected_frame = rejected_frame.sort_values("row", kind="stable").reset_index(drop=True)
     table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(),
                           "dos_pred": np.concatenate(predictions) if predictions else np.zeros(0)})
     metrics = None
@@ -65,7 +86,7 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
     if len(labels) > 1 and np.isfinite(labels).all():
         table["dos"] = labels
         metrics = regression_metrics(labels, table["dos_pred"].to_numpy())
-    return PredictResult(table, checked.rejected, metrics)
+    return PredictResult(table, rejected_frame, metrics)
 
 
 def write_predictions(result: PredictResult, out: str | os.PathLike) -> Path:

@@ -57,7 +57,10 @@ class MetalloProcessor:
         spectra_mean, spectra_std: per-wavelength statistics of the training spectra, in the space
             ``spectra_norm`` maps them to (after SNV for ``snv``).
         image_size: side of the square image the model sees (the crop is resized to it).
-        resize, crop: the convert stage's geometry, applied to new images before this step.
+        resize, crop, fit: the convert stage's geometry (:class:`metallo.data.geometry.Geometry`),
+            applied to new images before this step. Models saved before ``fit`` existed used ``crop``.
+        bit_depth: the bit depth convert scaled 16-bit images with (``convert.json``); prediction
+            scales new 16-bit images the same way.
         spectra_norm: one of :data:`SPECTRA_NORMS`.
         image_norm: one of :data:`IMAGE_NORMS`.
     """
@@ -69,6 +72,8 @@ class MetalloProcessor:
     image_size: int
     resize: int = 336
     crop: int = 300
+    fit: str = "crop"
+    bit_depth: int = 16
     spectra_norm: str = "standard"
     image_norm: str = "dataset"
     _buffers: dict = field(default_factory=dict, repr=False, compare=False)
@@ -80,9 +85,10 @@ class MetalloProcessor:
             raise MetalloError(f"preprocess.image must be one of {', '.join(IMAGE_NORMS)}; got {self.image_norm!r}.")
 
     @classmethod
-    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int, spectra_norm: str = "snv",
-                   image_norm: str = "dataset", std_floor: float = 0.01) -> MetalloProcessor:
-        """The processor for the train split's ``stats`` (``data/split/stats.json``)."""
+    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int, fit: str = "crop",
+                   bit_depth: int = 16, spectra_norm: str = "snv", image_norm: str = "dataset",
+                   std_floor: float = 0.01) -> MetalloProcessor:
+        """The processor for the train split's ``stats`` (``data/split/stats.json``) and convert's geometry."""
         if spectra_norm == "none":
             length = len(stats["spectra"]["mean"])
             mean, std = [0.0] * length, [1.0] * length
@@ -94,7 +100,7 @@ class MetalloProcessor:
         else:
             image_mean, image_std = stats["image"]["mean"], stats["image"]["std"]
         return cls(image_mean, image_std, mean, std, image_size=int(image_size), resize=int(resize), crop=int(crop),
-                   spectra_norm=spectra_norm, image_norm=image_norm)
+                   fit=str(fit), bit_depth=int(bit_depth), spectra_norm=spectra_norm, image_norm=image_norm)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}

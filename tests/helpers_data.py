@@ -39,11 +39,12 @@ def make_paths(root: Path) -> Paths:
 
 def make_params(raw_dir: Path, *, on_error: str = "skip", shape: tuple[int, int] = SHAPE,
                 grid: tuple[int, int] = GRID, resize: int = 16, crop: int = 12, workers: int = 1,
-                train_slices=("1",), test_slices=("2",), val_fraction: float = 0.05, seed: int = 0) -> dict:
+                train_slices=("1",), test_slices=("2",), val_fraction: float = 0.05, seed: int = 0,
+                fit: str = "full", bit_depth: str | int = "auto") -> dict:
     return {
         "data": data_params(shape, grid),
         "ingest": {"raw_dir": str(raw_dir), "on_error": on_error},
-        "convert": {"resize": resize, "crop": crop, "workers": workers},
+        "convert": {"fit": fit, "resize": resize, "crop": crop, "bit_depth": bit_depth, "workers": workers},
         "split": {"train_slices": list(train_slices), "test_slices": list(test_slices),
                   "val_fraction": val_fraction, "seed": seed},
     }
@@ -199,3 +200,55 @@ class RawFolder:
     def row_of(self, sample_id: str) -> int:
         """Manifest line of the first row with ``sample_id``."""
         return next(FIRST_ROW + i for i, r in enumerate(self.rows) if r["sample_id"] == sample_id)
+
+
+# ------------------------------------------------------------------------------------------------
+# TIFF (written by hand: baseline, uncompressed, so 16-bit RGB and multi-page files are possible)
+# ------------------------------------------------------------------------------------------------
+
+def tiff_bytes(pages: list[np.ndarray], byteorder: str = "<") -> bytes:
+    """A baseline uncompressed TIFF with one page per array (uint8/uint16, H×W grey or H×W×3 RGB)."""
+    out = bytearray(b"II*\0" if byteorder == "<" else b"MM\0*")
+    out += struct.pack(byteorder + "I", 0)
+    next_pointer = 4
+    for array in pages:
+        array = np.ascontiguousarray(array)
+        height, width = array.shape[:2]
+        samples = 1 if array.ndim == 2 else array.shape[2]
+        bits = array.dtype.itemsize * 8
+        data = array.astype(array.dtype.newbyteorder(byteorder)).tobytes()
+        out += b"\0" * (len(out) % 2)
+        data_offset = len(out)
+        out += data
+        bits_value = bits
+        if samples > 1:
+            out += b"\0" * (len(out) % 2)
+            bits_value = len(out)
+            out += struct.pack(byteorder + "H" * samples, *([bits] * samples))
+        tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, samples, bits_value), (259, 3, 1, 1),
+                (262, 3, 1, 1 if samples == 1 else 2), (273, 4, 1, data_offset), (277, 3, 1, samples),
+                (278, 4, 1, height), (279, 4, 1, len(data)), (284, 3, 1, 1)]
+        out += b"\0" * (len(out) % 2)
+        struct.pack_into(byteorder + "I", out, next_pointer, len(out))
+        out += struct.pack(byteorder + "H", len(tags))
+        for tag, kind, count, value in tags:
+            if kind == 3 and count == 1:
+                out += struct.pack(byteorder + "HHIHH", tag, kind, count, value, 0)
+            else:
+                out += struct.pack(byteorder + "HHII", tag, kind, count, value)
+        next_pointer = len(out)
+        out += struct.pack(byteorder + "I", 0)
+    return bytes(out)
+
+
+def write_tiff(path: Path, pages: list[np.ndarray] | np.ndarray, byteorder: str = "<") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tiff_bytes([pages] if isinstance(pages, np.ndarray) else pages, byteorder))
+    return path
+
+
+def thin_png(width: int, height: int) -> bytes:
+    """A real (fully decodable) greyscale PNG of ``width`` x ``height``: tiny on disk when it is a line."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

@@ -16,7 +16,7 @@ try:
 except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
     import helpers_data as H
 
-from metallo.data.convert import Geometry, convert, run_convert
+from metallo.data.convert import GRID_COLUMNS, Geometry, convert, run_convert
 from metallo.data.ingest import run_ingest
 from metallo.data.readers import SampleError, read_image_rgb, read_spectra
 from metallo.data.split import split_samples, run_split, train_statistics
@@ -26,18 +26,18 @@ from metallo.layout import Paths
 
 SHAPE = H.SHAPE
 RESIZE, CROP = 16, 12
-OUTPUTS = ("images.npy", "spectra.npy", "samples.parquet")
+OUTPUTS = ("images.npy", "spectra.npy", "samples.parquet", "convert.json")
 
 
 def _raw_mixed(root: Path) -> H.RawFolder:
     """Images of different sizes and modes, both spectra formats, one bad row in the middle."""
     raw = H.RawFolder(root)
     raw.good("007", mode="RGB", size=(40, 30))
-    raw.good("b", mode="L", size=(13, 29), spectra="csv")
+    raw.good("b", mode="L", size=(16, 29), spectra="csv")
     raw.add("bad", "images/missing.png", "spectra/missing.npy")
     raw.good("c", mode="P", size=(24, 24), dtype=np.float64)
     raw.good("d", mode="I;16", size=(30, 20))
-    raw.good("e", mode="RGBA", size=(12, 12), slice_id="2")
+    raw.good("e", mode="RGBA", size=(16, 16), slice_id="2")
     raw.good("f", mode="LA", size=(50, 17), spectra="csv", slice_id="2")
     raw.write()
     return raw
@@ -63,7 +63,7 @@ def test_convert_round_trip_is_exact(converted):
     images = np.load(paths.processed / "images.npy")
     spectra = np.load(paths.processed / "spectra.npy")
     table = pd.read_parquet(paths.processed / "samples.parquet")
-    geometry = Geometry(RESIZE, CROP)
+    geometry = Geometry(resize=RESIZE, crop=CROP, fit="full")  # the default fit
     assert len(table) == len(images) == len(spectra) == 6
     for i, row in enumerate(table.itertuples()):
         expected = geometry.apply(read_image_rgb(raw.root / row.image))
@@ -90,7 +90,8 @@ def test_convert_dtypes_shapes_and_row_alignment(converted):
     assert table["index"].dtype == np.int64
     accepted_order = [r["sample_id"] for r in raw.rows if r["sample_id"] != "bad"]
     assert table.sample_id.tolist() == accepted_order == interim.sample_id.tolist()
-    pd.testing.assert_frame_equal(table.drop(columns="index"), interim)
+    pd.testing.assert_frame_equal(table.drop(columns=["index", *GRID_COLUMNS]), interim)
+    assert (table[list(GRID_COLUMNS)].to_numpy() == [0.0, 0.0, 1.0, 1.0]).all()  # fit full: the grid spans the image
     assert table.set_index("sample_id").loc["d", ["width", "height"]].tolist() == [30, 20]
 
 
@@ -120,7 +121,7 @@ def test_convert_failure_leaves_no_partial_outputs(tmp_path):
     params = H.make_params(raw.root, resize=RESIZE, crop=CROP, workers=1)
     run_ingest(params, paths)
     (raw.root / "images" / "s2.png").write_bytes(b"")  # the file broke after ingest
-    with pytest.raises(SampleError, match="empty"):
+    with pytest.raises(MetalloError, match=r"manifest row 4 \(s2\): images/s2.png changed after ingest.*Re-run ingest"):
         run_convert(params, paths)
     assert not paths.processed.exists() or list(paths.processed.iterdir()) == []
 
@@ -139,15 +140,15 @@ def test_geometry_rejects_bad_crop(resize, crop):
 
 
 def test_geometry_resizes_shorter_side_then_centre_crops(tmp_path):
-    geometry = Geometry(20, 20)
+    geometry = Geometry(20, 20, fit="crop")
     wide = H.make_image("RGB", (60, 30), seed=1)
     out = geometry.apply(wide)
     assert out.shape == (20, 20, 3) and out.dtype == np.uint8
-    assert Geometry(16, 16).apply(H.make_image("RGB", (16, 16))).tolist() == np.asarray(H.make_image("RGB", (16, 16))).tolist()
+    assert Geometry(16, 16, "crop").apply(H.make_image("RGB", (16, 16))).tolist() == np.asarray(H.make_image("RGB", (16, 16))).tolist()
     # a vertical stripe pattern stays centred: left and right thirds of the wide image are cut off
     stripes = np.zeros((30, 60, 3), dtype=np.uint8)
     stripes[:, 20:40] = 255
-    cropped = Geometry(30, 20).apply(Image.fromarray(stripes))
+    cropped = Geometry(30, 20, "crop").apply(Image.fromarray(stripes))
     assert cropped.min() == 255
 
 
@@ -350,6 +351,9 @@ def test_data_chain_is_deterministic(tmp_path):
         assert digests_a, folder
         assert digests_a == digests_b, folder
     assert sorted(H.tree_digests(tmp_path / "a" / "processed")) == sorted(OUTPUTS)
+    assert json.loads((a.processed / "convert.json").read_text()) == {
+        "fit": "full", "resize": 40, "crop": 32, "bit_depth": 16, "bit_depth_param": "auto", "images_16bit": 0,
+        "max_value_16bit": None, "grid": [3, 2]}
     assert sorted(H.tree_digests(tmp_path / "a" / "split")) == ["split.parquet", "stats.json"]
     assert sorted(H.tree_digests(tmp_path / "a" / "metrics")) == ["ingest.json", "split.json"]
     images = np.load(a.processed / "images.npy")

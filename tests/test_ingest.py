@@ -7,6 +7,7 @@ One test per kind of bad input through ``validate_manifest``, then the stage its
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -17,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 try:
     from tests import helpers_data as H
 except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
     import helpers_data as H
 
-from metallo.data.ingest import read_manifest, run_ingest, validate_manifest
-from metallo.data.readers import MAX_PIXELS
+from metallo.data.ingest import parse_dos, read_manifest, run_ingest, validate_manifest
+from metallo.data.readers import MAX_ASPECT, MAX_PIXELS, MIN_SIDE
 from metallo.errors import MetalloError
 
 SHAPE = H.SHAPE
@@ -103,9 +105,78 @@ def _spectra_pickled(raw: H.RawFolder):
     return raw.add("bad", raw.good_image("bad.png"), "spectra/bad.npy"), ["pickled"]
 
 
-def _spectra_int_dtype(raw: H.RawFolder):
-    spectra = raw.spectra_file("bad.npy", np.ones(SHAPE, dtype=np.int64))
-    return raw.add("bad", raw.good_image("bad.png"), spectra), ["dtype int64", "float32 or float64"]
+def _spectra_complex_dtype(raw: H.RawFolder):
+    spectra = raw.spectra_file("bad.npy", np.ones(SHAPE, dtype=np.complex128))
+    return raw.add("bad", raw.good_image("bad.png"), spectra), ["dtype complex128", "float32, float64 or an integer"]
+
+
+def _spectra_float64_overflows_float32(raw: H.RawFolder):
+    array = H.spectra_array(dtype=np.float64)
+    array[1, 1] = 1e300  # finite as float64, inf once stored as float32
+    spectra = raw.spectra_file("bad.npy", array)
+    return raw.add("bad", raw.good_image("bad.png"), spectra), ["1 non-finite", "float32"]
+
+
+def _spectra_float32_too_large(raw: H.RawFolder):
+    array = H.spectra_array()
+    array[0, :3] = 3e38  # finite float32, overflows as soon as it is scaled or summed
+    spectra = raw.spectra_file("bad.npy", array)
+    return raw.add("bad", raw.good_image("bad.png"), spectra), ["3 value(s) with magnitude above", "1e+12"]
+
+
+def _spectra_uint64_too_large(raw: H.RawFolder):
+    array = np.full(SHAPE, 2**64 - 1, dtype=np.uint64)
+    spectra = raw.spectra_file("bad.npy", array)
+    return raw.add("bad", raw.good_image("bad.png"), spectra), [f"{SHAPE[0] * SHAPE[1]} value(s) with magnitude above"]
+
+
+def _spectra_csv_too_large(raw: H.RawFolder):
+    lines = [",".join(["5"] * SHAPE[1]) for _ in range(SHAPE[0])]
+    lines[2] = lines[2].replace("5", "-2e13", 1)
+    spectra = raw.spectra_file("bad.csv", content=("\n".join(lines) + "\n").encode())
+    return raw.add("bad", raw.good_image("bad.png"), spectra), ["1 value(s) with magnitude above"]
+
+
+def _thin_image(raw: H.RawFolder):
+    image = raw.image_file("line.png", H.thin_png(1_000_000, 1))  # 4 KB on disk, 1 M pixels
+    return raw.add("bad", image, raw.good_spectra("bad.npy")), ["1000000x1", "shorter side", f"{MIN_SIDE} px"]
+
+
+def _elongated_image(raw: H.RawFolder):
+    image = raw.image_file("strip.png", H.thin_png(20, 200))
+    return raw.add("bad", image, raw.good_spectra("bad.npy")), ["20x200", "aspect ratio 10.0:1", f"{MAX_ASPECT:g}:1"]
+
+
+def _multipage_tiff(raw: H.RawFolder):
+    page = H.image_array("RGB", (24, 20))
+    H.write_tiff(raw.root / "images" / "stack.tif", [page, page])
+    return raw.add("bad", "images/stack.tif", raw.good_spectra("bad.npy")), ["TIFF has 2 pages", "single-page"]
+
+
+def _png_suffix_on_tiff_with_bad_mode(raw: H.RawFolder):
+    # the format is read from the first bytes: a float TIFF named .png is reported as the TIFF it is
+    buffer = io.BytesIO()
+    Image.fromarray(np.ones((20, 24), dtype=np.float32)).save(buffer, format="TIFF")
+    image = raw.image_file("float.png", buffer.getvalue())
+    return raw.add("bad", image, raw.good_spectra("bad.npy")), ["mode 'F'", "not supported"]
+
+
+def _dos_digit_separator(raw: H.RawFolder):
+    return raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="1_000"), ["'1_000'", "not a number"]
+
+
+def _dos_arabic_indic_digits(raw: H.RawFolder):
+    return (raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="\u0661\u0662"),
+            ["not a number", "plain decimal"])
+
+
+def _sample_id_control_char(raw: H.RawFolder):
+    return raw.add("b\0ad", raw.good_image("bad.png"), raw.good_spectra("bad.npy")), ["sample_id", "control characters"]
+
+
+def _slice_id_control_char(raw: H.RawFolder):
+    return (raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), slice_id="1\x1b"),
+            ["slice_id", "control characters"])
 
 
 def _spectra_unknown_suffix(raw: H.RawFolder):
@@ -173,7 +244,19 @@ BAD_ROWS = {
     "spectra_nan": _spectra_nan,
     "spectra_csv_non_number": _spectra_csv_non_number,
     "spectra_pickled": _spectra_pickled,
-    "spectra_int_dtype": _spectra_int_dtype,
+    "spectra_complex_dtype": _spectra_complex_dtype,
+    "spectra_float64_overflows_float32": _spectra_float64_overflows_float32,
+    "spectra_float32_too_large": _spectra_float32_too_large,
+    "spectra_uint64_too_large": _spectra_uint64_too_large,
+    "spectra_csv_too_large": _spectra_csv_too_large,
+    "thin_image": _thin_image,
+    "elongated_image": _elongated_image,
+    "multipage_tiff": _multipage_tiff,
+    "png_suffix_on_tiff_with_bad_mode": _png_suffix_on_tiff_with_bad_mode,
+    "dos_digit_separator": _dos_digit_separator,
+    "dos_arabic_indic_digits": _dos_arabic_indic_digits,
+    "sample_id_control_char": _sample_id_control_char,
+    "slice_id_control_char": _slice_id_control_char,
     "spectra_unknown_suffix": _spectra_unknown_suffix,
     "label_missing": _label_missing,
     "label_not_numeric": _label_not_numeric,
@@ -201,7 +284,7 @@ def test_bad_row_is_rejected_with_reason(tmp_path, kind):
     assert list(result.accepted.row) == [2, 4]
     assert len(result.rejected) == 1
     rejected = result.rejected.iloc[0]
-    assert rejected.row == 3 and rejected.sample_id == bad["sample_id"]
+    assert rejected.row == 3 and rejected.sample_id == bad["sample_id"].strip()
     for keyword in keywords:
         assert keyword in rejected.reason, (keyword, rejected.reason)
 
@@ -284,13 +367,74 @@ def test_manifest_without_dos_column_is_allowed_when_no_label_required(tmp_path)
         validate(raw.root)
 
 
-def test_manifest_header_whitespace_and_extra_columns_are_tolerated(tmp_path):
+def test_manifest_header_whitespace_is_tolerated(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     row = raw.good("a")
-    H.write_manifest(raw.root, [[row[c] for c in H.COLUMNS] + ["note"]],
-                     header=(" sample_id", "slice_id ", "image", "spectra", "dos", "comment"))
+    H.write_manifest(raw.root, [[row[c] for c in H.COLUMNS]],
+                     header=(" sample_id", "slice_id ", "image", "spectra", "dos"))
     result = validate(raw.root)
     assert list(result.accepted.sample_id) == ["a"]
+
+
+def test_manifest_extra_columns_are_refused_by_name(tmp_path):
+    raw = H.RawFolder(tmp_path / "raw")
+    row = raw.good("a")
+    H.write_manifest(raw.root, [[row[c] for c in H.COLUMNS] + ["note", "x"]],
+                     header=(" sample_id", "slice_id ", "image", "spectra", "dos", "comment", "operator"))
+    with pytest.raises(MetalloError) as info:
+        validate(raw.root)
+    message = str(info.value)
+    assert "manifest.csv has unexpected column(s) comment, operator" in message
+    assert "exactly the columns sample_id,slice_id,image,spectra,dos" in message
+
+
+def test_manifest_repeated_columns_are_refused_by_name(tmp_path):
+    raw = H.RawFolder(tmp_path / "raw")
+    row = raw.good("a")
+    H.write_manifest(raw.root, [[row[c] for c in H.COLUMNS] + ["2.0"]], header=(*H.COLUMNS, " dos"))
+    with pytest.raises(MetalloError, match=r"repeats column\(s\) dos"):
+        validate(raw.root)
+    # the label-free form (predict) refuses them too
+    with pytest.raises(MetalloError, match=r"repeats column\(s\) dos"):
+        validate(raw.root, require_label=False)
+
+
+def test_row_numbers_are_real_lines_after_quoted_newlines_and_blank_lines(tmp_path):
+    raw = H.RawFolder(tmp_path / "raw")
+    a, b, c = raw.good("a"), raw.good("b"), raw.good("c")
+    text = (",".join(H.COLUMNS) + "\n"
+            + f'a,"slice\nspanning\nlines",{a["image"]},{a["spectra"]},1.0\n'   # lines 2-4 (bad: control chars)
+            + "\n"                                                                # line 5: blank
+            + f"b,1,{b['image']},{b['spectra']},zz\n"                             # line 6: bad dos
+            + f"c,1,{c['image']},{c['spectra']},2.0\n")                           # line 7
+    (raw.root / "manifest.csv").write_text(text, encoding="utf-8")
+    result = validate(raw.root)
+    assert result.rejected.row.tolist() == [2, 6]
+    assert "control characters" in result.rejected.reason[0]
+    assert result.accepted.row.tolist() == [7]
+
+
+def test_ids_are_trimmed_so_padded_duplicates_are_caught(tmp_path):
+    raw = H.RawFolder(tmp_path / "raw")
+    raw.good("a", slice_id=" 1 ")
+    raw.good(" a ", image_name="a2.png", spectra_name="a2.npy")
+    raw.write()
+    result = validate(raw.root)
+    assert result.accepted.sample_id.tolist() == ["a"] and result.accepted.slice_id.tolist() == ["1"]
+    assert result.rejected.sample_id.tolist() == ["a"]
+    assert "duplicate sample_id 'a' (first seen at row 2)" in result.rejected.reason[0]
+
+
+@pytest.mark.parametrize("text, value", [("1", 1.0), ("-2.5", -2.5), ("+.5", 0.5), ("3.", 3.0), ("1e3", 1000.0),
+                                         ("-1.5E-3", -1.5e-3), (" 7 ", 7.0)])
+def test_dos_plain_ascii_numbers_accepted(text, value):
+    assert parse_dos(text) == (value, None)
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661", "\uff11", "1,5", "0x10", "1e", "e3", ".", "1 000", "\u00b2"])
+def test_dos_other_notations_refused(text):
+    value, problem = parse_dos(text)
+    assert np.isnan(value) and "not a number" in problem
 
 
 def test_missing_raw_folder_or_manifest(tmp_path):
@@ -460,3 +604,78 @@ def test_run_ingest_whole_file_error_writes_nothing(tmp_path):
     with pytest.raises(MetalloError, match="missing column"):
         run_ingest(H.make_params(raw), paths)
     assert not (tmp_path / "out").exists()
+
+
+def test_run_ingest_failure_removes_the_previous_runs_outputs(tmp_path):
+    """A failed run must not leave the last good run's samples.parquet/ingest.json beside its rejected.csv."""
+    raw = H.RawFolder(tmp_path / "raw")
+    raw.good("a")
+    raw.good("b")
+    raw.write()
+    paths = H.make_paths(tmp_path / "out")
+    run_ingest(H.make_params(raw.root, on_error="fail"), paths)
+    assert (paths.interim / "samples.parquet").exists() and (paths.metrics / "ingest.json").exists()
+
+    (raw.root / "images" / "b.png").unlink()
+    with pytest.raises(MetalloError, match="1 of 2"):
+        run_ingest(H.make_params(raw.root, on_error="fail"), paths)
+    assert not (paths.interim / "samples.parquet").exists()
+    assert not (paths.metrics / "ingest.json").exists()
+    assert pd.read_csv(paths.interim / "rejected.csv").row.tolist() == [3]  # this run's listing
+
+    (raw.root / "manifest.csv").write_text("sample_id\n", encoding="utf-8")  # a whole-file error: nothing stays
+    with pytest.raises(MetalloError, match="missing column"):
+        run_ingest(H.make_params(raw.root, on_error="fail"), paths)
+    assert not (paths.interim / "rejected.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "link_loop"])
+def test_run_ingest_refuses_special_files_anywhere_in_the_raw_folder(tmp_path, kind):
+    import socket
+
+    raw = H.RawFolder(tmp_path / "raw")
+    raw.good("a")
+    raw.write()
+    (raw.root / "extra").mkdir()
+    target = raw.root / "extra" / "thing"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        try:
+            server.bind(str(target))
+        except OSError as err:  # path too long for AF_UNIX on some systems
+            pytest.skip(f"cannot create a socket here: {err}")
+        server.close()
+    else:
+        os.symlink("thing", target)
+    paths = H.make_paths(tmp_path / "out")
+    with pytest.raises(MetalloError) as info:
+        run_ingest(H.make_params(raw.root), paths)
+    message = str(info.value)
+    assert "extra/thing" in message and "special files" in message and "find RAW -type p" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_special_manifest_file_is_a_clear_error(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    os.mkfifo(raw / "manifest.csv")  # reading it would block forever
+    with pytest.raises(MetalloError, match="not a regular file"):
+        validate(raw)
+
+
+def test_ingest_records_bit_depth_and_largest_value(tmp_path):
+    raw = H.RawFolder(tmp_path / "raw")
+    raw.good("rgb")
+    twelve = np.full((20, 24), 100, dtype=np.uint16)
+    twelve[3, 4] = 4000
+    H.write_tiff(raw.root / "images" / "t12.tif", twelve)
+    raw.add("t12", "images/t12.tif", raw.good_spectra("t12.npy"))
+    Image.fromarray(np.full((20, 24), 77, dtype=np.uint8), mode="L").save(raw.root / "images" / "g.png")
+    raw.add("grey", "images/g.png", raw.good_spectra("g.npy"))
+    raw.write()
+    accepted = validate(raw.root).accepted.set_index("sample_id")
+    assert accepted.image_bit_depth.to_dict() == {"rgb": 8, "t12": 16, "grey": 8}
+    assert accepted.loc["t12", "image_max_value"] == 4000 and accepted.loc["grey", "image_max_value"] == 77
+    assert accepted.image_max_value.dtype == np.int64

@@ -1,20 +1,26 @@
 """Ingest: validate a raw manifest row by row and account for every row.
 
 Every row of ``manifest.csv`` ends up in exactly one of two tables: the accepted samples
-(with SHA-256 digests of their files) or the rejected rows with the reason(s). Only a
-problem with the manifest file as a whole (missing, not UTF-8, a missing column, no rows)
-stops ingest before the rows are checked.
+(with SHA-256 digests of their files, the image size, stored bit depth and largest pixel
+value) or the rejected rows with the reason(s). Only a problem with the manifest file as a
+whole (missing, not UTF-8, a missing, extra or repeated column, no rows) or with the raw
+folder (a FIFO, socket, device file or symbolic-link loop in it) stops ingest before the rows
+are checked. Row numbers are the manifest's real line numbers (a quoted field may span lines).
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
+import re
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from metallo.data.readers import SampleError, read_image_rgb, read_spectra
+from metallo.data.readers import SampleError, read_image, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import PathEscapeError, resolve_inside, sha256_file, write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
@@ -26,13 +32,19 @@ MANIFEST_COLUMNS = ("sample_id", "slice_id", "image", "spectra", "dos")
 #: The line of manifest.csv that holds data row 0 (line 1 is the header).
 FIRST_DATA_LINE = 2
 ON_ERROR_CHOICES = ("fail", "skip")
+#: A dos value: plain ASCII decimal or scientific notation (no digit separators, no other scripts).
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+#: Columns of samples.parquet, the accepted rows.
+ACCEPTED_COLUMNS = ("row", "sample_id", "slice_id", "image", "spectra", "dos", "image_sha256", "spectra_sha256",
+                    "width", "height", "image_bit_depth", "image_max_value")
 
 
 @dataclass
 class IngestResult:
     """Outcome of checking a manifest: every row is in ``accepted`` or ``rejected``."""
 
-    accepted: pd.DataFrame   # manifest columns + row, image_sha256, spectra_sha256, width, height, mode
+    accepted: pd.DataFrame   # ACCEPTED_COLUMNS: manifest columns + row, digests, size, bit depth, max value
     rejected: pd.DataFrame   # row, sample_id, reason
     total: int
 
@@ -50,15 +62,17 @@ def locate_manifest(source: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> pd.DataFrame:
-    """Read a manifest (``source`` is a raw folder or a .csv) keeping every value a string (``007`` stays ``007``)."""
+    """Read a manifest (``source`` is a raw folder or a .csv) keeping every value a string (``007`` stays ``007``).
+
+    The frame's ``attrs["lines"]`` holds the manifest line on which each data row starts.
+    """
     raw_dir, path = locate_manifest(source)
     if not raw_dir.is_dir():
         raise MetalloError(
             f"raw data folder {raw_dir} does not exist. Set ingest.raw_dir in params.yaml to a folder "
             f"holding {MANIFEST} (see docs/data.md), or run `dvc repro synthesize` for the demo data."
         )
-    if not path.is_file():
-        raise MetalloError(f"{path} not found: a raw data folder must hold {MANIFEST} (see docs/data.md).")
+    _check_manifest_file(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=False)
     except UnicodeDecodeError as err:
@@ -76,13 +90,26 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
         raise MetalloError(f"{path} is empty; it needs a header line {','.join(MANIFEST_COLUMNS)} and one row per sample.") from None
     except pd.errors.ParserError as err:
         raise MetalloError(f"{path} is not a readable CSV file: {err}") from None
+    header, lines = _header_and_lines(path)
     frame.columns = [str(c).strip() for c in frame.columns]
+    if header is None:
+        header = list(frame.columns)
     required = [c for c in MANIFEST_COLUMNS if require_label or c != "dos"]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
+    missing = [c for c in required if c not in header]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    extra = [c or "(a column without a name)" for c in dict.fromkeys(header) if c not in MANIFEST_COLUMNS]
+    if missing or repeated or extra:
+        problems = []
+        if missing:
+            problems.append(f"is missing column(s) {', '.join(missing)}")
+        if extra:
+            problems.append(f"has unexpected column(s) {', '.join(extra)}")
+        if repeated:
+            problems.append(f"repeats column(s) {', '.join(repeated)}")
         raise MetalloError(
-            f"{path} is missing column(s) {', '.join(missing)}; the header must name "
-            f"{','.join(MANIFEST_COLUMNS)} (see docs/data.md)."
+            f"{path} {'; '.join(problems)}; the header must name exactly the columns "
+            f"{','.join(MANIFEST_COLUMNS)} (see docs/data.md). Remove or rename the other columns "
+            "(keep notes in a separate file)."
         )
     if not isinstance(frame.index, pd.RangeIndex):  # pandas took the first field as an index and shifted the rest
         raise MetalloError(
@@ -93,7 +120,70 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
         raise MetalloError(f"{path} has a header but no rows; add one row per sample.")
     if "dos" not in frame.columns:
         frame["dos"] = ""
+    if lines is None or len(lines) != len(frame):  # the csv module parsed it differently: count rows instead
+        lines = [FIRST_DATA_LINE + i for i in range(len(frame))]
+    frame.attrs["lines"] = lines
     return frame
+
+
+def _check_manifest_file(path: Path) -> None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise MetalloError(f"{path} not found: a raw data folder must hold {MANIFEST} (see docs/data.md).") from None
+    except OSError as err:
+        raise MetalloError(f"{path} cannot be opened ({err.strerror or err}); it must be a regular file "
+                           "(a symbolic-link loop?).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise MetalloError(f"{path} is not a regular file (a folder, FIFO or device?); {MANIFEST} must be a plain "
+                           "CSV file (see docs/data.md).")
+
+
+def _header_and_lines(path: Path) -> tuple[list[str] | None, list[int] | None]:
+    """The header's column names and the line each data row starts on (a quoted field may span lines).
+
+    Blank and whitespace-only lines are skipped, as pandas skips them. ``(None, None)`` when the
+    csv module cannot parse the file.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header, lines, previous = None, [], 0
+            for record in reader:
+                start, previous = previous + 1, reader.line_num
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if header is None:
+                    header = [name.strip() for name in record]
+                else:
+                    lines.append(start)
+    except (csv.Error, UnicodeDecodeError, OSError):
+        return None, None
+    return header, lines
+
+
+def _clean_id(value: str, column: str, reasons: list[str]) -> str:
+    """Trim an id; reject an empty one or one holding control characters (NUL, newline, ...)."""
+    value = value.strip()
+    if not value:
+        reasons.append(f"{column} is empty")
+    elif any(unicodedata.category(ch) == "Cc" for ch in value):
+        reasons.append(f"{column} {value!r} contains control characters (NUL, tab, newline, ...); use printable text")
+    return value
+
+
+def parse_dos(text: str) -> tuple[float, str | None]:
+    """``(value, problem)`` for a dos field: plain ASCII decimal or scientific notation only."""
+    text = text.strip()
+    if NON_FINITE.fullmatch(text):
+        return math.nan, f"dos is not finite ({text})"
+    if not NUMBER.fullmatch(text):
+        return math.nan, (f"dos {text!r} is not a number (use plain decimal or scientific notation such as "
+                          "1.25 or -3e-2, without digit separators)")
+    value = float(text)
+    if not math.isfinite(value):
+        return math.nan, f"dos is not finite ({text})"
+    return value, None
 
 
 def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> dict:
@@ -101,23 +191,18 @@ def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> 
     row, record, root, spectra_shape, require_label = task
     reasons: list[str] = []
     out: dict = {"row": row}
-    for column in ("sample_id", "slice_id"):
-        if not record[column].strip():
-            reasons.append(f"{column} is empty")
+    out["sample_id"] = _clean_id(record["sample_id"], "sample_id", reasons)
+    out["slice_id"] = _clean_id(record["slice_id"], "slice_id", reasons)
     dos_text = record["dos"].strip()
     out["dos"] = math.nan
     if dos_text:
-        try:
-            out["dos"] = float(dos_text)
-        except ValueError:
-            reasons.append(f"dos {dos_text!r} is not a number")
-        else:
-            if not math.isfinite(out["dos"]):
-                reasons.append(f"dos is not finite ({dos_text})")
+        out["dos"], problem = parse_dos(dos_text)
+        if problem:
+            reasons.append(problem)
     elif require_label:
         reasons.append("dos is missing")
 
-    for column, reader in (("image", read_image_rgb), ("spectra", None)):
+    for column in ("image", "spectra"):
         relative = record[column].strip()
         if not relative:
             reasons.append(f"{column} path is empty")
@@ -129,11 +214,12 @@ def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> 
             try:
                 path = resolve_inside(root, relative)
             except RuntimeError as err:  # Path.resolve on Python < 3.13: a symbolic-link loop
-                reasons.append(f"{column} {relative!r} cannot be resolved ({err})")
+                reasons.append(f"{column} {relative!r} cannot be resolved (symbolic-link loop: {err})")
                 continue
             if column == "image":
-                image = reader(path)
-                out.update(width=image.width, height=image.height)
+                image = read_image(path)
+                out.update(width=image.width, height=image.height, image_bit_depth=image.bits,
+                           image_max_value=image.max_value)
             else:
                 read_spectra(path, spectra_shape)
             out[f"{column}_sha256"] = sha256_file(path)
@@ -151,15 +237,16 @@ def validate_manifest(raw_dir: str | os.PathLike, *, spectra_shape: tuple[int, i
     manifest = read_manifest(raw_dir, require_label=require_label)
     raw_dir, _ = locate_manifest(raw_dir)
     records = manifest[list(MANIFEST_COLUMNS)].to_dict("records")
-    tasks = [(FIRST_DATA_LINE + i, rec, str(raw_dir), tuple(spectra_shape), require_label) for i, rec in enumerate(records)]
+    lines = manifest.attrs["lines"]
+    tasks = [(line, rec, str(raw_dir), tuple(spectra_shape), require_label) for line, rec in zip(lines, records)]
     checks = list(map_ordered(_check_row, tasks, workers=workers, desc="ingest", show_progress=show_progress))
 
     first_row_of: dict[str, int] = {}
     accepted, rejected = [], []
     for record, check in zip(records, checks):
-        sample_id = record["sample_id"]
+        sample_id = check["sample_id"]
         reasons = list(check["reasons"])
-        if sample_id.strip():
+        if sample_id:
             if sample_id in first_row_of:
                 reasons.insert(0, f"duplicate sample_id {sample_id!r} (first seen at row {first_row_of[sample_id]})")
             else:
@@ -168,15 +255,15 @@ def validate_manifest(raw_dir: str | os.PathLike, *, spectra_shape: tuple[int, i
             rejected.append({"row": check["row"], "sample_id": sample_id, "reason": "; ".join(reasons)})
         else:
             accepted.append({
-                "row": check["row"], "sample_id": sample_id, "slice_id": record["slice_id"].strip(),
+                "row": check["row"], "sample_id": sample_id, "slice_id": check["slice_id"],
                 "image": record["image"].strip(), "spectra": record["spectra"].strip(), "dos": check["dos"],
-                "image_sha256": check["image_sha256"], "spectra_sha256": check["spectra_sha256"],
-                "width": check["width"], "height": check["height"],
+                **{key: check[key] for key in ACCEPTED_COLUMNS[6:]},
             })
-    accepted_frame = pd.DataFrame(accepted, columns=[
-        "row", "sample_id", "slice_id", "image", "spectra", "dos", "image_sha256", "spectra_sha256", "width", "height"])
+    accepted_frame = pd.DataFrame(accepted, columns=list(ACCEPTED_COLUMNS))
     rejected_frame = pd.DataFrame(rejected, columns=["row", "sample_id", "reason"])
-    result = IngestResult(accepted_frame.astype({"row": "int64", "dos": "float64"}), rejected_frame, total=len(records))
+    accepted_frame = accepted_frame.astype({"row": "int64", "dos": "float64", "width": "int64", "height": "int64",
+                                            "image_bit_depth": "int64", "image_max_value": "int64"})
+    result = IngestResult(accepted_frame, rejected_frame, total=len(records))
     assert result.counts["accepted"] + result.counts["rejected"] == result.total
     return result
 
@@ -190,13 +277,80 @@ def format_rejections(rejected: pd.DataFrame, limit: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def special_files(folder: str | os.PathLike, limit: int = 20) -> list[str]:
+    """FIFOs, sockets, device files and symbolic-link loops under ``folder`` (relative paths, at most ``limit``).
+
+    DVC hashes the whole raw folder before ingest runs and can hang reading a FIFO; ingest refuses
+    such a folder. Symbolic links to folders are not followed.
+    """
+    folder = Path(folder)
+    found: list[str] = []
+    for parent, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = Path(parent) / name
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            kind = None
+            if stat.S_ISFIFO(info.st_mode):
+                kind = "FIFO (named pipe)"
+            elif stat.S_ISSOCK(info.st_mode):
+                kind = "socket"
+            elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+                kind = "device file"
+            elif stat.S_ISLNK(info.st_mode):
+                try:
+                    os.stat(path)
+                except OSError as err:
+                    if err.errno == 40:  # ELOOP
+                        kind = "symbolic-link loop"
+            if kind:
+                found.append(f"{path.relative_to(folder)} ({kind})")
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _check_raw_folder(raw_dir: Path) -> None:
+    if not raw_dir.is_dir():
+        return  # read_manifest explains
+    found = special_files(raw_dir)
+    if found:
+        listing = "\n".join(f"  {entry}" for entry in found)
+        raise MetalloError(
+            f"the raw data folder {raw_dir} holds special files that are not data:\n{listing}\n"
+            "Remove them or move them out of the folder (list them with `find RAW -type p -o -type s -o -type c "
+            "-o -type b -o -xtype l`): DVC hashes the whole folder before ingest runs, and can hang reading "
+            "a FIFO or fail on a link loop."
+        )
+
+
 def run_ingest(params: dict, paths: Paths = PATHS) -> dict[str, int]:
-    """Validate ``ingest.raw_dir``. Reads ``ingest``, ``data``."""
+    """Validate ``ingest.raw_dir``. Reads ``ingest``, ``data``.
+
+    Writes rejected.csv, samples.parquet and metrics/ingest.json. When ingest fails, none of
+    them is left from an earlier run (rejected.csv stays when it lists the rows that failed).
+    """
+    outputs = (paths.interim / "rejected.csv", paths.interim / "samples.parquet", paths.metrics / "ingest.json")
+    written: set[Path] = set()
+    try:
+        return _run_ingest(params, paths, written)
+    except BaseException:
+        for path in outputs:  # never leave a previous run's outputs beside this run's
+            if path not in written and (path.exists() or path.is_symlink()):
+                path.unlink()
+        raise
+
+
+def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int]:
     cfg = section(params, "ingest", ["raw_dir", "on_error"])
     if cfg["on_error"] not in ON_ERROR_CHOICES:
         raise MetalloError(f"ingest.on_error must be one of {ON_ERROR_CHOICES}; got {cfg['on_error']!r}.")
+    _check_raw_folder(locate_manifest(cfg["raw_dir"])[0])
     result = validate_manifest(cfg["raw_dir"], spectra_shape=DataShape.from_params(params).spectra)
     write_csv(paths.interim / "rejected.csv", result.rejected)
+    written.add(paths.interim / "rejected.csv")
     counts = result.counts
     print(f"ingest: {counts['total']} rows, {counts['accepted']} accepted, {counts['rejected']} rejected "
           f"(details: {paths.interim / 'rejected.csv'})")
@@ -210,5 +364,7 @@ def run_ingest(params: dict, paths: Paths = PATHS) -> dict[str, int]:
             )
         print(listing)
     write_parquet(paths.interim / "samples.parquet", result.accepted)
+    written.add(paths.interim / "samples.parquet")
     write_json(paths.metrics / "ingest.json", counts)
+    written.add(paths.metrics / "ingest.json")
     return counts

@@ -1,24 +1,44 @@
 """Readers for one sample's files, shared by ingest (validation), convert and predict.
 
-They never unpickle anything and never decode an image whose header announces more
-pixels than :data:`MAX_PIXELS` (a decompression bomb). Problems raise :class:`SampleError`
-with a short reason that ends up in ``rejected.csv``.
+They never unpickle anything and never decode an image whose header announces more pixels
+than :data:`MAX_PIXELS` (a decompression bomb) or a frame thinner than :data:`MIN_SIDE` /
+more elongated than :data:`MAX_ASPECT`. Problems raise :class:`SampleError` with a short
+reason that ends up in ``rejected.csv``.
+
+Images are PNG or single-page TIFF, recognised from their first bytes (not the suffix),
+8-bit or 16-bit, greyscale or colour. A 16-bit image is scaled to 8 bits with a bit depth
+the caller passes in (``value * 255 / (2**bit_depth - 1)``, rounded, clipped): a 12-bit
+camera saved as 16-bit keeps its 4096 levels' contrast. The readers hold no global state.
 """
 from __future__ import annotations
 
 import os
+import stat
 import tokenize
 import warnings
+from struct import error as struct_error
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: First bytes of a TIFF file (little- and big-endian, classic and BigTIFF).
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: Largest image (width × height) that is decoded; PIL's own bomb limit stays on as well.
 MAX_PIXELS = 50_000_000
-#: PNG modes accepted (PIL names): 8-bit RGB/RGBA/L/LA, palette, and 16-bit greyscale.
+#: Shortest accepted image side, pixels: a thinner frame cannot be resized to the model's input.
+MIN_SIDE = 16
+#: Largest accepted ratio of the long to the short side (a micrograph is roughly square or 4:3).
+MAX_ASPECT = 8.0
+#: Largest magnitude a spectra value may have (after conversion to float32); reflectance data
+#: are O(1) and raw counts O(1e6), so anything above this is a corrupt or mis-scaled file.
+MAX_SPECTRA_ABS = 1e12
+#: Image modes accepted (PIL names): 8-bit RGB/RGBA/L/LA, palette, and 16-bit greyscale.
+#: 16-bit RGB TIFFs open as "RGB" in PIL and are decoded at full depth here.
 ACCEPTED_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "I;16", "I;16B", "I;16L", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -27,69 +47,217 @@ class SampleError(ValueError):
     """One sample's file is unusable; the message is the reason shown to the user."""
 
 
+def _special_kind(mode: int) -> str | None:
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return None
+
+
 def _check_file(path: Path, what: str) -> None:
-    if not path.exists():
-        raise SampleError(f"{what} file not found: {path.name}")
-    if not path.is_file():
-        raise SampleError(f"{what} path is not a regular file: {path.name}")
-    if os.path.getsize(path) == 0:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SampleError(f"{what} file not found: {path.name}") from None
+    except OSError as err:
+        if err.errno == 40:  # ELOOP
+            raise SampleError(f"{what} path {path.name} is a symbolic-link loop") from None
+        raise SampleError(f"{what} file cannot be read: {path.name} ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _special_kind(info.st_mode) or "a special file"
+        raise SampleError(f"{what} path is not a regular file ({kind}): {path.name}")
+    if info.st_size == 0:
         raise SampleError(f"{what} file is empty (0 bytes): {path.name}")
 
 
-def read_image_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open a PNG micrograph and return it decoded as 8-bit RGB.
+def check_image_size(width: int, height: int) -> None:
+    """Refuse a frame too large to decode, thinner than MIN_SIDE or more elongated than MAX_ASPECT."""
+    if width * height > MAX_PIXELS:
+        raise SampleError(
+            f"image is {width}x{height} = {width * height:,} pixels, above the "
+            f"decompression-bomb limit of {MAX_PIXELS:,}; downscale it first"
+        )
+    short, long = min(width, height), max(width, height)
+    if short < MIN_SIDE:
+        raise SampleError(f"image is {width}x{height} pixels: its shorter side is below the minimum of "
+                          f"{MIN_SIDE} px (a line scan or a corrupt header?)")
+    if long > MAX_ASPECT * short:
+        raise SampleError(f"image is {width}x{height} pixels: aspect ratio {long / short:.1f}:1 is above the "
+                          f"limit of {MAX_ASPECT:g}:1 (crop it to the micrograph)")
 
-    16-bit greyscale is scaled to 8 bits (value // 257); alpha is dropped; palette images are
-    expanded. The header's size is checked before any pixel is decoded.
+
+def bits_for_max(max_value: int) -> int:
+    """Bits needed to hold ``max_value``, clamped to 8..16: ``clamp(ceil(log2(max + 1)), 8, 16)``."""
+    return min(16, max(8, int(max_value).bit_length()))
+
+
+def scale_to_8bit(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    """``value * 255 / (2**bit_depth - 1)``, rounded half up and clipped to 0..255, as uint8."""
+    if not 8 <= int(bit_depth) <= 16:
+        raise ValueError(f"bit_depth must be 8..16; got {bit_depth!r}")
+    top = (1 << int(bit_depth)) - 1
+    wide = np.asarray(values).astype(np.int64)
+    return ((wide.clip(0, top) * 510 + top) // (2 * top)).astype(np.uint8)
+
+
+@dataclass
+class StoredImage:
+    """A decoded image as the file stores it: 8-bit (a PIL image) or 16-bit (a uint16 array).
+
+    ``bits`` is the stored bit depth (8 or 16); ``max_value`` the largest pixel value over the
+    colour channels (alpha ignored), on the stored scale.
+    """
+
+    width: int
+    height: int
+    format: str
+    bits: int
+    max_value: int
+    image8: Image.Image | None = None      # 8-bit images: the decoded PIL image
+    values16: np.ndarray | None = None     # 16-bit images: uint16 H×W or H×W×3
+
+    def rgb8(self, bit_depth: int = 16) -> Image.Image:
+        """8-bit RGB; 16-bit values are scaled with ``bit_depth`` (8-bit images are unchanged)."""
+        if self.values16 is None:
+            return to_rgb8(self.image8)
+        scaled = scale_to_8bit(self.values16, bit_depth)
+        if scaled.ndim == 2:
+            return Image.fromarray(scaled, mode="L").convert("RGB")
+        return Image.fromarray(scaled, mode="RGB")
+
+
+def _sniff_format(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == PNG_SIGNATURE:
+        return "PNG"
+    if head[:4] in TIFF_SIGNATURES:
+        return "TIFF"
+    raise SampleError(f"image is not a PNG or TIFF file (unrecognised first bytes): {path.name}")
+
+
+def _tiff_bits(image: Image.Image) -> tuple[int, ...]:
+    bits = image.tag_v2.get(258, (1,))  # BitsPerSample
+    return tuple(bits) if isinstance(bits, tuple) else (int(bits),)
+
+
+def _decode_rgb16_tiff(image: Image.Image) -> np.ndarray:
+    """Decode a 16-bit-per-channel RGB TIFF at full depth (PIL alone would keep the high byte only).
+
+    Each tile is decoded with PIL's own decoder into a 16-bit greyscale image three times as
+    wide, i.e. the interleaved R, G, B samples, which is then reshaped to H×W×3.
+    """
+    width, height = image.size
+    target = Image.new("I;16", (3 * width, height))
+    for tile in image.tile:
+        rawmode = tile.args[0] if isinstance(tile.args, tuple) else tile.args
+        grey = {"RGB;16L": "I;16", "RGB;16N": "I;16N", "RGB;16B": "I;16B"}.get(rawmode)
+        if grey is None:
+            raise SampleError(f"16-bit colour TIFF layout {rawmode!r} is not supported; save it as interleaved RGB")
+        args = (grey, *tile.args[1:]) if isinstance(tile.args, tuple) else grey
+        decoder = Image._getdecoder("I;16", tile.codec_name, args)
+        x0, y0, x1, y1 = tile.extents
+        decoder.setimage(target.im, (3 * x0, y0, 3 * x1, y1))
+        image.fp.seek(tile.offset)
+        if getattr(decoder, "pulls_fd", False):
+            decoder.setfd(image.fp)
+            _, code = decoder.decode(b"")
+        else:
+            while True:
+                data = image.fp.read(1 << 16)
+                consumed, code = decoder.decode(data)
+                if consumed < 0 or not data:
+                    break
+        decoder.cleanup()
+        if code < 0:
+            raise SampleError(f"image is corrupt or truncated (TIFF decoder error {code})")
+    return np.asarray(target).reshape(height, width, 3).astype(np.uint16)
+
+
+def read_image(path: str | os.PathLike) -> StoredImage:
+    """Open and fully decode a PNG or single-page TIFF micrograph, after checking its header.
+
+    The format comes from the file's first bytes; size, aspect and mode are checked before any
+    pixel is decoded.
     """
     path = Path(path)
     _check_file(path, "image")
-    with open(path, "rb") as f:
-        if f.read(8) != PNG_SIGNATURE:
-            raise SampleError(f"image is not a PNG file: {path.name}")
+    fmt = _sniff_format(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(path, formats=[fmt])
             try:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise SampleError(
-                        f"image is {width}x{height} = {width * height:,} pixels, above the "
-                        f"decompression-bomb limit of {MAX_PIXELS:,}; downscale it first"
-                    )
-                if image.mode not in ACCEPTED_MODES:
-                    raise SampleError(f"image mode {image.mode!r} is not supported (use 8-bit RGB/RGBA/L, palette or 16-bit L)")
-                image.load()
-            except BaseException:
+                return _decode(image, fmt)
+            finally:
                 image.close()  # a rejected file must not keep its descriptor open
-                raise
     except SampleError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise SampleError(f"image rejected as a decompression bomb: {err}") from None
     except UnidentifiedImageError:
-        raise SampleError(f"image cannot be decoded as PNG: {path.name}") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise SampleError(f"image is corrupt or truncated ({err})") from None
-    try:
-        return to_rgb8(image)
-    finally:
-        image.close()  # to_rgb8 returns a new image; an animated PNG keeps its file open until closed
+        raise SampleError(f"image cannot be decoded as {fmt}: {path.name}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, KeyError, IndexError, struct_error) as err:
+        raise SampleError(f"image is corrupt or truncated ({type(err).__name__}: {err})") from None
 
 
-def to_rgb8(image: Image.Image) -> Image.Image:
-    """Convert any accepted mode to 8-bit RGB."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        values = np.asarray(image, dtype=np.uint32)
-        image = Image.fromarray((values // 257).clip(0, 255).astype(np.uint8), mode="L")
+def _decode(image: Image.Image, fmt: str) -> StoredImage:
+    width, height = image.size
+    check_image_size(width, height)
+    if image.mode not in ACCEPTED_MODES:
+        raise SampleError(f"image mode {image.mode!r} is not supported (use 8-bit RGB/RGBA/L, palette, "
+                          "or 16-bit greyscale/RGB)")
+    rgb16 = False
+    if fmt == "TIFF":
+        pages = getattr(image, "n_frames", 1)
+        if pages != 1:
+            raise SampleError(f"TIFF has {pages} pages; save one micrograph per single-page file")
+        bits = _tiff_bits(image)
+        if image.mode in ("RGB", "RGBA") and max(bits) > 8:
+            if bits != (16, 16, 16):
+                raise SampleError(f"TIFF with {bits} bits per sample is not supported (use 8- or 16-bit RGB without alpha)")
+            rgb16 = True
+    if rgb16:
+        values = _decode_rgb16_tiff(image)
+        return StoredImage(width, height, fmt, 16, int(values.max()), values16=values)
+    image.load()
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image)
+        if values.dtype.kind not in "ui" or (values.size and (values.min() < 0 or values.max() > 65535)):
+            raise SampleError("image holds values outside 0..65535; save it as 8- or 16-bit")
+        values = values.astype(np.uint16)
+        return StoredImage(width, height, fmt, 16, int(values.max()), values16=values)
+    rgb = to_rgb8(image)
+    return StoredImage(width, height, fmt, 8, int(np.asarray(rgb).max()), image8=rgb)
+
+
+def read_image_rgb(path: str | os.PathLike, *, bit_depth: int = 16) -> Image.Image:
+    """Open a PNG or TIFF micrograph and return it as 8-bit RGB.
+
+    16-bit images are scaled with ``bit_depth`` (see :func:`scale_to_8bit`); alpha is dropped;
+    palette images are expanded.
+    """
+    return read_image(path).rgb8(bit_depth)
+
+
+def to_rgb8(image: Image.Image, bit_depth: int = 16) -> Image.Image:
+    """Convert any accepted PIL mode to 8-bit RGB (16-bit greyscale scaled with ``bit_depth``)."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        image = Image.fromarray(scale_to_8bit(np.asarray(image), bit_depth), mode="L")
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     return image.convert("RGB")
 
 
 def read_spectra(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
-    """Load a spectra file (``.npy`` float32/float64, or headerless ``.csv``) as float32 ``shape``."""
+    """Load a spectra file as float32 ``shape``.
+
+    ``.npy`` (float32/float64 or any integer dtype, no pickle) or headerless ``.csv`` (decimal or
+    integer numbers). After the conversion to float32 every value must be finite and at most
+    :data:`MAX_SPECTRA_ABS` in magnitude.
+    """
     path = Path(path)
     _check_file(path, "spectra")
     suffix = path.suffix.lower()
@@ -104,14 +272,14 @@ def read_spectra(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
             raise
         except ValueError as err:
             if "pickle" in str(err).lower():
-                raise SampleError("spectra .npy holds Python objects (pickled); save a plain float array") from None
+                raise SampleError("spectra .npy holds Python objects (pickled); save a plain numeric array") from None
             raise SampleError(f"spectra .npy cannot be read ({err})") from None
         except (OSError, EOFError) as err:
             raise SampleError(f"spectra .npy is corrupt or truncated ({err})") from None
         except tokenize.TokenError as err:  # numpy tokenizes the header; a garbled one raises this
             raise SampleError(f"spectra .npy cannot be read (corrupt header: {err})") from None
         if not isinstance(array, np.ndarray):
-            raise SampleError(f"spectra .npy has dtype {type(array).__name__}; expected float32 or float64")
+            raise SampleError(f"spectra .npy has dtype {type(array).__name__}; expected {ACCEPTED_SPECTRA_DTYPES}")
         _check_npy_dtype(array.dtype)
     elif suffix == ".csv":
         try:
@@ -123,10 +291,22 @@ def read_spectra(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
     else:
         raise SampleError(f"spectra format {suffix or '(no suffix)'!r} is not supported; use .npy or .csv")
     _check_shape(array.shape, shape)
-    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = array.astype(np.float32)  # float64 beyond float32's range becomes inf here
+    finite = np.isfinite(values)
+    bad = int(values.size - np.count_nonzero(finite))
+    too_large = int(np.count_nonzero(np.abs(np.where(finite, values, 0.0)) > MAX_SPECTRA_ABS))
+    problems = []
     if bad:
-        raise SampleError(f"spectra contains {bad} non-finite value(s) (NaN or inf)")
-    return array.astype(np.float32, copy=False)
+        problems.append(f"{bad} non-finite value(s) (NaN or inf, after conversion to float32)")
+    if too_large:
+        problems.append(f"{too_large} value(s) with magnitude above the limit of {MAX_SPECTRA_ABS:g}")
+    if problems:
+        raise SampleError(f"spectra contains {' and '.join(problems)}; fix or re-export the file")
+    return values
+
+
+ACCEPTED_SPECTRA_DTYPES = "float32, float64 or an integer type (int8..int64, uint8..uint64)"
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
@@ -151,9 +331,11 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
 
 def _check_npy_dtype(dtype: np.dtype) -> None:
     if dtype.hasobject:
-        raise SampleError("spectra .npy holds Python objects (pickled); save a plain float array")
-    if dtype not in (np.float32, np.float64):
-        raise SampleError(f"spectra .npy has dtype {dtype}; expected float32 or float64")
+        raise SampleError("spectra .npy holds Python objects (pickled); save a plain numeric array")
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise SampleError(f"spectra .npy has a structured dtype {dtype}; expected {ACCEPTED_SPECTRA_DTYPES}")
+    if not (dtype.kind in "iu" or dtype.type in (np.float32, np.float64)):
+        raise SampleError(f"spectra .npy has dtype {dtype}; expected {ACCEPTED_SPECTRA_DTYPES}")
 
 
 def _check_shape(actual: tuple[int, ...], shape: tuple[int, int]) -> None:

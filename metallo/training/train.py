@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 
+from metallo.data.convert import processor_settings
 from metallo.data.dataset import InMemoryDataset, MetalloDataset, load_splits
 from metallo.errors import MetalloError
 from metallo.io import atomic_path, sha256_file, write_csv, write_json
@@ -91,17 +92,16 @@ PREPROCESS_KEYS = ("spectra", "std_floor", "image", "augment_illumination", "aug
                    "augment_spectra_gain", "augment_spectra_offset")
 
 
-def build_processor(params: dict, stats: dict, model_config) -> MetalloProcessor:
-    """The input processor from ``preprocess:``, the convert geometry and the train statistics.
+def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATHS) -> MetalloProcessor:
+    """The input processor from ``preprocess:``, convert's geometry (``convert.json``) and the train statistics.
 
     A model whose config has ``raw_inputs`` (the classical baseline) normalises its inputs
     itself and gets images in [0, 1] and spectra as measured.
     """
     cfg = section(params, "preprocess", PREPROCESS_KEYS)
-    convert_cfg = section(params, "convert")
     raw = getattr(model_config, "raw_inputs", False)
-    return MetalloProcessor.from_stats(stats, image_size=model_config.image_size, resize=convert_cfg["resize"],
-                                       crop=convert_cfg["crop"], spectra_norm="none" if raw else cfg.get("spectra", "snv"),
+    return MetalloProcessor.from_stats(stats, image_size=model_config.image_size, **processor_settings(paths.processed),
+                                       spectra_norm="none" if raw else cfg.get("spectra", "snv"),
                                        image_norm="none" if raw else cfg.get("image", "dataset"),
                                        std_floor=float(cfg.get("std_floor", 0.01)))
 
@@ -195,7 +195,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     stats = load_stats(paths)
     set_seed(args.seed)
     model = build_model(params, stats)
-    processor = build_processor(params, stats, model.config)
+    processor = build_processor(params, stats, model.config, paths)
     datasets = load_splits(paths)
     if len(datasets["val"]) == 0:
         raise MetalloError("the validation split is empty; raise split.val_fraction or add training samples.")
