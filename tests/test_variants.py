@@ -344,3 +344,18 @@ def test_cli(tmp_path, capsys):
     assert info["details"]["seed"] == 2 and info["split"]["test_slices"] == ["C"]
     with pytest.raises(SystemExit):
         V._main([str(tmp_path / "bad"), "--profile", "nope"])
+
+
+def test_local_option_on_a_non_square_frame():
+    """per_cell works on any frame: cells of the written (cropped) frame get their own grain size."""
+    import dataclasses
+
+    p = dataclasses.replace(V.PROFILES["local"], frame=(240, 320))
+    sid, seq = V.sample_seeds("local", 0, SCALE)[0]
+    s = V.render_sample(p, seq, sid, p.frame)
+    assert s["image"].shape == (240, 320, 3) and s["mask"].shape == (240, 320)
+    g = s["image"] @ LUMA
+    e = np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1, :]
+    edges = [e[r * 40 + 4 : r * 40 + 35, c * 80 + 4 : c * 80 + 75].mean() for r in range(6) for c in range(4)]
+    zt = [s["latents"][f"z_tex_{k:02d}"] for k in range(24)]
+    assert np.corrcoef(edges, zt)[0, 1] < -0.7

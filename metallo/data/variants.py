@@ -311,17 +311,21 @@ def _crop_centre(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return a[y0 : y0 + h, x0 : x0 + w]
 
 
-def _render_local_micrograph(lat, cell_grain_sizes, rng, size: int, grid) -> tuple[np.ndarray, np.ndarray]:
-    """The demo micrograph with per-cell grain size: Voronoi seeds are drawn cell by cell at the
-    density of that cell's grain size; second phase and optics as in ``render_micrograph``
-    (slice "1" tint). Returns (rgb uint8, phase mask)."""
+def _render_local_micrograph(lat, cell_grain_sizes, rng, frame: tuple[int, int], grid) -> tuple[np.ndarray, np.ndarray]:
+    """The demo micrograph with per-cell grain size: Voronoi seeds are drawn cell by cell (cells of
+    the (h, w) frame) at the density of that cell's grain size; second phase and optics as in
+    ``render_micrograph`` (slice "1" tint). Rendered as a square of the long side and centre-cropped
+    like the other profiles. Returns (rgb uint8 (h, w, 3), phase mask (h, w))."""
     rows, cols = grid
+    h, w = frame
+    size = max(h, w)
+    y0, x0 = (size - h) // 2, (size - w) // 2
     scale = size / REFERENCE_SIZE
     seeds = []
     for k, d in enumerate(cell_grain_sizes):
         r, c = divmod(k, cols)
-        r0, r1 = cell_bounds(size, rows, r)
-        c0, c1 = cell_bounds(size, cols, c)
+        r0, r1 = (y0 + b for b in cell_bounds(h, rows, r))
+        c0, c1 = (x0 + b for b in cell_bounds(w, cols, c))
         d_px = d * scale
         n = max(1, int(round((r1 - r0) * (c1 - c0) / (math.pi / 4.0 * d_px * d_px))))
         seeds.append(np.column_stack([rng.uniform(r0, r1, n), rng.uniform(c0, c1, n)]))
@@ -355,7 +359,8 @@ def _render_local_micrograph(lat, cell_grain_sizes, rng, size: int, grid) -> tup
     illum = lat.illumination * prof["image_gain"] * (1.0 - lat.vignette * r2)
     rgb = rgb * np.asarray(prof["tint"])[None, None, :] * illum[:, :, None]
     rgb = rgb + lat.noise_sigma * rng.standard_normal(rgb.shape)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), mask
+    img = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    return _crop_centre(img, h, w), _crop_centre(mask, h, w)
 
 
 def _apply_image_shift(img8: np.ndarray, shift: SliceShift) -> np.ndarray:
@@ -398,7 +403,8 @@ def _to_counts(refl: np.ndarray, profile: Profile, shift: SliceShift, rng: np.ra
 def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tuple[int, int]) -> dict:
     """One sample in memory: {"image": float RGB [0,1] (H, W, 3) after the slice shift, "image8": the
     rendered uint8 RGB before it, "mask", "spectra" (reflectance or counts, float64/float32), "dos",
-    "latents": dict}. Streams: 0 latents, 1 micrograph, 2 spectra, 3 instrument, 4 per-cell latents."""
+    "latents": dict, "rng": the instrument stream, used next for image read noise}. ``profile`` is a
+    name or a :class:`Profile` (e.g. ``dataclasses.replace(PROFILES["local"], frame=(240, 320))``). Streams: 0 latents, 1 micrograph, 2 spectra, 3 instrument, 4 per-cell latents."""
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     shift = profile.shifts.get(slice_id, SliceShift())
     h, w = frame
@@ -415,9 +421,7 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
         z_d = (comp - COMPOSITION_MOMENTS[0]) / COMPOSITION_MOMENTS[1]
         noise = float(r4.normal(0.0, LOCAL_LABEL_NOISE_STD))
         dos = float(np.mean(z_t * z_d)) + noise
-        size = max(h, w)
-        img8, mask = _render_local_micrograph(lat.image, np.exp(log_d), _stream(seq, 1), size, profile.grid)
-        img8, mask = _crop_centre(img8, h, w), _crop_centre(mask, h, w)
+        img8, mask = _render_local_micrograph(lat.image, np.exp(log_d), _stream(seq, 1), (h, w), profile.grid)
         fr = cell_fractions(mask, profile.grid)
         r2 = _stream(seq, 2)
         refl = np.concatenate([render_spectra(fr[k : k + 1], float(comp[k]), r2, profile.spectrum_length) for k in range(n)])
