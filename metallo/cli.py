@@ -46,7 +46,8 @@ def _predict(args: argparse.Namespace) -> None:
     from metallo.data.ingest import format_rejections
     from metallo.prediction import predict, write_predictions
 
-    result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size)
+    result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size,
+                     interval=args.interval)
     out = write_predictions(result, args.out)
     print(f"predict: {result.summary()} -> {out}")
     if len(result.rejected):
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip: predict the valid rows and report the rest; fail: stop if any row is invalid")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--interval", type=float, default=0.9,
+                   help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)")
     p.set_defaults(func=_predict)
 
     text = "benchmark the input pipeline, the training step and the training loop"

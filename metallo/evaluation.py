@@ -28,6 +28,13 @@ def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
+def grid_extent(paths: Paths, row: int) -> tuple[float, float, float, float]:
+    """Where processed sample ``row``'s measurement grid lies in its image (normalised)."""
+    columns = ["grid_x0", "grid_y0", "grid_x1", "grid_y1"]
+    samples = pd.read_parquet(paths.processed / "samples.parquet", columns=columns)
+    return tuple(float(v) for v in samples.iloc[row][columns])
+
+
 def prediction_interval(paths: Paths, y_true: np.ndarray, y_pred: np.ndarray, level: float) -> dict[str, Any]:
     """Split-conformal interval bounds for ``y_pred`` and the coverage they reach on ``y_true``."""
     residuals = load_calibration(paths.model)
@@ -66,11 +73,17 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     written = [figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
                figures.residual_histogram(y_true, y_pred, out / "residuals.png"),
                figures.spectra_on_grid(images[0].numpy(), spectra[0].numpy(), tuple(model.config.grid),
-                                       test.sample_ids[0], out / "spectra_grid.png")]
+                                       test.sample_ids[0], out / "spectra_grid.png",
+                                       extent=grid_extent(paths, int(test.index[0])))]
     if attention is not None:
         k = min(int(cfg["attention_examples"]), len(y_true))
-        written.append(figures.attention_montage(images[:k].numpy(), attention[:k], y_true[:k], y_pred[:k],
-                                                 test.sample_ids[:k], out / "attention.png"))
+        if getattr(model.config, "fusion", None) == "grid":
+            extents = [grid_extent(paths, int(row)) for row in test.index[:k]]
+            written.append(figures.cell_contribution_montage(images[:k].numpy(), attention[:k], extents, y_true[:k],
+                                                             y_pred[:k], test.sample_ids[:k], out / "cells.png"))
+        else:
+            written.append(figures.attention_montage(images[:k].numpy(), attention[:k], y_true[:k], y_pred[:k],
+                                                     test.sample_ids[:k], out / "attention.png"))
     for stale in set(out.glob("*.png")) - set(written):
         stale.unlink()
 

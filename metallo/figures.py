@@ -66,9 +66,54 @@ def attention_montage(images: np.ndarray, attention: np.ndarray, y_true: np.ndar
     return _save(fig, path)
 
 
+def cell_contribution_montage(images: np.ndarray, contributions: np.ndarray, extents: list, y_true: np.ndarray,
+                              y_pred: np.ndarray, sample_ids: list[str], path: str | os.PathLike,
+                              columns: int = 4) -> Path:
+    """Micrographs with each measurement cell coloured by its contribution to the prediction.
+
+    ``contributions`` is (N, rows, cols) in label units (their mean is the local part of each
+    prediction); one diverging colour scale, centred on zero, is shared by every panel.
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
+    n = len(images)
+    columns = max(1, min(columns, n))
+    rows = int(np.ceil(n / columns))
+    limit = float(np.abs(contributions).max()) or 1.0
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    shown = None
+    for i, ax in enumerate(axes.ravel()[:n]):
+        height, width = images[i].shape[:2]
+        x0, y0, x1, y1 = extents[i]
+        ax.imshow(images[i])
+        shown = ax.imshow(contributions[i], cmap="coolwarm", norm=norm, alpha=0.5, interpolation="nearest",
+                          extent=(x0 * width, x1 * width, y1 * height, y0 * height))
+        grid_rows, grid_cols = contributions[i].shape
+        for r in range(grid_rows + 1):
+            y = (y0 + (y1 - y0) * r / grid_rows) * height
+            ax.plot([x0 * width, x1 * width], [y, y], color="k", lw=0.5)
+        for c in range(grid_cols + 1):
+            x = (x0 + (x1 - x0) * c / grid_cols) * width
+            ax.plot([x, x], [y0 * height, y1 * height], color="k", lw=0.5)
+        ax.set(xlim=(0, width), ylim=(height, 0))
+        ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.3g} · pred {y_pred[i]:.3g}", fontsize=9)
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="cell contribution to DOS (label units)")
+    fig.suptitle("MetalloNet: contribution of each measured cell (grid outlined; red raises, blue lowers)",
+                 fontsize=11)
+    return _save(fig, path)
+
+
 def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int], sample_id: str,
-                    path: str | os.PathLike, wavelengths: np.ndarray | None = None) -> Path:
-    """One sample: its micrograph with the measurement grid, and each spectrum in its grid cell."""
+                    path: str | os.PathLike, wavelengths: np.ndarray | None = None,
+                    extent: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> Path:
+    """One sample: its micrograph with the measurement grid, and each spectrum in its grid cell.
+
+    ``extent`` is where the measured field lies in the image, normalised (``grid_x0..grid_y1``
+    of the processed samples; beyond 0..1 when convert cropped part of the field away).
+    """
     rows, cols = grid
     x = np.arange(spectra.shape[-1]) if wavelengths is None else wavelengths
     fig = plt.figure(figsize=(4 + 2.2 * cols, 2.0 * rows))
@@ -76,14 +121,18 @@ def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int
     ax_img = fig.add_subplot(outer[0])
     ax_img.imshow(image)
     height, width = image.shape[:2]
-    for r in range(1, rows):
-        ax_img.axhline(r * height / rows, color="w", lw=0.8)
-    for c in range(1, cols):
-        ax_img.axvline(c * width / cols, color="w", lw=0.8)
+    x0, y0, x1, y1 = extent
+    xs = (x0 + (x1 - x0) * np.arange(cols + 1) / cols) * width
+    ys = (y0 + (y1 - y0) * np.arange(rows + 1) / rows) * height
+    for r in range(rows + 1):
+        ax_img.plot([xs[0], xs[-1]], [ys[r], ys[r]], color="w", lw=0.8)
+    for c in range(cols + 1):
+        ax_img.plot([xs[c], xs[c]], [ys[0], ys[-1]], color="w", lw=0.8)
     for k in range(rows * cols):
         r, c = divmod(k, cols)
-        ax_img.text((c + 0.5) * width / cols, (r + 0.5) * height / rows, str(k), color="w", ha="center", va="center",
-                    fontsize=8)
+        ax_img.text((xs[c] + xs[c + 1]) / 2, (ys[r] + ys[r + 1]) / 2, str(k), color="w", ha="center", va="center",
+                    fontsize=8, clip_on=True)
+    ax_img.set(xlim=(0, width), ylim=(height, 0))
     ax_img.set_title(f"{sample_id}: grid {rows}×{cols}")
     ax_img.axis("off")
     inner = outer[1].subgridspec(rows, cols, hspace=0.08, wspace=0.08)
@@ -97,6 +146,10 @@ def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int
         ax.tick_params(labelsize=6)
         if r < rows - 1:
             ax.set_xticklabels([])
+        else:
+            ax.set_xlabel("wavelength (nm)" if wavelengths is not None else "point index", fontsize=7)
         if c > 0:
             ax.set_yticklabels([])
+        else:
+            ax.set_ylabel("intensity", fontsize=7)
     return _save(fig, path)

@@ -63,7 +63,8 @@ def predict_arrays(model, processor: MetalloProcessor, images: np.ndarray, spect
         })
         output = model(**batch, return_attention=return_attention)
         predictions.append(output.predictions.float().cpu().numpy())
-        if return_attention and output.attention is not None:
-            attention.append(output.attention.float().cpu().numpy())
+        explanation = output.cell_contributions if output.cell_contributions is not None else output.attention
+        if return_attention and explanation is not None:  # per-cell contributions (grid fusion) or attention
+            attention.append(explanation.float().cpu().numpy())
     preds = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.float32)
     return preds, (np.concatenate(attention) if attention else None)

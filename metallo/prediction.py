@@ -6,7 +6,10 @@ model was trained on. A row whose files cannot be used is rejected, the others a
 
     from metallo import predict
     result = predict("models/model", "new/manifest.csv")
-    result.predictions  # sample_id, dos_pred
+    result.predictions  # sample_id, dos_pred, dos_lower, dos_upper
+
+Each prediction carries a split-conformal interval at ``interval`` (default 90 %) from the
+model's validation residuals (``calibration.json``; see :mod:`metallo.uncertainty`).
 """
 from __future__ import annotations
 
@@ -25,11 +28,12 @@ from metallo.inference import load_model, predict_arrays
 from metallo.io import resolve_inside, write_csv
 from metallo.parallel import progress
 from metallo.training.metrics import regression_metrics
+from metallo.uncertainty import conformal_halfwidth, load_calibration
 
 
 @dataclass
 class PredictResult:
-    predictions: pd.DataFrame         # sample_id, dos_pred (and dos when the manifest has labels)
+    predictions: pd.DataFrame         # sample_id, dos_pred, dos_lower, dos_upper (and dos when labelled)
     rejected: pd.DataFrame            # row, sample_id, reason — as ingest reports them
     metrics: dict[str, float] | None  # when every accepted row has a dos label
 
@@ -41,10 +45,15 @@ class PredictResult:
 
 
 def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_error: str = "skip",
-            batch_size: int = 64, workers: int | None = None, show_progress: bool | None = None) -> PredictResult:
+            batch_size: int = 64, workers: int | None = None, show_progress: bool | None = None,
+            interval: float = 0.9) -> PredictResult:
     """Validate ``manifest`` exactly as ingest does (``dos`` optional), then predict every accepted row."""
     if on_error not in ("skip", "fail"):
         raise MetalloError(f"on_error must be 'skip' or 'fail'; got {on_error!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise MetalloError(f"the batch size must be a positive whole number; got {batch_size!r}.")
+    residuals = load_calibration(model_dir)
+    halfwidth = conformal_halfwidth(residuals, interval) if residuals is not None else float("nan")
     model, processor = load_model(model_dir)
     raw_dir, _ = locate_manifest(manifest)
     checked = validate_manifest(manifest, spectra_shape=(model.config.n_spectra, model.config.spectrum_length),
@@ -79,8 +88,9 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
     samples = samples.iloc[kept].reset_index(drop=True)
     rejected_frame = pd.concat([r for r in rejected if len(r)] or [checked.rejected], ignore_index=True)
     rejected_frame = rejected_frame.sort_values("row", kind="stable").reset_index(drop=True)
-    table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(),
-                          "dos_pred": np.concatenate(predictions) if predictions else np.zeros(0)})
+    dos_pred = np.concatenate(predictions).astype(np.float64) if predictions else np.zeros(0)
+    table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(), "dos_pred": dos_pred,
+                          "dos_lower": dos_pred - halfwidth, "dos_upper": dos_pred + halfwidth})
     metrics = None
     labels = samples["dos"].to_numpy(dtype=np.float64)
     if len(labels) > 1 and np.isfinite(labels).all():
@@ -90,9 +100,10 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
 
 
 def write_predictions(result: PredictResult, out: str | os.PathLike) -> Path:
-    """Write ``out`` (sample_id, dos_pred[, dos]) and, when rows were rejected, ``<out>.rejected.csv``."""
+    """Write ``out`` (sample_id, dos_pred, dos_lower, dos_upper[, dos]) and, when rows were rejected,
+    ``<out>.rejected.csv``."""
     out = Path(out)
-    write_csv(out, result.predictions, float_format="%.6f")
+    write_csv(out, result.predictions, float_format="%.7g")
     rejected_path = out.with_suffix(".rejected.csv")
     if len(result.rejected):
         write_csv(rejected_path, result.rejected)

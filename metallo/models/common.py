@@ -89,22 +89,41 @@ def feature_map_size(image_size: int) -> int:
     return image_size
 
 
+def stage_stride(stage: int) -> int:
+    """Downsampling factor of ResNet stage `stage` (1..4): 4, 8, 16, 32."""
+    return 2 ** (stage + 1)
+
+
 class ResNetTrunk(nn.Module):
     """A torchvision ResNet without its pooling and classifier: (B, 3, H, W) -> (B, C, ceil(H/32), ceil(W/32)).
 
-    Submodule names match torchvision's, so torchvision state dicts load into it unchanged (minus `fc.*`).
+    With `depth` < 4 the trunk stops after that stage (and has no later layers). Submodule names match torchvision's,
+    so torchvision state dicts load into it unchanged (minus `fc.*` and the stages it does not have).
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, depth: int = 4):
         super().__init__()
         build, self.num_channels = BACKBONES[name]
         resnet = build(weights=None)
+        self.depth = depth
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+        expansion = self.num_channels // 512
+        self.stage_channels = {stage: 64 * 2 ** (stage - 1) * expansion for stage in range(1, 5)}
+        for stage in range(1, depth + 1):
+            setattr(self, f"layer{stage}", getattr(resnet, f"layer{stage}"))
+        self.num_channels = self.stage_channels[depth]
+
+    def forward_stages(self, pixel_values: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Output of every stage the trunk has, keyed 1..depth."""
+        hidden = self.maxpool(self.relu(self.bn1(self.conv1(pixel_values))))
+        outputs = {}
+        for stage in range(1, self.depth + 1):
+            hidden = getattr(self, f"layer{stage}")(hidden)
+            outputs[stage] = hidden
+        return outputs
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden = self.maxpool(self.relu(self.bn1(self.conv1(pixel_values))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(hidden))))
+        return self.forward_stages(pixel_values)[self.depth]
 
 
 def load_backbone_weights(trunk: ResNetTrunk, path: str) -> None:
@@ -121,7 +140,8 @@ def load_backbone_weights(trunk: ResNetTrunk, path: str) -> None:
         state_dict = torch.load(file, weights_only=True, map_location="cpu")
     else:
         raise ValueError(f"backbone_weights must end in .safetensors, .pth or .pt; got {str(file)!r}")
-    state_dict = {key: value for key, value in state_dict.items() if not key.startswith("fc.")}
+    absent = ("fc.", *(f"layer{stage}." for stage in range(trunk.depth + 1, 5)))
+    state_dict = {key: value for key, value in state_dict.items() if not key.startswith(absent)}
     missing, unexpected = trunk.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -199,18 +219,23 @@ class RegressionOutput(ModelOutput):
         attention (`torch.FloatTensor` of shape `(batch, h, w)`, *optional*):
             Spatial attention over the image feature-map cells, in [0, 1]; returned by models that have one when
             `return_attention=True`.
+        cell_contributions (`torch.FloatTensor` of shape `(batch, rows, cols)`, *optional*):
+            Each measurement cell's share of the prediction, in label units (their mean is the local part of the
+            prediction); returned by grid-fusion models when `return_attention=True`.
     """
 
     loss: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
     attention: torch.FloatTensor | None = None
+    cell_contributions: torch.FloatTensor | None = None
 
 
 class MetalloPreTrainedModel(PreTrainedModel):
     """Base class: input checks, label standardisation, loss and weight init shared by the Metallo regressors.
 
     Subclasses build their modules, call `post_init()` and then `load_backbone_weights()`, and implement
-    `forward_features(pixel_values, spectra) -> (features, attention or None)` and `forward_head(features) -> (B,)`.
+    `forward_features(pixel_values, spectra) -> (features, maps)` and `forward_head(features) -> (B,)`, where `maps`
+    holds the explanation maps a model has (`attention`, `cell_contributions`; see `RegressionOutput`).
     """
 
     main_input_name = "pixel_values"
@@ -266,18 +291,18 @@ class MetalloPreTrainedModel(PreTrainedModel):
             labels (`torch.FloatTensor` of shape `(batch,)`, *optional*):
                 Targets in label units; when given, the loss is computed on standardised units.
             return_attention (`bool`, *optional*, defaults to `False`):
-                Whether to return the spatial attention map (models without one return None).
+                Whether to return the model's explanation maps (spatial attention or per-cell contributions; models
+                without one return None).
         """
         check_inputs(self.config, pixel_values, spectra)
-        features, attention = self.forward_features(pixel_values, spectra)
-        head = self.forward_head(features)
+        features, maps = self.forward_features(pixel_values, spectra)
+        # Label standardisation in float32 also under bf16 autocast: labels like 1500 ± 40 need the precision.
+        head = self.forward_head(features).float()
         mean, std = self.config.label_mean, self.config.label_std
         loss = None
         if labels is not None:
             if labels.numel() != head.shape[0]:
                 raise ValueError(f"labels must have shape ({head.shape[0]},); got {tuple(labels.shape)}")
-            targets = (labels.reshape(head.shape).to(head.dtype) - mean) / std
+            targets = (labels.reshape(head.shape).float() - mean) / std
             loss = LOSSES[self.config.loss](head, targets, self.config.huber_delta)
-        return RegressionOutput(
-            loss=loss, predictions=head * std + mean, attention=attention if return_attention else None
-        )
+        return RegressionOutput(loss=loss, predictions=head * std + mean, **(maps if return_attention else {}))

@@ -42,6 +42,15 @@ class MetalloNetConfig(PretrainedConfig):
             Attention heads per fusion layer; must divide `hidden_dim`.
         intermediate_size (`int`, *optional*, defaults to 512):
             Width of the feed-forward block of each fusion layer.
+        fusion (`str`, *optional*, defaults to `"grid"`):
+            `"grid"`: each spectrum meets the image features of the cell it was measured over (see `MetalloNetModel`);
+            `"attention"`: image tokens cross-attend to the spectral tokens (the first design).
+        grid_extent (`tuple[float, float, float, float]`, *optional*, defaults to `(0, 0, 1, 1)`):
+            Where the measurement grid lies in the model's image, as normalised `(x0, y0, x1, y1)`; beyond 0..1 when
+            convert cropped part of the measured field away. Set by the training stage from the convert geometry.
+        cell_feature_stages (`list[int]`, *optional*, defaults to `[2, 3]`):
+            ResNet stages (1-4, strides 4-32) whose features are pooled over each cell (grid fusion); the trunk stops
+            at the deepest one.
         fusion_gate_init (`float`, *optional*, defaults to 0.1):
             Initial value of the per-layer gate `alpha`; the cross-attention residual is scaled by `tanh(alpha)`,
             so the image path leads at the start of training.
@@ -76,6 +85,9 @@ class MetalloNetConfig(PretrainedConfig):
         num_fusion_layers=2,
         num_attention_heads=4,
         intermediate_size=512,
+        fusion="grid",
+        grid_extent=(0.0, 0.0, 1.0, 1.0),
+        cell_feature_stages=(2, 3),
         fusion_gate_init=0.1,
         dropout=0.1,
         loss="mse",
@@ -98,6 +110,9 @@ class MetalloNetConfig(PretrainedConfig):
         self.num_fusion_layers = num_fusion_layers
         self.num_attention_heads = num_attention_heads
         self.intermediate_size = intermediate_size
+        self.fusion = fusion
+        self.grid_extent = [float(v) for v in grid_extent]
+        self.cell_feature_stages = sorted({int(v) for v in cell_feature_stages})
         self.fusion_gate_init = fusion_gate_init
         self.dropout = dropout
         self.loss = loss
@@ -108,6 +123,13 @@ class MetalloNetConfig(PretrainedConfig):
         validate_config(self)
         for field in ("num_fusion_layers", "num_attention_heads", "intermediate_size"):
             check_positive_int(field, getattr(self, field))
+        if fusion not in ("grid", "attention"):
+            raise ValueError(f"fusion must be 'grid' or 'attention'; got {fusion!r}")
+        if len(self.grid_extent) != 4 or not (self.grid_extent[0] < self.grid_extent[2]
+                                              and self.grid_extent[1] < self.grid_extent[3]):
+            raise ValueError(f"grid_extent must be (x0, y0, x1, y1) with x0 < x1 and y0 < y1; got {grid_extent!r}")
+        if not self.cell_feature_stages or not set(self.cell_feature_stages) <= {1, 2, 3, 4}:
+            raise ValueError(f"cell_feature_stages must list ResNet stages 1-4; got {cell_feature_stages!r}")
         if hidden_dim % num_attention_heads:
             raise ValueError(
                 f"hidden_dim ({hidden_dim}) must be divisible by num_attention_heads ({num_attention_heads})"

@@ -70,10 +70,10 @@ class ClassicalModel(MetalloPreTrainedModel):
             parts.append(spectra_features(spectra, self.config.n_bands))
         return torch.cat(parts, dim=1)
 
-    def forward_features(self, pixel_values, spectra) -> tuple[torch.Tensor, None]:
-        """Standardised features (B, n_features); the baseline has no attention map."""
+    def forward_features(self, pixel_values, spectra) -> tuple[torch.Tensor, dict]:
+        """Standardised features (B, n_features); the baseline has no explanation map."""
         features = self.extract_features(pixel_values, spectra)
-        return (features - self.feature_mean) / self.feature_std, None
+        return (features - self.feature_mean) / self.feature_std, {}
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Ridge prediction in standardised label units: (B, n_features) -> (B,)."""

@@ -6,7 +6,7 @@ from transformers import BertConfig
 from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertLayer, BertSelfOutput
 
-from .common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size
+from .common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size, stage_stride
 from .configuration_metallonet import MetalloNetConfig
 
 
@@ -160,11 +160,108 @@ class MetalloNetFusion(nn.Module):
         return hidden_states[:, 0]
 
 
-class MetalloNetModel(MetalloPreTrainedModel):
-    """Image tokens (spatially attended) and grid-placed spectral tokens fused by a transformer; CLS -> regression.
+def cell_pooling_weights(extent, grid: tuple[int, int], image_size: int, stride: int) -> torch.Tensor:
+    """(S, h * w) weights that average a stride-`stride` feature map over each measurement cell.
 
-    With both modalities the CLS + image tokens are the main sequence and cross-attend to the spectral tokens through
-    a gated residual; with one modality its tokens are the main sequence and there is no cross-attention.
+    Weight (k, p) is the share of feature pixel p's area that lies in cell k's box (`extent` is where the grid lies
+    in the image, normalised), divided by the cell's total, so `weights @ features` is each cell's mean feature. A
+    cell outside the image (possible with `convert.fit: crop`) gets the image mean instead.
+    """
+    rows, cols = grid
+    size = feature_map_size(image_size) if stride == 32 else -(-image_size // stride)
+    x0, y0, x1, y1 = (float(v) for v in extent)
+
+    def overlap(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:  # (cells, size): overlap of [lo, hi) with pixels
+        edges = torch.arange(size + 1, dtype=torch.float64) * stride / image_size
+        left, right = edges[:-1].view(1, -1), edges[1:].view(1, -1)
+        return (torch.minimum(hi.view(-1, 1), right) - torch.maximum(lo.view(-1, 1), left)).clamp_min(0)
+
+    xs = x0 + (x1 - x0) * torch.arange(cols + 1, dtype=torch.float64) / cols
+    ys = y0 + (y1 - y0) * torch.arange(rows + 1, dtype=torch.float64) / rows
+    wx, wy = overlap(xs[:-1], xs[1:]), overlap(ys[:-1], ys[1:])  # (cols, size), (rows, size)
+    weights = (wy[:, None, :, None] * wx[None, :, None, :]).reshape(rows * cols, size * size)
+    total = weights.sum(dim=1, keepdim=True)
+    weights = torch.where(total > 0, weights / total.clamp_min(1e-12), torch.full_like(weights, 1.0 / weights.shape[1]))
+    return weights.float()
+
+
+class MetalloNetCellImageEncoder(nn.Module):
+    """Per-cell image features: mean and std of ResNet stage outputs over each measurement cell's box.
+
+    (B, 3, H, W) -> cell tokens (B, S, hidden_dim) and a global image token (B, hidden_dim). Mean and standard
+    deviation pooling of mid-level features describes the texture (grain size, phase fraction) of the very area a
+    spectrum was measured over; the trunk stops at the deepest stage it needs.
+    """
+
+    def __init__(self, config: MetalloNetConfig):
+        super().__init__()
+        self.stages = list(config.cell_feature_stages)
+        self.trunk = ResNetTrunk(config.backbone, depth=max(self.stages))
+        channels = sum(self.trunk.stage_channels[stage] for stage in self.stages)
+        for stage in self.stages:
+            weights = cell_pooling_weights(config.grid_extent, config.grid, config.image_size, stage_stride(stage))
+            self.register_buffer(f"cell_weights_{stage}", weights)  # saved: from_pretrained builds on meta
+        self.cell_proj = nn.Sequential(nn.LayerNorm(2 * channels), nn.Linear(2 * channels, config.hidden_dim))
+        self.global_proj = nn.Sequential(nn.LayerNorm(2 * channels), nn.Linear(2 * channels, config.hidden_dim))
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.trunk.forward_stages(pixel_values)
+        cells, whole = [], []
+        for stage in self.stages:
+            features = outputs[stage].float().flatten(2)  # (B, C, h*w)
+            weights = getattr(self, f"cell_weights_{stage}")
+            mean = features @ weights.t()  # (B, C, S)
+            var = (features.square() @ weights.t() - mean.square()).clamp_min(0)
+            cells.append(torch.cat([mean, (var + 1e-6).sqrt()], dim=1))
+            whole.append(torch.cat([features.mean(-1), features.std(-1)], dim=1))
+        cell_tokens = self.cell_proj(torch.cat(cells, dim=1).transpose(1, 2))
+        return cell_tokens, self.global_proj(torch.cat(whole, dim=1))
+
+
+class MetalloNetGridFusion(nn.Module):
+    """Fuse each cell's image and spectral tokens, let the cells and a CLS token attend to each other, and read out.
+
+    The fused cell representation sees the two tokens and their elementwise product, so local interactions (what a
+    spectrum means depends on the microstructure under it) are easy to learn. The prediction is the CLS readout (the
+    global part) plus the mean of the per-cell readouts, which are returned as the cells' contributions.
+    """
+
+    def __init__(self, config: MetalloNetConfig):
+        super().__init__()
+        width = config.hidden_dim
+        self.cell_mlp = nn.Sequential(nn.LayerNorm(3 * width), nn.Linear(3 * width, width), nn.GELU(),
+                                      nn.Dropout(config.dropout), nn.Linear(width, width))
+        self.position_embeddings = MetalloNetGridPositionEmbedding(*config.grid, width)
+        self.context_proj = nn.Linear(2 * width, width)
+        bert_config = BertConfig(hidden_size=width, num_hidden_layers=config.num_fusion_layers,
+                                 num_attention_heads=config.num_attention_heads,
+                                 intermediate_size=config.intermediate_size, hidden_act="gelu",
+                                 hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
+                                 attn_implementation="sdpa")
+        self.layers = nn.ModuleList([BertLayer(bert_config, layer_idx=i) for i in range(config.num_fusion_layers)])
+        self.norm = nn.LayerNorm(width)
+        self.cell_head = nn.Linear(width, 1)
+
+    def forward(self, image_cells: torch.Tensor, spectral_cells: torch.Tensor, image_global: torch.Tensor,
+                spectral_global: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the CLS state (B, hidden_dim) and per-cell contributions (B, S) in standardised label units."""
+        cells = self.cell_mlp(torch.cat([image_cells, spectral_cells, image_cells * spectral_cells], dim=-1))
+        cells = cells + self.position_embeddings()
+        cls = self.context_proj(torch.cat([image_global, spectral_global], dim=-1)).unsqueeze(1)
+        hidden = torch.cat([cls, cells], dim=1)
+        for layer in self.layers:
+            hidden = layer(hidden)
+        hidden = self.norm(hidden)
+        return hidden[:, 0], self.cell_head(hidden[:, 1:]).squeeze(-1)
+
+
+class MetalloNetModel(MetalloPreTrainedModel):
+    """Micrograph and spectra fused where each spectrum was measured; one regression output.
+
+    `fusion="grid"` (default): the image features of each measurement cell (mean/std pooling of ResNet stages over
+    the cell's box) meet that cell's spectral token; the fused cells and a global CLS token attend to each other, and
+    the prediction is the CLS readout plus the mean per-cell contribution. `fusion="attention"` (the first design):
+    spatially attended image tokens lead and cross-attend to grid-placed spectral tokens; CLS -> regression.
     """
 
     config_class = MetalloNetConfig
@@ -172,10 +269,17 @@ class MetalloNetModel(MetalloPreTrainedModel):
 
     def __init__(self, config: MetalloNetConfig):
         super().__init__(config)
-        self.image_encoder = MetalloNetImageEncoder(config) if "image" in config.modalities else None
-        self.spectral_encoder = MetalloNetSpectralEncoder(config) if "spectra" in config.modalities else None
-        self.spatial_prior = MetalloNetSpatialPrior(config.hidden_dim)
-        self.fusion = MetalloNetFusion(config, cross_attention=len(config.modalities) == 2)
+        has_image, has_spectra = "image" in config.modalities, "spectra" in config.modalities
+        if config.fusion == "grid":
+            self.image_encoder = MetalloNetCellImageEncoder(config) if has_image else None
+            self.spectral_encoder = SpectralEncoder(config.spectral_channels, config.spectral_pool_size,
+                                                    config.hidden_dim, separable=True) if has_spectra else None
+            self.fusion = MetalloNetGridFusion(config)
+        else:
+            self.image_encoder = MetalloNetImageEncoder(config) if has_image else None
+            self.spectral_encoder = MetalloNetSpectralEncoder(config) if has_spectra else None
+            self.spatial_prior = MetalloNetSpatialPrior(config.hidden_dim)
+            self.fusion = MetalloNetFusion(config, cross_attention=len(config.modalities) == 2)
         self.head = nn.Sequential(
             nn.LayerNorm(config.hidden_dim), nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, 1)
         )
@@ -193,21 +297,38 @@ class MetalloNetModel(MetalloPreTrainedModel):
         elif isinstance(module, MetalloNetFusion):
             init.normal_(module.cls_token, std=std)
 
-    def forward_features(
-        self, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the fused CLS state (B, hidden_dim) and the attention map (B, h, w), None without the image."""
+    def forward_features(self, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None):
+        """Grid fusion: ((CLS state, per-cell readouts), {"cell_contributions"}); attention fusion: (CLS state,
+        {"attention"} when the image is used)."""
+        if self.config.fusion == "grid":
+            return self._grid_features(pixel_values, spectra)
         image_tokens = attention = spectral_tokens = None
         if self.image_encoder is not None:
             image_tokens, attention = self.image_encoder(pixel_values, self.spatial_prior)
         if self.spectral_encoder is not None:
             spectral_tokens = self.spectral_encoder(spectra, self.spatial_prior)
+        maps = {"attention": attention} if attention is not None else {}
         if image_tokens is None:
-            return self.fusion(spectral_tokens), attention
-        return self.fusion(image_tokens, context=spectral_tokens), attention
+            return self.fusion(spectral_tokens), maps
+        return self.fusion(image_tokens, context=spectral_tokens), maps
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """LayerNorm -> Linear on the CLS state: (B, hidden_dim) -> (B,) in standardised label units."""
+    def _grid_features(self, pixel_values, spectra):
+        reference = pixel_values if pixel_values is not None else spectra
+        batch, (rows, cols), width = reference.shape[0], self.config.grid, self.config.hidden_dim
+        zeros_cells = reference.new_zeros(batch, rows * cols, width)
+        zeros_global = reference.new_zeros(batch, width)
+        image_cells, image_global = (self.image_encoder(pixel_values) if self.image_encoder is not None
+                                     else (zeros_cells, zeros_global))
+        spectral_cells = self.spectral_encoder(spectra) if self.spectral_encoder is not None else zeros_cells
+        cls, cells = self.fusion(image_cells, spectral_cells, image_global, spectral_cells.mean(dim=1))
+        contributions = (cells.float() * self.config.label_std).view(batch, rows, cols)
+        return (cls, cells), {"cell_contributions": contributions}
+
+    def forward_head(self, features) -> torch.Tensor:
+        """Readout in standardised label units, (B,): the CLS head, plus the mean per-cell readout (grid fusion)."""
+        if self.config.fusion == "grid":
+            cls, cells = features
+            return self.head(cls).squeeze(-1) + cells.mean(dim=1)
         return self.head(features).squeeze(-1)
 
 

@@ -56,14 +56,14 @@ class ToyNetModel(MetalloPreTrainedModel):
 
     def forward_features(
         self, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None
-    ) -> tuple[torch.Tensor, None]:
-        """Returns the concatenated branch vectors (B, hidden_dim * len(modalities)); ToyNet has no attention map."""
+    ) -> tuple[torch.Tensor, dict]:
+        """Returns the concatenated branch vectors (B, hidden_dim * len(modalities)); ToyNet has no explanation map."""
         features = []
         if self.image_encoder is not None:
             features.append(self.image_encoder(pixel_values))
         if self.spectral_encoder is not None:
             features.append(self.spectral_encoder(spectra))
-        return torch.cat(features, dim=-1), None
+        return torch.cat(features, dim=-1), {}
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """MLP on the features: (B, D) -> (B,) in standardised label units."""

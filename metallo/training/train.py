@@ -58,12 +58,20 @@ class MetalloTrainer(Trainer):
         return self.processor(inputs)
 
 
-def build_model(params: dict, stats: dict):
+def dataset_grid_extent(paths: Paths = PATHS) -> list[float]:
+    """The measurement grid's place in the converted images (median over samples; see ``convert.fit``)."""
+    columns = ["grid_x0", "grid_y0", "grid_x1", "grid_y1"]
+    samples = pd.read_parquet(paths.processed / "samples.parquet", columns=columns)
+    return [round(float(v), 6) for v in samples[columns].median()]
+
+
+def build_model(params: dict, stats: dict, grid_extent: list[float] | None = None):
     """The model named by ``model.name`` with the data shape and the train label statistics.
 
     Keys of ``model:`` that belong to another registered model (e.g. ``backbone`` when the
     classical baseline is chosen) are left out, so one params file serves every model;
-    a key no model knows is refused.
+    a key no model knows is refused. ``grid_extent`` (from the convert geometry) goes to models
+    that place spectra on the image.
     """
     from metallo.models import config_fields, create_model, list_models
 
@@ -75,6 +83,8 @@ def build_model(params: dict, stats: dict):
         own = set(config_fields(name))
         others = {field for other in list_models() for field in config_fields(other)} - own
         cfg = {key: value for key, value in cfg.items() if key not in others}
+        if grid_extent is not None and "grid_extent" in own:
+            cfg.setdefault("grid_extent", grid_extent)
     shape = DataShape.from_params(params)
     try:
         return create_model(name, n_spectra=shape.n_spectra, spectrum_length=shape.spectrum_length,
@@ -194,7 +204,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
 
     stats = load_stats(paths)
     set_seed(args.seed)
-    model = build_model(params, stats)
+    model = build_model(params, stats, dataset_grid_extent(paths))
     processor = build_processor(params, stats, model.config, paths)
     datasets = load_splits(paths)
     if len(datasets["val"]) == 0:
