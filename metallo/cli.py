@@ -14,6 +14,20 @@ from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
 
 UI_HOST = "127.0.0.1"
+#: Integer options that must be positive wherever a command has them (bench's are defined in metallo.bench).
+POSITIVE_OPTIONS = ("batch_size", "steps", "passes", "samples", "image_size", "resize", "model_image_size",
+                    "spectra_length", "port")
+#: Integer options that may be 0 but not negative.
+NON_NEGATIVE_OPTIONS = ("workers", "warmup_steps")
+
+
+def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--batch-size 0`` and the like with argparse's one-line usage error (exit 2)."""
+    for name in POSITIVE_OPTIONS + NON_NEGATIVE_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE_OPTIONS)):
+            kind = "a positive integer" if name in POSITIVE_OPTIONS else "0 or a positive integer"
+            parser.error(f"argument --{name.replace('_', '-')}: must be {kind}; got {value}")
 
 
 def _stage(module: str, function: str) -> Callable[[argparse.Namespace], None]:
@@ -144,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_numbers(parser, args)
     with exit_on_error():
         try:
             args.func(args)

@@ -95,10 +95,11 @@ def stages_at_once(*jobs: tuple[Path, str, dict]) -> list[subprocess.CompletedPr
 
 
 def complete_checkpoints(folder: Path) -> dict[int, dict]:
-    """step -> trainer state of every checkpoint whose trainer_state.json is complete."""
+    """step -> trainer state of every checkpoint whose trainer_state.json and fingerprint are complete."""
     found = {}
     for path in folder.glob("checkpoint-*"):
         try:
+            json.loads((path / "metallo_fingerprint.json").read_text())
             found[int(path.name.split("-")[1])] = json.loads((path / "trainer_state.json").read_text())
         except (OSError, ValueError):
             continue
@@ -201,7 +202,8 @@ def test_atomic_folder_write_interrupted_leaves_destination_untouched(tmp_path, 
 
 
 def test_resume_passes_over_checkpoints_a_kill_left_half_written(tmp_path):
-    from metallo.training.train import last_complete_checkpoint
+    from metallo.training.checkpoints import FINGERPRINT_FILE
+    from metallo.training.train import last_complete_checkpoint  # still importable from train
 
     folder = tmp_path / "checkpoints"
     assert last_complete_checkpoint(folder) is None  # no folder yet
@@ -212,6 +214,7 @@ def test_resume_passes_over_checkpoints_a_kill_left_half_written(tmp_path):
         (folder / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
         if state is not None:
             (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+        (folder / f"checkpoint-{step}" / FINGERPRINT_FILE).write_text('{"digest": "d"}')
     (folder / "checkpoint-99.tmp").mkdir()
     assert last_complete_checkpoint(folder) == str(folder / "checkpoint-3")
     (folder / "checkpoint-12" / "trainer_state.json").write_text('{"global_step": 12}')
@@ -257,10 +260,18 @@ def test_killed_training_leaves_no_model_and_resumes_from_its_last_checkpoint(sh
         weights = (root / "checkpoints" / f"checkpoint-{last}" / "model.safetensors").read_bytes()
         (partial / "model.safetensors").write_bytes(weights[: len(weights) // 2])
 
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("metallo").experiment_id
+    killed_run = [r for r in client.search_runs([experiment_id]) if r.info.status == "RUNNING"]
+    assert len(killed_run) == 1 and killed_run[0].data.tags["metallo.pid"] == str(proc.pid)
+
     edit_params(root, lambda p: p["train"].update(resume=True))
     resumed = stage(root, "train")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
     assert f"train: resuming from {os.path.join('checkpoints', f'checkpoint-{last}')}" in resumed.stdout
+    # The next train marked the killed run's MLflow run KILLED (its process is gone).
+    assert client.get_run(killed_run[0].info.run_id).info.status == "KILLED"
+    assert f"marked run {killed_run[0].info.run_id} KILLED" in resumed.stdout
 
     summary = json.loads((root / "metrics/train.json").read_text())
     assert summary["steps"] == total and summary["epochs"] == pytest.approx(4.0)
@@ -380,6 +391,22 @@ def test_numpy_never_loads_pickles():
         assert "allow_pickle=True" not in text, f"{path.relative_to(REPO)} enables allow_pickle"
     for where, call in _source_calls(("np", "numpy")):
         assert _keyword(call, "allow_pickle") in (None, False), f"{where}:{call.lineno} np.load with allow_pickle"
+
+
+def _pretrained_calls():
+    """(file, call) for every ``X.from_pretrained(...)`` in metallo/ except Metallo's own processor loader."""
+    for path in sorted(SOURCE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained"
+                    and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("MetalloProcessor", "cls"))):
+                yield path.relative_to(REPO), node
+
+
+def test_every_from_pretrained_refuses_remote_code():
+    calls = list(_pretrained_calls())
+    assert len(calls) >= 2  # AutoConfig and AutoModel in metallo/inference.py at least
+    for where, call in calls:
+        assert _keyword(call, "trust_remote_code") is False, f"{where}:{call.lineno} without trust_remote_code=False"
 
 
 def test_torch_load_is_always_weights_only():

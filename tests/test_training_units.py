@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -148,3 +149,83 @@ def test_data_on_device_setting(tmp_path):
     assert use_data_on_device(True, None, args) is True
     with pytest.raises(MetalloError, match="data_on_device"):
         use_data_on_device("sometimes", None, args)
+
+
+# ----------------------------------------------------------------------------------------------
+# tracking: an unreachable server, runs left RUNNING by killed trainings
+# ----------------------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_tracking_server_gives_up_within_seconds_with_one_warning(monkeypatch):
+    import time
+    import warnings
+
+    from metallo.training import tracking
+
+    for key in tracking.HTTP_DEFAULTS:  # set, then unset: monkeypatch removes what the tracker sets afterwards
+        monkeypatch.setenv(key, "unset")
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # the user's own setting is kept
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker = Tracker("metallo")
+        tracker.start(run_name="x", tags={"a": "b"})
+        tracker.log_params({"train": {"learning_rate": 0.1}})
+        tracker.log_metrics({"loss": 1.0}, step=1)
+        tracker.finish()
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, elapsed  # MLflow's defaults retry for about 4 minutes
+    messages = [str(w.message) for w in caught if "MLflow" in str(w.message)]
+    assert len(messages) == 1 and "cannot be reached" in messages[0] and "127.0.0.1" in messages[0]
+    assert tracker.enabled is False and tracker.run_id is None
+
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == tracking.HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+
+
+def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from metallo.training import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("metallo", artifact_location=(tmp_path / "art").as_uri())
+    other_id = client.create_experiment("someone-else", artifact_location=(tmp_path / "art2").as_uri())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    runs = {
+        "dead": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
+        "alive": client.create_run(experiment_id, tags=tracking.owner_tags()),
+        "reused pid": client.create_run(experiment_id, tags={**tracking.owner_tags(), "metallo.pid_start": "1"}),
+        "other host": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": "elsewhere"}),
+        "no owner": client.create_run(experiment_id),
+        "finished": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
+        "other experiment": client.create_run(other_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
+    }
+    client.set_terminated(runs["finished"].info.run_id, "FINISHED")
+
+    tracker = Tracker("metallo")
+    new_run = tracker.start(run_name="next training")
+    status = {name: client.get_run(run.info.run_id).info.status for name, run in runs.items()}
+    assert status == {"dead": "KILLED", "alive": "RUNNING", "reused pid": "KILLED", "other host": "RUNNING",
+                      "no owner": "RUNNING", "finished": "FINISHED", "other experiment": "RUNNING"}
+    tags = client.get_run(new_run).data.tags
+    assert tags["metallo.pid"] == str(os.getpid()) and tags["metallo.host"] == host
+    tracker.finish()

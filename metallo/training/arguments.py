@@ -24,7 +24,9 @@ class MetalloOptions:
 
     Args:
         early_stopping_patience: epochs without a better validation RMSE before stopping (0 = off).
-        resume: continue from the newest checkpoint in ``checkpoints/`` if there is one.
+        resume: continue from the newest complete checkpoint in ``checkpoints/`` if there is one. It must
+            have been written for the same params and data (its ``metallo_fingerprint.json``); otherwise
+            the stage stops and names what changed (see :mod:`metallo.training.checkpoints`).
         compile: wrap the model with ``torch.compile`` (sets ``torch_compile``).
         nproc_per_node: processes per machine; > 1 launches the stage through ``torchrun`` (DDP).
         augment: on the device, flip image and spectra grid together and jitter illumination (±15 %),

@@ -5,10 +5,20 @@ with artifacts in ``<project>/mlartifacts``. ``<project>`` is the real project r
 when DVC runs an experiment in a temporary copy under ``.dvc/tmp/exps``, so workspace runs
 and queued experiments land in the same store. Tracking never decides whether a stage
 succeeds: when MLflow fails, a warning is printed and the DVC outputs remain the record.
+
+An HTTP(S) tracking server is checked with one TCP connection (:data:`CONNECT_TIMEOUT_S`)
+before any MLflow call, and MLflow's own HTTP retries and timeout are bounded
+(:data:`HTTP_DEFAULTS`, only where the user has not set those variables), so an unreachable
+server costs seconds and one warning instead of minutes of retries.
+
+Each training run is tagged with the process that owns it (``metallo.pid``, ``metallo.host``,
+``metallo.pid_start``). When ``train`` starts a run it marks KILLED every run of its experiment
+still RUNNING whose owner process on this host is gone (a killed training cannot end its run).
 """
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,6 +31,13 @@ from metallo.params import flatten
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
+#: MLflow HTTP settings Metallo applies when the environment does not set them (MLflow's defaults
+#: retry for minutes against a server that is down).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+#: Seconds to wait for a TCP connection to an HTTP(S) tracking server before giving up on it.
+CONNECT_TIMEOUT_S = 3.0
+PID_TAG, HOST_TAG, START_TAG = "metallo.pid", "metallo.host", "metallo.pid_start"
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -50,6 +67,75 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return ""
 
 
+def bound_http_retries(environ: dict | None = None) -> None:
+    """Set :data:`HTTP_DEFAULTS` in ``environ`` (``os.environ``) where the user has not set them."""
+    environ = os.environ if environ is None else environ
+    for key, value in HTTP_DEFAULTS.items():
+        environ.setdefault(key, value)
+
+
+def unreachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why an ``http(s)://`` tracking server cannot be reached (one TCP connect), or ``None``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+            return None
+    except (OSError, ValueError) as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def process_start(pid: int) -> str:
+    """The kernel's start time of process ``pid`` (Linux; ``""`` elsewhere): tells a reused PID apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_alive(pid: int, start: str = "") -> bool:
+    """Whether process ``pid`` on this host still runs (and, when ``start`` is known, is the same process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):  # killed, not yet reaped
+            return False
+    except (OSError, IndexError):
+        pass
+    return not (start and process_start(pid) and process_start(pid) != start)
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), START_TAG: process_start(os.getpid())}
+
+
+def stale_runs(client, experiment_id: str) -> list:
+    """RUNNING runs of the experiment whose owner process on this host is gone."""
+    from mlflow.entities import ViewType
+
+    host = socket.gethostname()
+    stale = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                  run_view_type=ViewType.ACTIVE_ONLY, max_results=1000):
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
+            continue  # another machine's run, or one without an owner: leave it alone
+        if not process_alive(int(tags[PID_TAG]), tags.get(START_TAG, "")):
+            stale.append(run)
+    return stale
+
+
 class Tracker:
     """A thin, failure-tolerant handle on one MLflow run.
 
@@ -62,6 +148,15 @@ class Tracker:
         self.enabled = enabled
         self.run_id = run_id
         self.uri = tracking_uri()
+        if self.enabled and self.uri.startswith(("http://", "https://")):
+            bound_http_retries()
+            problem = unreachable(self.uri)
+            if problem:
+                self.enabled = False
+                warnings.warn(f"MLflow tracking disabled: the tracking server {self.uri} cannot be reached ({problem}). "
+                              "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record. "
+                              "Start the server or unset MLFLOW_TRACKING_URI to use the project's mlflow.db.",
+                              stacklevel=2)
 
     def _safely(self, what: str, fn: Callable[[], Any]) -> Any:
         if not self.enabled:
@@ -86,11 +181,26 @@ class Tracker:
                 experiment = client.get_experiment_by_name(self.experiment)
                 experiment_id = (experiment.experiment_id if experiment else
                                  client.create_experiment(self.experiment, artifact_location=self._artifact_location()))
-                run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+                self.end_stale_runs(client, experiment_id)
+                run = client.create_run(experiment_id, run_name=run_name, tags={**dict(tags or {}), **owner_tags()})
                 self.run_id = run.info.run_id
             return self.run_id
 
         return self._safely("start a run", _start)
+
+    @staticmethod
+    def end_stale_runs(client, experiment_id: str) -> list[str]:
+        """Mark KILLED the experiment's RUNNING runs whose process is gone; return their ids."""
+        ended = []
+        try:
+            for stale in stale_runs(client, experiment_id):
+                client.set_terminated(stale.info.run_id, "KILLED")
+                ended.append(stale.info.run_id)
+                print(f"tracking: marked run {stale.info.run_id} KILLED (its process {stale.data.tags[PID_TAG]} "
+                      "on this host is gone)")
+        except Exception as err:  # noqa: BLE001 - cleaning up old runs must not stop this one
+            warnings.warn(f"MLflow: could not check for runs left RUNNING by killed trainings ({err})", stacklevel=2)
+        return ended
 
     def _artifact_location(self) -> str | None:
         return artifact_root() if self.uri.startswith("sqlite:") else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from datetime import datetime
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +27,10 @@ from metallo.io import atomic_path, sha256_file, write_csv, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
+from metallo.training import checkpoints
 from metallo.training.closed_form import fit_closed_form
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
+from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
 from metallo.uncertainty import save_calibration
@@ -159,29 +160,6 @@ def training_log(log_history: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint whose ``trainer_state.json`` (which the Trainer writes last) is complete.
-
-    A run killed while saving leaves a newer checkpoint folder without it; resuming from that
-    folder would fail, so it is passed over.
-    """
-    import json
-    import re
-
-    complete = []
-    for path in Path(folder).glob("checkpoint-*") if Path(folder).is_dir() else ():
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        state = path / "trainer_state.json"
-        if not (match and path.is_dir() and state.is_file()):
-            continue
-        try:
-            json.loads(state.read_text(encoding="utf-8"))
-        except ValueError:  # truncated by the kill
-            continue
-        complete.append((int(match.group(1)), str(path)))
-    return max(complete)[1] if complete else None
-
-
 def launch_torchrun(nproc: int) -> None:
     """Re-run this stage under ``torchrun`` with ``nproc`` processes (Trainer runs DDP)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -203,6 +181,8 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     args, options = build_training_arguments(train_cfg, paths.checkpoints)
 
     stats = load_stats(paths)
+    fingerprint = checkpoints.fingerprint(params, paths)
+    resume = checkpoints.prepare(paths.checkpoints, fingerprint, resume=options.resume, is_main=args.process_index == 0)
     set_seed(args.seed)
     model = build_model(params, stats, dataset_grid_extent(paths))
     processor = build_processor(params, stats, model.config, paths)
@@ -229,21 +209,21 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     if args.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    callbacks = [TrackerCallback(tracker)]
+    callbacks = [TrackerCallback(tracker), checkpoints.FingerprintCallback(fingerprint)]
     if options.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
     trainer = MetalloTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=datasets["val"],
                              data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
                              grid=tuple(model.config.grid),
                              augmentation=build_augmentation(params) if options.augment else None)
-    resume = last_complete_checkpoint(paths.checkpoints) if options.resume else None
-    if resume:
-        print(f"train: resuming from {resume}")
-    elif is_main and paths.checkpoints.is_dir():
-        shutil.rmtree(paths.checkpoints)  # checkpoints of an earlier run must not mix with this one
     try:
         result = trainer.train(resume_from_checkpoint=resume)
         best = trainer.evaluate()
+        best_metric = f"eval_{args.metric_for_best_model or 'loss'}".replace("eval_eval_", "eval_")
+        if not all(math.isfinite(float(best.get(k, 0.0))) for k in ("eval_loss", best_metric)):
+            raise MetalloError(f"training diverged: the best validation {best_metric[5:]} is {best.get(best_metric)} "
+                               f"(loss {best.get('eval_loss')}), so no model was written to {paths.model}. Check the "
+                               "data for inf/NaN values (data/split/stats.json, the spectra) or lower train.learning_rate.")
     except BaseException:
         tracker.finish("FAILED")
         raise
