@@ -2,7 +2,8 @@
 
 ``mlflow.pyfunc.load_model(uri).predict({"pixel_values": images, "spectra": spectra})``
 takes uint8 micrographs (N×H×W×3, after the convert geometry) and raw spectra (N×S×L)
-and returns the predicted DOS per sample.
+and returns a table with the predicted DOS per sample (``dos``) and its split-conformal
+interval (``dos_lower``, ``dos_upper``; level from ``params={"interval": 0.9}``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 ARTIFACT_NAME = "pyfunc_model"
 
@@ -20,23 +22,31 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from metallo.inference import load_model
 
-        self.model, self.processor = load_model(context.artifacts["model"])
+        from metallo.uncertainty import load_calibration
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+        self.model, self.processor = load_model(context.artifacts["model"])
+        self.residuals = load_calibration(context.artifacts["model"])
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
         from metallo.inference import predict_arrays
+        from metallo.uncertainty import conformal_halfwidth
 
         predictions, _ = predict_arrays(self.model, self.processor, np.asarray(model_input["pixel_values"], dtype=np.uint8),
                                         np.asarray(model_input["spectra"], dtype=np.float32))
-        return predictions
+        level = float((params or {}).get("interval", 0.9))
+        half = conformal_halfwidth(self.residuals, level) if self.residuals is not None else np.nan
+        predictions = predictions.astype(np.float64)
+        return pd.DataFrame({"dos": predictions, "dos_lower": predictions - half, "dos_upper": predictions + half})
 
 
 def signature(n_spectra: int, spectrum_length: int):
     from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "pixel_values"),
                      TensorSpec(np.dtype(np.float32), (-1, n_spectra, spectrum_length), "spectra")])
-    return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "dos")]))
+    outputs = Schema([ColSpec("double", name) for name in ("dos", "dos_lower", "dos_upper")])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("interval", "double", 0.9)]))
 
 
 def pip_requirements() -> list[str]:

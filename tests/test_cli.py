@@ -181,14 +181,24 @@ def cli_predictions(project, new_samples, tmp_path_factory):
     return results
 
 
+def assert_interval_brackets_prediction(table: pd.DataFrame) -> None:
+    """dos_lower..dos_upper is symmetric about dos_pred, one half-width for every row (NaN when uncalibrated)."""
+    below = (table["dos_pred"] - table["dos_lower"]).to_numpy()
+    above = (table["dos_upper"] - table["dos_pred"]).to_numpy()
+    np.testing.assert_allclose(below, above, atol=1e-4)
+    np.testing.assert_allclose(below, np.full_like(below, below[0]), atol=1e-4)
+    assert np.isnan(below).all() or (below >= 0).all()
+
+
 @pytest.mark.slow
 def test_predict_writes_one_row_per_valid_sample_and_reports_the_bad_row(cli_predictions):
     result, out = cli_predictions["skip"]
     assert result.returncode == 0, result.stderr[-5000:]
     table = pd.read_csv(out, dtype={"sample_id": str})
-    assert list(table.columns) == ["sample_id", "dos_pred"]
+    assert list(table.columns) == ["sample_id", "dos_pred", "dos_lower", "dos_upper"]
     assert list(table["sample_id"]) == [f"s{i:04d}" for i in range(N_NEW)]
     assert np.isfinite(table["dos_pred"]).all()
+    assert_interval_brackets_prediction(table)
 
     assert f"{N_NEW} predicted, 1 rejected" in result.stdout
     assert f"row {BAD_ROW} (bad01)" in result.stdout and "missing.png" in result.stdout
@@ -239,7 +249,8 @@ def test_predict_with_labels_reports_metrics(project, new_samples):
 
     result = predict(project / "models/model", new_samples["labelled"])
     manifest = pd.read_csv(new_samples["labelled"], dtype={"sample_id": str})
-    assert list(result.predictions.columns) == ["sample_id", "dos_pred", "dos"]
+    assert list(result.predictions.columns) == ["sample_id", "dos_pred", "dos_lower", "dos_upper", "dos"]
+    assert_interval_brackets_prediction(result.predictions)
     np.testing.assert_allclose(result.predictions["dos"].to_numpy(), manifest["dos"].to_numpy())
     assert {"r2", "rmse", "mae", "pearson"} <= set(result.metrics)
     assert np.isfinite(result.metrics["rmse"])

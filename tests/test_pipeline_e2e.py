@@ -42,7 +42,7 @@ def test_repro_builds_every_stage_and_writes_metrics(repro_project):
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "calibration.json"):
         assert (root / "models/model" / name).is_file()
     figures = {p.name for p in (root / "metrics/figures").glob("*.png")}
-    assert {"pred_vs_true.png", "residuals.png", "spectra_grid.png", "attention.png"} <= figures
+    assert {"pred_vs_true.png", "residuals.png", "spectra_grid.png", "cells.png"} <= figures
     log = (root / "metrics/train_log.csv").read_text().splitlines()
     assert log[0].startswith("step,epoch,train_loss")
     assert len(log) > 3
@@ -87,5 +87,6 @@ def test_exp_run_set_param_tracks_two_runs(repro_project):
     model = mlflow.pyfunc.load_model(f"runs:/{newest.info.run_id}/pyfunc_model")
     images = np.load(root / "data/processed/images.npy", mmap_mode="r")[:3]
     spectra = np.load(root / "data/processed/spectra.npy", mmap_mode="r")[:3]
-    predictions = np.asarray(model.predict({"pixel_values": np.array(images), "spectra": np.array(spectra)}))
-    assert predictions.shape == (3,) and np.isfinite(predictions).all()
+    table = model.predict({"pixel_values": np.array(images), "spectra": np.array(spectra)}, params={"interval": 0.8})
+    assert list(table.columns) == ["dos", "dos_lower", "dos_upper"] and len(table) == 3
+    assert np.isfinite(table["dos"]).all() and (table["dos_lower"] <= table["dos"]).all()

@@ -7,13 +7,14 @@ from .common import check_positive_int, validate_config
 
 class MetalloNetConfig(PretrainedConfig):
     r"""
-    Configuration of a [`MetalloNetModel`], the main regressor: spatially attended image tokens and grid-placed
-    spectral tokens fused by a BERT-style transformer in which the image tokens lead and cross-attend to the spectra.
+    Configuration of a [`MetalloNetModel`], the main regressor. With `fusion="grid"` (default) the image features of
+    each measurement cell meet the spectrum measured there; with `fusion="attention"` (the first design) spatially
+    attended image tokens cross-attend to grid-placed spectral tokens in a BERT-style transformer.
 
     Args:
         image_size (`int`, *optional*, defaults to 128):
-            Side of the square input micrograph (128 is the CPU demo resolution, 300 the full one). Also sizes the
-            image-token position embeddings (one per cell of the `ceil(image_size / 32)` square feature map).
+            Side of the square input micrograph (128 is the CPU demo resolution, 300 the full one). Sizes the
+            per-cell pooling weights (grid fusion) or the image-token position embeddings (attention fusion).
         n_spectra (`int`, *optional*, defaults to 24):
             Number of spectra measured per image.
         grid (`tuple[int, int]`, *optional*, defaults to `(6, 4)`):
@@ -51,7 +52,7 @@ class MetalloNetConfig(PretrainedConfig):
         cell_feature_stages (`list[int]`, *optional*, defaults to `[2, 3]`):
             ResNet stages (1-4, strides 4-32) whose features are pooled over each cell (grid fusion); the trunk stops
             at the deepest one.
-        fusion_gate_init (`float`, *optional*, defaults to 0.1):
+        fusion_gate_init (`float`, *optional*, defaults to 0.1) (attention fusion only):
             Initial value of the per-layer gate `alpha`; the cross-attention residual is scaled by `tanh(alpha)`,
             so the image path leads at the start of training.
         dropout (`float`, *optional*, defaults to 0.1):

@@ -207,13 +207,14 @@ class MetalloNetCellImageEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.trunk.forward_stages(pixel_values)
         cells, whole = [], []
-        for stage in self.stages:
-            features = outputs[stage].float().flatten(2)  # (B, C, h*w)
-            weights = getattr(self, f"cell_weights_{stage}")
-            mean = features @ weights.t()  # (B, C, S)
-            var = (features.square() @ weights.t() - mean.square()).clamp_min(0)
-            cells.append(torch.cat([mean, (var + 1e-6).sqrt()], dim=1))
-            whole.append(torch.cat([features.mean(-1), features.std(-1)], dim=1))
+        with torch.autocast(pixel_values.device.type, enabled=False):  # moments in float32, also under bf16
+            for stage in self.stages:
+                features = outputs[stage].float().flatten(2)  # (B, C, h*w)
+                weights = getattr(self, f"cell_weights_{stage}")
+                mean = features @ weights.t()  # (B, C, S)
+                var = (features.square() @ weights.t() - mean.square()).clamp_min(0)
+                cells.append(torch.cat([mean, (var + 1e-6).sqrt()], dim=1))
+                whole.append(torch.cat([features.mean(-1), features.std(-1, correction=0)], dim=1))
         cell_tokens = self.cell_proj(torch.cat(cells, dim=1).transpose(1, 2))
         return cell_tokens, self.global_proj(torch.cat(whole, dim=1))
 

@@ -3,7 +3,7 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from .registry import create_model, list_models
+from .registry import config_fields, create_model, list_models
 
 BACKBONE_NAMES = ("resnet18", "resnet50")
 
@@ -30,8 +30,11 @@ def model_summary(names: list[str] | None = None, image_size: int = 300, **overr
     backbones = (overrides.pop("backbone"),) if "backbone" in overrides else BACKBONE_NAMES
     rows = []
     for name in names or list_models():
-        for backbone in backbones:
-            model = create_model(name, image_size=image_size, backbone=backbone, **overrides).eval()
+        has_backbone = "backbone" in config_fields(name)
+        for backbone in backbones if has_backbone else ("—",):
+            extra = {"backbone": backbone} if has_backbone else {}
+            own = {key: value for key, value in overrides.items() if key in config_fields(name)}
+            model = create_model(name, image_size=image_size, **extra, **own).eval()
             config = model.config
             pixel_values = torch.zeros(1, 3, config.image_size, config.image_size)
             spectra = torch.zeros(1, config.n_spectra, config.spectrum_length)
