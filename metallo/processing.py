@@ -63,6 +63,8 @@ class MetalloProcessor:
             scales new 16-bit images the same way.
         spectra_norm: one of :data:`SPECTRA_NORMS`.
         image_norm: one of :data:`IMAGE_NORMS`.
+        raw_copies: also pass the model its inputs before normalisation (``raw_pixel_values``,
+            ``raw_spectra``), for a model with a classical-feature branch.
     """
 
     image_mean: list[float]
@@ -76,6 +78,7 @@ class MetalloProcessor:
     bit_depth: int = 16
     spectra_norm: str = "standard"
     image_norm: str = "dataset"
+    raw_copies: bool = False
     _buffers: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,7 +90,7 @@ class MetalloProcessor:
     @classmethod
     def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int, fit: str = "crop",
                    bit_depth: int = 16, spectra_norm: str = "snv", image_norm: str = "dataset",
-                   std_floor: float = 0.01) -> MetalloProcessor:
+                   std_floor: float = 0.01, raw_copies: bool = False) -> MetalloProcessor:
         """The processor for the train split's ``stats`` (``data/split/stats.json``) and convert's geometry."""
         if spectra_norm == "none":
             length = len(stats["spectra"]["mean"])
@@ -100,7 +103,8 @@ class MetalloProcessor:
         else:
             image_mean, image_std = stats["image"]["mean"], stats["image"]["std"]
         return cls(image_mean, image_std, mean, std, image_size=int(image_size), resize=int(resize), crop=int(crop),
-                   fit=str(fit), bit_depth=int(bit_depth), spectra_norm=spectra_norm, image_norm=image_norm)
+                   fit=str(fit), bit_depth=int(bit_depth), spectra_norm=spectra_norm, image_norm=image_norm,
+                   raw_copies=bool(raw_copies))
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -121,39 +125,49 @@ class MetalloProcessor:
                                   as_tensor(self.spectra_mean), as_tensor(self.spectra_std))
         return self._buffers[key]
 
-    def images(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 B×H×W×3 (any device) → normalised float B×3×s×s, channels-last.
+    def intensities(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 B×H×W×3 (any device) → float B×3×s×s intensities in [0, 1] at the model's size.
 
         ``gain`` (B,) or (B, 3) scales each image's intensities (per channel) first: illumination
         and colour-balance augmentation.
         """
         if pixels.dim() != 4 or pixels.shape[-1] != 3:
             raise ValueError(f"pixels must be uint8 with shape (batch, height, width, 3); got {tuple(pixels.shape)}")
-        mean, std, _, _ = self._tensors(pixels.device)
         x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
         if gain is not None:
             x = (x * gain.view(gain.shape[0], -1, 1, 1)).clamp_(0.0, 1.0)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
                               align_corners=False)
-        x = (x - mean) / std
-        return x.contiguous(memory_format=torch.channels_last)
+        return x
 
-    def spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,
-                offset: torch.Tensor | None = None) -> torch.Tensor:
-        """float B×S×L raw spectra → normalised float32 (see :data:`SPECTRA_NORMS`).
+    def images(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 B×H×W×3 (any device) → normalised float B×3×s×s, channels-last (see :meth:`intensities`)."""
+        return self.normalise_images(self.intensities(pixels, gain))
 
-        ``gain`` (B,) scales each sample's spectra and ``offset`` (B,) adds that many of each
-        spectrum's own std first (spectrometer gain and dark-offset augmentation).
-        """
-        _, _, mean, std = self._tensors(spectra.device)
-        if spectra.shape[-1] != mean.shape[0]:
-            raise ValueError(f"spectra have length {spectra.shape[-1]}, but the processor was fitted on length {mean.shape[0]}")
+    def normalise_images(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std, _, _ = self._tensors(x.device)
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def raw_spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,
+                    offset: torch.Tensor | None = None) -> torch.Tensor:
+        """float B×S×L spectra as measured, with the augmentation's gain and dark offset applied."""
         spectra = spectra.float()
         if offset is not None:
             spectra = spectra + offset.view(-1, 1, 1) * spectra.std(dim=-1, keepdim=True)
         if gain is not None:
             spectra = spectra * gain.view(-1, 1, 1)
+        return spectra
+
+    def spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,
+                offset: torch.Tensor | None = None) -> torch.Tensor:
+        """float B×S×L raw spectra → normalised float32 (see :data:`SPECTRA_NORMS`)."""
+        return self.normalise_spectra(self.raw_spectra(spectra, gain, offset))
+
+    def normalise_spectra(self, spectra: torch.Tensor) -> torch.Tensor:
+        _, _, mean, std = self._tensors(spectra.device)
+        if spectra.shape[-1] != mean.shape[0]:
+            raise ValueError(f"spectra have length {spectra.shape[-1]}, but the processor was fitted on length {mean.shape[0]}")
         if self.spectra_norm == "snv":
             spectra = snv(spectra)
         return (spectra - mean) / std
@@ -161,15 +175,24 @@ class MetalloProcessor:
     def __call__(self, batch: dict) -> dict:
         """Apply to a batch dict holding ``pixel_values`` (uint8) and ``spectra`` (raw).
 
-        Optional ``image_gain`` / ``spectra_gain`` entries (from :func:`augment_batch`) are consumed.
+        Optional ``image_gain`` / ``spectra_gain`` / ``spectra_offset`` entries (from
+        :func:`augment_batch`) are consumed. With ``raw_copies`` the batch also gets
+        ``raw_pixel_values`` (intensities in [0, 1]) and ``raw_spectra`` (as measured), after the
+        same augmentation, for models that compute features of their own from them.
         """
         out = dict(batch)
         image_gain, spectra_gain = out.pop("image_gain", None), out.pop("spectra_gain", None)
         spectra_offset = out.pop("spectra_offset", None)
         if out.get("pixel_values") is not None:
-            out["pixel_values"] = self.images(out["pixel_values"], image_gain)
+            intensities = self.intensities(out["pixel_values"], image_gain)
+            out["pixel_values"] = self.normalise_images(intensities)
+            if self.raw_copies:
+                out["raw_pixel_values"] = intensities
         if out.get("spectra") is not None:
-            out["spectra"] = self.spectra(out["spectra"], spectra_gain, spectra_offset)
+            raw = self.raw_spectra(out["spectra"], spectra_gain, spectra_offset)
+            out["spectra"] = self.normalise_spectra(raw)
+            if self.raw_copies:
+                out["raw_spectra"] = raw
         return out
 
 

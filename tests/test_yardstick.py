@@ -165,3 +165,26 @@ def test_compare_overrides_parse_like_dvc_set():
     assert params["model"] == {"name": "metallonet", "hidden_dim": 256, "modalities": ["image"]}
     with pytest.raises(MetalloError, match="section.key=value"):
         apply_overrides({}, ["hidden_dim"])
+
+
+def test_metallonet_starts_from_the_classical_baseline_and_needs_raw_inputs(tmp_path):
+    from metallo.training.closed_form import initialise_classical_branch
+    from tests.helpers_yardstick import ArrayDataset
+
+    images, spectra, labels = _data(40)
+    stats = _stats(spectra, images, labels)
+    model = create_model("metallonet", n_spectra=SHAPE[0], spectrum_length=SHAPE[1], grid=list(GRID), image_size=32,
+                         hidden_dim=16, label_mean=stats["label"]["mean"], label_std=stats["label"]["std"]).eval()
+    processor = MetalloProcessor.from_stats(stats, image_size=32, resize=32, crop=32, raw_copies=True)
+    train = ArrayDataset(tmp_path / "train", images, spectra, labels)
+    initialise_classical_branch(model, processor, train)
+    batch = processor({"pixel_values": torch.from_numpy(images[:8]), "spectra": torch.from_numpy(spectra[:8])})
+    assert set(batch) == {"pixel_values", "spectra", "raw_pixel_values", "raw_spectra"}
+    assert 0.0 <= float(batch["raw_pixel_values"].min()) and float(batch["raw_pixel_values"].max()) <= 1.0
+    with torch.no_grad():
+        predictions = model(**batch).predictions
+        ridge = model.classical_head(model.classical_branch(batch["raw_pixel_values"], batch["raw_spectra"]))
+    expected = ridge.squeeze(-1) * model.config.label_std + model.config.label_mean
+    assert torch.allclose(predictions, expected, atol=1e-5)  # the deep readout starts at zero
+    with pytest.raises(ValueError, match="raw_pixel_values"):
+        model(pixel_values=batch["pixel_values"], spectra=batch["spectra"])

@@ -274,12 +274,18 @@ class MetalloPreTrainedModel(PreTrainedModel):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward_classical_branch(self, raw_pixel_values, raw_spectra) -> torch.Tensor | None:
+        """A linear readout of classical features added to the head (models with a classical branch)."""
+        return None
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         spectra: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_attention: bool = False,
+        raw_pixel_values: torch.Tensor | None = None,
+        raw_spectra: torch.Tensor | None = None,
     ) -> RegressionOutput:
         r"""
         Args:
@@ -293,11 +299,18 @@ class MetalloPreTrainedModel(PreTrainedModel):
             return_attention (`bool`, *optional*, defaults to `False`):
                 Whether to return the model's explanation maps (spatial attention or per-cell contributions; models
                 without one return None).
+            raw_pixel_values (`torch.FloatTensor` of shape `(batch, 3, image_size, image_size)`, *optional*):
+                The micrographs before normalisation (intensities in [0, 1]), for a model's classical branch.
+            raw_spectra (`torch.FloatTensor` of shape `(batch, n_spectra, spectrum_length)`, *optional*):
+                The spectra as measured, for a model's classical branch.
         """
         check_inputs(self.config, pixel_values, spectra)
         features, maps = self.forward_features(pixel_values, spectra)
         # Label standardisation in float32 also under bf16 autocast: labels like 1500 ± 40 need the precision.
         head = self.forward_head(features).float()
+        wide = self.forward_classical_branch(raw_pixel_values, raw_spectra)
+        if wide is not None:
+            head = head + wide.float()
         mean, std = self.config.label_mean, self.config.label_std
         loss = None
         if labels is not None:

@@ -5,6 +5,12 @@ from transformers import PretrainedConfig
 from .common import MODALITIES, check_positive_int
 
 
+#: Default feature settings, shared with the classical branch of the deep models.
+FEATURE_DEFAULTS = {"n_bands": 64, "histogram_bins": 16, "gradient_scales": (1, 2, 4), "dark_threshold": 0.5}
+#: Candidate ridge penalties (1e-3 .. 1e3), chosen by leave-one-out cross-validation.
+RIDGE_ALPHAS = tuple(10.0 ** (k / 2) for k in range(-6, 7))
+
+
 class ClassicalConfig(PretrainedConfig):
     r"""
     Configuration of a [`ClassicalModel`], the yardstick every deep model must beat: hand-made features a
@@ -55,11 +61,11 @@ class ClassicalConfig(PretrainedConfig):
         grid=(6, 4),
         spectrum_length=1600,
         modalities=("image", "spectra"),
-        n_bands=64,
-        histogram_bins=16,
-        gradient_scales=(1, 2, 4),
-        dark_threshold=0.5,
-        ridge_alphas=tuple(10.0 ** (k / 2) for k in range(-6, 7)),
+        n_bands=FEATURE_DEFAULTS["n_bands"],
+        histogram_bins=FEATURE_DEFAULTS["histogram_bins"],
+        gradient_scales=FEATURE_DEFAULTS["gradient_scales"],
+        dark_threshold=FEATURE_DEFAULTS["dark_threshold"],
+        ridge_alphas=RIDGE_ALPHAS,
         label_mean=0.0,
         label_std=1.0,
         initializer_range=0.02,
@@ -110,4 +116,4 @@ class ClassicalConfig(PretrainedConfig):
         return True
 
 
-__all__ = ["ClassicalConfig"]
+__all__ = ["FEATURE_DEFAULTS", "RIDGE_ALPHAS", "ClassicalConfig"]

@@ -52,6 +52,12 @@ class MetalloNetConfig(PretrainedConfig):
         cell_feature_stages (`list[int]`, *optional*, defaults to `[2, 3]`):
             ResNet stages (1-4, strides 4-32) whose features are pooled over each cell (grid fusion); the trunk stops
             at the deepest one.
+        classical_branch (`bool`, *optional*, defaults to `False`):
+            Add a linear readout of the classical baseline's features (SNV band statistics, image statistics; see
+            [`ClassicalConfig`]) to the prediction. The training stage fits it by ridge regression and zeroes the
+            deep readout before training, so training starts from the classical baseline's predictions and the
+            network learns what that baseline misses. Needs the processor's `raw_copies`. The pipeline's
+            `params.yaml` turns it on.
         fusion_gate_init (`float`, *optional*, defaults to 0.1) (attention fusion only):
             Initial value of the per-layer gate `alpha`; the cross-attention residual is scaled by `tanh(alpha)`,
             so the image path leads at the start of training.
@@ -89,6 +95,7 @@ class MetalloNetConfig(PretrainedConfig):
         fusion="grid",
         grid_extent=(0.0, 0.0, 1.0, 1.0),
         cell_feature_stages=(2, 3),
+        classical_branch=False,
         fusion_gate_init=0.1,
         dropout=0.1,
         loss="mse",
@@ -114,6 +121,7 @@ class MetalloNetConfig(PretrainedConfig):
         self.fusion = fusion
         self.grid_extent = [float(v) for v in grid_extent]
         self.cell_feature_stages = sorted({int(v) for v in cell_feature_stages})
+        self.classical_branch = bool(classical_branch)
         self.fusion_gate_init = fusion_gate_init
         self.dropout = dropout
         self.loss = loss

@@ -6,6 +6,8 @@ from transformers import BertConfig
 from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertLayer, BertSelfOutput
 
+from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
+from .modeling_classical import ClassicalFeatures, fit_ridge, set_linear
 from .common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size, stage_stride
 from .configuration_metallonet import MetalloNetConfig
 
@@ -284,8 +286,36 @@ class MetalloNetModel(MetalloPreTrainedModel):
         self.head = nn.Sequential(
             nn.LayerNorm(config.hidden_dim), nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, 1)
         )
+        if config.classical_branch:
+            settings = {**FEATURE_DEFAULTS, "n_bands": min(FEATURE_DEFAULTS["n_bands"], config.spectrum_length)}
+            self.classical_branch = ClassicalFeatures(config.modalities, **settings)
+            self.classical_head = nn.Linear(self.classical_branch.n_features, 1)
         self.post_init()
         self.load_backbone_weights(self.image_encoder.trunk if self.image_encoder is not None else None)
+
+    def forward_classical_branch(self, raw_pixel_values, raw_spectra) -> torch.Tensor | None:
+        """Linear readout of the classical features of the raw inputs, (B,) in standardised label units."""
+        if not self.config.classical_branch:
+            return None
+        if ("image" in self.config.modalities and raw_pixel_values is None) or (
+                "spectra" in self.config.modalities and raw_spectra is None):
+            raise ValueError("this MetalloNet has a classical branch (classical_branch=True): pass raw_pixel_values "
+                             "(intensities in [0, 1]) and raw_spectra (as measured), as MetalloProcessor(raw_copies="
+                             "True) does")
+        return self.classical_head(self.classical_branch(raw_pixel_values, raw_spectra)).squeeze(-1)
+
+    @torch.no_grad()
+    def initialise_classical_branch(self, features, targets) -> float:
+        """Fit the classical branch by ridge on training `features` / standardised `targets` and zero the deep
+        readout, so the model starts at the classical baseline's predictions. Returns the ridge penalty."""
+        fitted = fit_ridge(features, targets, list(RIDGE_ALPHAS))
+        self.classical_branch.set_statistics(fitted["mean"], fitted["std"])
+        set_linear(self.classical_head, fitted["coef"], fitted["intercept"])
+        readouts = [self.head[-1]] + ([self.fusion.cell_head] if self.config.fusion == "grid" else [])
+        for layer in readouts:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        return fitted["alpha"]
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

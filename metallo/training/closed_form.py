@@ -16,14 +16,31 @@ from metallo.training.metrics import regression_metrics
 @torch.inference_mode()
 def dataset_features(model, processor: MetalloProcessor, dataset: MetalloDataset, batch_size: int = 64) -> np.ndarray:
     """``model.extract_features`` over every sample of ``dataset``, in order, as float64 (N, F)."""
+    return batch_features(lambda batch: model.extract_features(batch.get("pixel_values"), batch.get("spectra")),
+                          processor, dataset, next(model.parameters()).device, batch_size)
+
+
+@torch.inference_mode()
+def batch_features(extract, processor: MetalloProcessor, dataset: MetalloDataset, device: torch.device,
+                   batch_size: int = 64) -> np.ndarray:
+    """``extract(processed batch)`` over every sample of ``dataset``, in order, as float64 (N, F)."""
     images, spectra = dataset.arrays()
-    device = model.head.weight.device
     rows = []
     for start in range(0, len(dataset), batch_size):
         batch = processor({"pixel_values": images[start:start + batch_size].to(device),
                            "spectra": spectra[start:start + batch_size].to(device)})
-        rows.append(model.extract_features(batch.get("pixel_values"), batch.get("spectra")).double().cpu().numpy())
-    return np.concatenate(rows) if rows else np.zeros((0, model.feature_mean.numel()))
+        rows.append(extract(batch).double().cpu().numpy())
+    return np.concatenate(rows)
+
+
+def initialise_classical_branch(model, processor: MetalloProcessor, train: MetalloDataset) -> float:
+    """Fit a deep model's classical branch by ridge on ``train`` so that training starts from the classical
+    baseline's predictions; returns the chosen ridge penalty."""
+    branch = model.classical_branch
+    features = batch_features(lambda b: branch.extract(b.get("raw_pixel_values"), b.get("raw_spectra")), processor,
+                              train, next(model.parameters()).device)
+    targets = (np.asarray(train.labels, np.float64) - model.config.label_mean) / model.config.label_std
+    return model.initialise_classical_branch(features, targets)
 
 
 def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, val: MetalloDataset | None,
@@ -35,7 +52,8 @@ def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, v
     if val is not None and len(val):
         features = torch.from_numpy(dataset_features(model, processor, val, batch_size)).float()
         with torch.inference_mode():
-            standardised = (features.to(model.feature_mean.device) - model.feature_mean) / model.feature_std
+            standardised = (features.to(model.features.feature_mean.device) - model.features.feature_mean) / \
+                model.features.feature_std
             predictions = model.forward_head(standardised) * model.config.label_std + model.config.label_mean
         metrics.update({f"eval_{k}": v for k, v in regression_metrics(val.labels, predictions.cpu().numpy()).items()})
     return metrics

@@ -28,7 +28,7 @@ from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
 from metallo.training import checkpoints
-from metallo.training.closed_form import fit_closed_form
+from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
@@ -114,6 +114,7 @@ def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATH
     return MetalloProcessor.from_stats(stats, image_size=model_config.image_size, **processor_settings(paths.processed),
                                        spectra_norm="none" if raw else cfg.get("spectra", "snv"),
                                        image_norm="none" if raw else cfg.get("image", "dataset"),
+                                       raw_copies=getattr(model_config, "classical_branch", False),
                                        std_floor=float(cfg.get("std_floor", 0.01)))
 
 
@@ -206,6 +207,9 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         print(f"train: the train split ({InMemoryDataset.nbytes(datasets['train']) / 2**20:.0f} MiB) is held on {args.device}")
     if getattr(model.config, "fitted_in_closed_form", False):
         return fit_and_save(model, processor, datasets, model_name, tracker, paths)
+    if getattr(model.config, "classical_branch", False) and not resume:
+        alpha = initialise_classical_branch(model, processor, datasets["train"])
+        print(f"train: classical branch fitted by ridge (alpha {alpha:g}); training starts from its predictions")
     if args.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
