@@ -364,6 +364,7 @@ def time_trainer(model, dataset, processor, device, work_dir: Path, *, batch_siz
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from metallo.training.arguments import build_training_arguments
+    from metallo.processing import Augmentation
     from metallo.training.train import MetalloTrainer
     from torch.utils.data import default_collate
 
@@ -394,7 +395,7 @@ def time_trainer(model, dataset, processor, device, work_dir: Path, *, batch_siz
     args, options = build_training_arguments(train, work_dir / "trainer")
     trainer = MetalloTrainer(model=model, args=args, train_dataset=dataset, data_collator=default_collate,
                              callbacks=[StepTimer()], processor=processor, grid=tuple(model.config.grid),
-                             augment=options.augment)
+                             augmentation=Augmentation() if options.augment else None)
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
     t0 = time.perf_counter()

@@ -96,7 +96,11 @@ class MetalloProcessor:
             length = len(stats["spectra"]["mean"])
             mean, std = [0.0] * length, [1.0] * length
         else:
-            moments = stats["spectra_snv" if spectra_norm == "snv" else "spectra"]
+            key = "spectra_snv" if spectra_norm == "snv" else "spectra"
+            if key not in stats:
+                raise MetalloError(f"the split statistics have no {key!r} entry (written by an older split stage); "
+                                   "re-run `dvc repro split`.")
+            moments = stats[key]
             mean, std = moments["mean"], floored_std(moments["std"], std_floor)
         if image_norm == "none":
             image_mean, image_std = [0.0] * 3, [1.0] * 3

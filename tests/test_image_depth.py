@@ -150,7 +150,8 @@ def test_convert_names_the_row_of_an_image_that_became_unusable(tmp_path):
 
 def test_processor_saves_and_loads_fit_and_bit_depth(tmp_path):
     stats = {"image": {"mean": [0.5] * 3, "std": [0.2] * 3}, "spectra": {"mean": [0.0] * 4, "std": [1.0] * 4}}
-    processor = MetalloProcessor.from_stats(stats, image_size=32, resize=36, crop=32, fit="full", bit_depth=12)
+    processor = MetalloProcessor.from_stats(stats, image_size=32, resize=36, crop=32, fit="full", bit_depth=12,
+                                            spectra_norm="standard")
     processor.save_pretrained(tmp_path)
     loaded = MetalloProcessor.from_pretrained(tmp_path)
     assert (loaded.fit, loaded.bit_depth, loaded.resize, loaded.crop) == ("full", 12, 36, 32)

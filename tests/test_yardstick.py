@@ -174,7 +174,8 @@ def test_metallonet_starts_from_the_classical_baseline_and_needs_raw_inputs(tmp_
     images, spectra, labels = _data(40)
     stats = _stats(spectra, images, labels)
     model = create_model("metallonet", n_spectra=SHAPE[0], spectrum_length=SHAPE[1], grid=list(GRID), image_size=32,
-                         hidden_dim=16, label_mean=stats["label"]["mean"], label_std=stats["label"]["std"]).eval()
+                         hidden_dim=16, classical_branch=True, label_mean=stats["label"]["mean"],
+                         label_std=stats["label"]["std"]).eval()
     processor = MetalloProcessor.from_stats(stats, image_size=32, resize=32, crop=32, raw_copies=True)
     train = ArrayDataset(tmp_path / "train", images, spectra, labels)
     initialise_classical_branch(model, processor, train)
