@@ -223,6 +223,21 @@ def _phase_gradient(lat: ImageLatents, size: int) -> np.ndarray:
     return ramp / extent
 
 
+def etched_grains(labels: np.ndarray, n_grains: int, lat: ImageLatents, rng: np.random.Generator) -> np.ndarray:
+    """Grey level of each grain (random around GRAIN_MEAN_LEVEL), grain boundaries darkened by etching."""
+    levels = np.clip(GRAIN_MEAN_LEVEL + lat.grain_contrast * rng.standard_normal(n_grains), 0.35, 0.95)
+    grey = levels[labels]
+    # boundaries: both pixels of every horizontally / vertically adjacent pair with different labels
+    boundary = np.zeros(labels.shape, dtype=bool)
+    dh = labels[:, 1:] != labels[:, :-1]
+    dv = labels[1:, :] != labels[:-1, :]
+    boundary[:, 1:] |= dh
+    boundary[:, :-1] |= dh
+    boundary[1:, :] |= dv
+    boundary[:-1, :] |= dv
+    return np.where(boundary, grey * (1.0 - lat.etch_depth), grey)
+
+
 def render_micrograph(lat: ImageLatents, rng: np.random.Generator, size: int, slice_id: str = "1"):
     """Render one micrograph.
 
@@ -239,18 +254,7 @@ def render_micrograph(lat: ImageLatents, rng: np.random.Generator, size: int, sl
     _, labels = cKDTree(seeds).query(_pixel_centres(size), k=1)
     labels = labels.reshape(size, size)
 
-    levels = np.clip(GRAIN_MEAN_LEVEL + lat.grain_contrast * rng.standard_normal(n_grains), 0.35, 0.95)
-    grey = levels[labels]
-
-    # boundaries: both pixels of every horizontally / vertically adjacent pair with different labels
-    boundary = np.zeros((size, size), dtype=bool)
-    dh = labels[:, 1:] != labels[:, :-1]
-    dv = labels[1:, :] != labels[:-1, :]
-    boundary[:, 1:] |= dh
-    boundary[:, :-1] |= dh
-    boundary[1:, :] |= dv
-    boundary[:-1, :] |= dv
-    grey = np.where(boundary, grey * (1.0 - lat.etch_depth), grey)
+    grey = etched_grains(labels, n_grains, lat, rng)
 
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
 

@@ -94,8 +94,8 @@ from metallo.data.synthesize import (
     BLOB_SIGMA_REF,
     COMPOSITION_MOMENTS,
     COMPOSITION_RANGE,
-    GRAIN_MEAN_LEVEL,
     LABEL_COEFS,
+    etched_grains,
     LABEL_INTERCEPT,
     LABEL_NOISE_STD,
     MANIFEST_COLUMNS,
@@ -334,16 +334,7 @@ def _render_local_micrograph(lat, cell_grain_sizes, rng, frame: tuple[int, int],
     pts = np.column_stack([yy.ravel() + 0.5, xx.ravel() + 0.5])
     _, labels = cKDTree(seeds).query(pts, k=1)
     labels = labels.reshape(size, size)
-    levels = np.clip(GRAIN_MEAN_LEVEL + lat.grain_contrast * rng.standard_normal(len(seeds)), 0.35, 0.95)
-    grey = levels[labels]
-    boundary = np.zeros((size, size), dtype=bool)
-    dh = labels[:, 1:] != labels[:, :-1]
-    dv = labels[1:, :] != labels[:-1, :]
-    boundary[:, 1:] |= dh
-    boundary[:, :-1] |= dh
-    boundary[1:, :] |= dv
-    boundary[:-1, :] |= dv
-    grey = np.where(boundary, grey * (1.0 - lat.etch_depth), grey)
+    grey = etched_grains(labels, len(seeds), lat, rng)
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
 
     fieldv = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=max(0.7, BLOB_SIGMA_REF * scale), mode="wrap")
