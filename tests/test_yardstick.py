@@ -189,3 +189,30 @@ def test_metallonet_starts_from_the_classical_baseline_and_needs_raw_inputs(tmp_
     assert torch.allclose(predictions, expected, atol=1e-5)  # the deep readout starts at zero
     with pytest.raises(ValueError, match="raw_pixel_values"):
         model(pixel_values=batch["pixel_values"], spectra=batch["spectra"])
+
+
+@pytest.mark.parametrize("profile", ["camera16", "specimens3", "tiffcsv", "local"])
+def test_foreign_data_runs_end_to_end_with_only_shape_and_split_params(tmp_path, profile):
+    """A data set from another camera and spectrometer, only data:/split:/ingest.raw_dir set, as a user would."""
+    import yaml
+
+    from metallo.compare import apply_overrides, run_compare
+    from metallo.data.variants import make_variant
+    from tests.conftest import REPO
+
+    info = make_variant(tmp_path / "raw", profile, scale=0.1)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = apply_overrides(params, [
+        f"ingest.raw_dir={tmp_path / 'raw'}", f"data.n_spectra={info['data']['n_spectra']}",
+        f"data.spectrum_length={info['data']['spectrum_length']}", f"data.grid={info['data']['grid']}",
+        f"split.train_slices={info['split']['train_slices']}", f"split.test_slices={info['split']['test_slices']}",
+        "convert.crop=48", "convert.workers=1", "model.image_size=48"])  # small images keep the test fast
+    result = run_compare(params, models=["classical"], seeds=[0, 1], work_dir=tmp_path / "runs")
+    assert [run["seed"] for run in result["runs"]] == [0, 1]
+    for run in result["runs"]:
+        assert math.isfinite(run["r2"]) and math.isfinite(run["rmse"])
+        for metric in ("r2", "rmse", "mae"):  # the same split and the same fit, up to float32 rounding
+            assert run["baselines"]["classical"][metric] == pytest.approx(run[metric], rel=1e-5)
+    summary = result["summary"]
+    assert set(summary) == {"classical", "classical baseline", "mean baseline"}
+    assert summary["classical"]["r2"]["n"] == 2 and summary["classical"]["r2"]["sd"] is not None
