@@ -361,3 +361,16 @@ def test_data_chain_is_deterministic(tmp_path):
     split = pd.read_parquet(a.split / "split.parquet")
     samples = pd.read_parquet(a.processed / "samples.parquet")
     assert set(split.loc[split.split == "test", "sample_id"]) == set(samples.loc[samples.slice_id == "2", "sample_id"])
+
+
+def test_split_after_an_interrupted_convert_says_what_to_run(tmp_path):
+    paths = H.make_paths(tmp_path)
+    paths.processed.mkdir(parents=True)
+    params = {"split": {"train_slices": ["1"], "test_slices": ["2"], "val_fraction": 0.2, "seed": 0}}
+    with pytest.raises(MetalloError, match="convert stage has not finished"):
+        run_split(params, paths)
+    pd.DataFrame({"sample_id": ["a", "b"]}).to_parquet(paths.processed / "samples.parquet")
+    np.save(paths.processed / "images.npy", np.zeros((3, 4, 4, 3), np.uint8))
+    np.save(paths.processed / "spectra.npy", np.zeros((2, 6, 20), np.float32))
+    with pytest.raises(MetalloError, match="different runs"):
+        run_split(params, paths)

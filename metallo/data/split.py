@@ -127,9 +127,25 @@ def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray
     }
 
 
+def check_processed(paths: Paths) -> None:
+    """Refuse to split when convert's outputs are missing or disagree (e.g. convert was killed)."""
+    names = ("samples.parquet", "images.npy", "spectra.npy")
+    missing = [name for name in names if not (paths.processed / name).is_file()]
+    if missing:
+        raise MetalloError(f"{paths.processed} lacks {', '.join(missing)}: the convert stage has not finished "
+                           "(or was interrupted). Run `dvc repro convert` (or `metallo convert`) first.")
+    rows = len(pd.read_parquet(paths.processed / "samples.parquet", columns=["sample_id"]))
+    for name in names[1:]:
+        n = np.load(paths.processed / name, mmap_mode="r").shape[0]
+        if n != rows:
+            raise MetalloError(f"{paths.processed / name} has {n} rows but samples.parquet lists {rows}: the "
+                               "convert outputs are from different runs. Run `dvc repro convert` again.")
+
+
 def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     """Assign train/val/test and compute train-only statistics. Reads ``split``."""
     cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed"])
+    check_processed(paths)
     samples = pd.read_parquet(paths.processed / "samples.parquet")
     result = split_samples(samples, train_slices=cfg["train_slices"], test_slices=cfg["test_slices"],
                            val_fraction=float(cfg["val_fraction"]), seed=int(cfg["seed"]))
