@@ -110,7 +110,7 @@ def format_table(summary: dict[str, dict]) -> str:
         if stat.get("mean") is None:
             return "—"
         sd = stat.get("sd")
-        return f"{stat['mean']:{spec}}" + (f" ± {sd:.2g}" if sd is not None else "")
+        return f"{stat['mean']:{spec}}" + (f" ± {sd:{spec if spec.endswith('f') else '.2g'}}" if sd is not None else "")
 
     lines = ["| model | test R² | test RMSE | test MAE | train time (s) | seeds |", "|---|---:|---:|---:|---:|---:|"]
     for row, stats in summary.items():
