@@ -33,16 +33,16 @@ repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m metallo.project summary
 
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS)
 
 # Random-time kills of dvc repro / dvc exp run, each followed by a recovering dvc repro
 # (tests/test_soak.py, docs/reliability.md). SOAK_SECONDS bounds the kills; the test prints its seed.
 SOAK_SECONDS ?= 900
 soak: $(STAMP)
-	METALLO_SOAK_SECONDS=$(SOAK_SECONDS) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slow -s tests/test_soak.py $(PYTEST_ARGS)
+	METALLO_SOAK_SECONDS=$(SOAK_SECONDS) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m soak -s tests/test_soak.py $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/python -m metallo.cli ui

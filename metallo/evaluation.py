@@ -91,6 +91,7 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     run = read_json(run_file) if run_file.is_file() else {}
     experiment = section(params, "tracking")["experiment"]
     tracker = Tracker(experiment, enabled=bool(run.get("run_id")), run_id=run.get("run_id"))
+    tracker.sweep_stale_runs()
     tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
     for name, values in baselines.items():
         tracker.log_metrics({f"{name}_baseline_test_{k}": v for k, v in values.items()})

@@ -188,6 +188,16 @@ class Tracker:
 
         return self._safely("start a run", _start)
 
+    def sweep_stale_runs(self) -> None:
+        """Mark KILLED this experiment's RUNNING runs whose process is gone (also when DVC restored train from its
+        run cache, so no training started to do it)."""
+        def _sweep() -> None:
+            experiment = self.client().get_experiment_by_name(self.experiment)
+            if experiment is not None:
+                self.end_stale_runs(self.client(), experiment.experiment_id)
+
+        self._safely("check for runs left RUNNING", _sweep)
+
     @staticmethod
     def end_stale_runs(client, experiment_id: str) -> list[str]:
         """Mark KILLED the experiment's RUNNING runs whose process is gone; return their ids."""
