@@ -27,8 +27,10 @@ PROCESSOR_FILE = "preprocessor_config.json"
 #: standardisation of the raw values only; ``none`` = raw values.
 SPECTRA_NORMS = ("snv", "standard", "none")
 #: Image normalisations (``preprocess.image``): ``dataset`` = per-channel standardisation with the
-#: train split's statistics; ``none`` = intensities in [0, 1] (what the classical baseline reads).
-IMAGE_NORMS = ("dataset", "none")
+#: train split's statistics; ``per_image`` = each image first divided by its own 99th-percentile
+#: intensity (removes the illumination level and camera gain), then the same standardisation;
+#: ``none`` = intensities in [0, 1] (what the classical baseline reads).
+IMAGE_NORMS = ("dataset", "per_image", "none")
 
 
 def snv(spectra: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -151,6 +153,9 @@ class MetalloProcessor:
 
     def normalise_images(self, x: torch.Tensor) -> torch.Tensor:
         mean, std, _, _ = self._tensors(x.device)
+        if self.image_norm == "per_image":
+            level = torch.quantile(x.flatten(1), 0.99, dim=1).clamp_min(1e-3).view(-1, 1, 1, 1)
+            x = x / level
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
     def raw_spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,

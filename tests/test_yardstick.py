@@ -68,7 +68,7 @@ def test_relative_std_floor_keeps_a_dead_channel_finite():
     assert processor.spectra(noisy).abs().max() < 1e4
 
 
-@pytest.mark.parametrize("field, value", [("spectra_norm", "msc"), ("image_norm", "per_image")])
+@pytest.mark.parametrize("field, value", [("spectra_norm", "msc"), ("image_norm", "histogram")])
 def test_processor_refuses_unknown_normalisation(field, value):
     with pytest.raises(MetalloError, match="preprocess"):
         MetalloProcessor([0.5] * 3, [0.2] * 3, [0.0] * 4, [1.0] * 4, image_size=32, **{field: value})
@@ -216,3 +216,10 @@ def test_foreign_data_runs_end_to_end_with_only_shape_and_split_params(tmp_path,
     summary = result["summary"]
     assert set(summary) == {"classical", "classical baseline", "mean baseline"}
     assert summary["classical"]["r2"]["n"] == 2 and summary["classical"]["r2"]["sd"] is not None
+
+
+def test_per_image_normalisation_removes_the_illumination_level():
+    processor = MetalloProcessor([0.4] * 3, [0.2] * 3, [0.0] * 4, [1.0] * 4, image_size=16, image_norm="per_image")
+    pixels = torch.randint(20, 250, (2, 16, 16, 3), dtype=torch.uint8)
+    darker = processor.images(pixels, gain=torch.full((2, 1), 0.6))
+    assert torch.allclose(processor.images(pixels), darker, atol=0.05)  # up to uint8 rounding of the quantile
