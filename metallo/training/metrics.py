@@ -21,7 +21,8 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
         "mae": float(np.abs(error).mean()),
         "rmse": float(np.sqrt((error**2).mean())),
         "r2": 1.0 - float((error**2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
-        "pearson": float((dt * dp).sum()) / denom if denom > 0 else float("nan"),
+        # a constant prediction (e.g. the mean baseline) has no correlation: NaN, not rounding noise
+        "pearson": float((dt * dp).sum()) / denom if denom > 0 and np.ptp(y_pred) > 0 else float("nan"),
     }
 
 
