@@ -238,24 +238,13 @@ def etched_grains(labels: np.ndarray, n_grains: int, lat: ImageLatents, rng: np.
     return np.where(boundary, grey * (1.0 - lat.etch_depth), grey)
 
 
-def render_micrograph(lat: ImageLatents, rng: np.random.Generator, size: int, slice_id: str = "1"):
-    """Render one micrograph.
+def finish_micrograph(grey: np.ndarray, lat: ImageLatents, rng: np.random.Generator, size: int,
+                      prof: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Grain grey levels -> the uint8 RGB micrograph: second phase, then the microscope's optics.
 
-    Returns ``(rgb_uint8 (size, size, 3), phase_mask bool (size, size), n_grains)``. Depends only on
-    the image latents, ``rng``, ``size`` and the slice's illumination profile.
+    Returns the image and the second-phase mask. ``prof`` is a slice's illumination profile.
     """
-    prof = SLICE_PROFILES[slice_id]
     scale = size / REFERENCE_SIZE
-
-    # --- Voronoi grains: n seeds so that the mean grain area is pi/4 * d^2 ------------------------
-    d_px = lat.grain_size * scale
-    n_grains = max(2, int(round(size * size / (math.pi / 4.0 * d_px * d_px))))
-    seeds = rng.uniform(0.0, size, size=(n_grains, 2))
-    _, labels = cKDTree(seeds).query(_pixel_centres(size), k=1)
-    labels = labels.reshape(size, size)
-
-    grey = etched_grains(labels, n_grains, lat, rng)
-
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
 
     # --- second phase: threshold of a smoothed Gaussian field, threshold set per pixel so that the
@@ -276,7 +265,28 @@ def render_micrograph(lat: ImageLatents, rng: np.random.Generator, size: int, sl
     illum = lat.illumination * prof["image_gain"] * (1.0 - lat.vignette * r2)
     rgb = rgb * np.asarray(prof["tint"])[None, None, :] * illum[:, :, None]
     rgb = rgb + lat.noise_sigma * rng.standard_normal(rgb.shape)
-    img = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), mask
+
+
+def render_micrograph(lat: ImageLatents, rng: np.random.Generator, size: int, slice_id: str = "1"):
+    """Render one micrograph.
+
+    Returns ``(rgb_uint8 (size, size, 3), phase_mask bool (size, size), n_grains)``. Depends only on
+    the image latents, ``rng``, ``size`` and the slice's illumination profile.
+    """
+    prof = SLICE_PROFILES[slice_id]
+    scale = size / REFERENCE_SIZE
+
+    # --- Voronoi grains: n seeds so that the mean grain area is pi/4 * d^2 ------------------------
+    d_px = lat.grain_size * scale
+    n_grains = max(2, int(round(size * size / (math.pi / 4.0 * d_px * d_px))))
+    seeds = rng.uniform(0.0, size, size=(n_grains, 2))
+    _, labels = cKDTree(seeds).query(_pixel_centres(size), k=1)
+    labels = labels.reshape(size, size)
+
+    grey = etched_grains(labels, n_grains, lat, rng)
+
+    img, mask = finish_micrograph(grey, lat, rng, size, prof)
     return img, mask, n_grains
 
 

@@ -87,27 +87,23 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage, special
 from scipy.spatial import cKDTree
 
 from metallo.data.synthesize import (
-    BLOB_SIGMA_REF,
     COMPOSITION_MOMENTS,
     COMPOSITION_RANGE,
     LABEL_COEFS,
-    etched_grains,
     LABEL_INTERCEPT,
     LABEL_NOISE_STD,
     MANIFEST_COLUMNS,
-    PHASE_GRADIENT,
-    PHASE_RGB,
     REFERENCE_SIZE,
     SLICE_PROFILES,
     SampleLatents,
-    _phase_gradient,
     cell_bounds,
     cell_fractions,
     draw_latents,
+    etched_grains,
+    finish_micrograph,
     render_micrograph,
     render_spectra,
     wavelengths,
@@ -335,22 +331,7 @@ def _render_local_micrograph(lat, cell_grain_sizes, rng, frame: tuple[int, int],
     _, labels = cKDTree(seeds).query(pts, k=1)
     labels = labels.reshape(size, size)
     grey = etched_grains(labels, len(seeds), lat, rng)
-    rgb = np.repeat(grey[:, :, None], 3, axis=2)
-
-    fieldv = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=max(0.7, BLOB_SIGMA_REF * scale), mode="wrap")
-    fieldv = (fieldv - fieldv.mean()) / (fieldv.std() + 1e-12)
-    local_phi = np.clip(lat.phase_fraction * (1.0 + PHASE_GRADIENT * _phase_gradient(lat, size)), 1e-4, 1 - 1e-4)
-    mask = fieldv > special.ndtri(1.0 - local_phi)
-    rgb[mask] = PHASE_RGB[None, :] * (1.0 + 0.08 * rng.standard_normal((int(mask.sum()), 1)))
-
-    prof = SLICE_PROFILES["1"]
-    y = (np.arange(size) + 0.5) / size - 0.5 - lat.vignette_dy
-    x = (np.arange(size) + 0.5) / size - 0.5 - lat.vignette_dx
-    r2 = (y[:, None] ** 2 + x[None, :] ** 2) / 0.5
-    illum = lat.illumination * prof["image_gain"] * (1.0 - lat.vignette * r2)
-    rgb = rgb * np.asarray(prof["tint"])[None, None, :] * illum[:, :, None]
-    rgb = rgb + lat.noise_sigma * rng.standard_normal(rgb.shape)
-    img = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    img, mask = finish_micrograph(grey, lat, rng, size, SLICE_PROFILES["1"])
     return _crop_centre(img, h, w), _crop_centre(mask, h, w)
 
 
