@@ -29,7 +29,7 @@ def classical_baseline(stats: dict, train: MetalloDataset, test: MetalloDataset,
                          label_std=stats["label"]["std"] or 1.0)
     processor = MetalloProcessor.from_stats(stats, image_size=model.config.image_size, **geometry,
                                             spectra_norm="none", image_norm="none")
-    fit_closed_form(model, processor, train, None)
+    fit_closed_form(model, processor, train)
     images, spectra = test.arrays()
     predictions, _ = predict_arrays(model, processor, images.numpy(), spectra.numpy())
     return predictions.astype(np.float64)

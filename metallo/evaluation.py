@@ -9,6 +9,7 @@ import pandas as pd
 
 from metallo import figures
 from metallo.baselines import baseline_metrics
+from metallo.data.convert import grid_extents
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
 from metallo.inference import load_model, predict_arrays
@@ -26,13 +27,6 @@ EVALUATE_KEYS = ("batch_size", "attention_examples", "interval")
 def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
     """JSON has no NaN: undefined metrics (e.g. Pearson r of a constant) become null."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-
-
-def grid_extent(paths: Paths, row: int) -> tuple[float, float, float, float]:
-    """Where processed sample ``row``'s measurement grid lies in its image (normalised)."""
-    columns = ["grid_x0", "grid_y0", "grid_x1", "grid_y1"]
-    samples = pd.read_parquet(paths.processed / "samples.parquet", columns=columns)
-    return tuple(float(v) for v in samples.iloc[row][columns])
 
 
 def prediction_interval(paths: Paths, y_true: np.ndarray, y_pred: np.ndarray, level: float) -> dict[str, Any]:
@@ -70,16 +64,16 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
               float_format="%.6g")
 
     out = paths.metrics / "figures"
+    extents = grid_extents(paths.processed)[test.index]  # where each test sample's grid lies in its image
     written = [figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
                figures.residual_histogram(y_true, y_pred, out / "residuals.png"),
                figures.spectra_on_grid(images[0].numpy(), spectra[0].numpy(), tuple(model.config.grid),
                                        test.sample_ids[0], out / "spectra_grid.png",
-                                       extent=grid_extent(paths, int(test.index[0])))]
+                                       extent=tuple(extents[0]))]
     if attention is not None:
         k = min(int(cfg["attention_examples"]), len(y_true))
         if getattr(model.config, "fusion", None) == "grid":
-            extents = [grid_extent(paths, int(row)) for row in test.index[:k]]
-            written.append(figures.cell_contribution_montage(images[:k].numpy(), attention[:k], extents, y_true[:k],
+            written.append(figures.cell_contribution_montage(images[:k].numpy(), attention[:k], extents[:k], y_true[:k],
                                                              y_pred[:k], test.sample_ids[:k], out / "cells.png"))
         else:
             written.append(figures.attention_montage(images[:k].numpy(), attention[:k], y_true[:k], y_pred[:k],

@@ -86,6 +86,12 @@ def load_convert_info(processed: str | os.PathLike) -> dict:
     return read_json(path)
 
 
+def grid_extents(processed: str | os.PathLike) -> np.ndarray:
+    """(N, 4) where each processed sample's measurement grid lies in its image (:data:`GRID_COLUMNS`)."""
+    samples = pd.read_parquet(Path(processed) / "samples.parquet", columns=list(GRID_COLUMNS))
+    return samples[list(GRID_COLUMNS)].to_numpy(dtype=np.float64)
+
+
 def processor_settings(processed: str | os.PathLike) -> dict:
     """The keyword arguments ``MetalloProcessor.from_stats`` needs from convert: fit, resize, crop, bit_depth."""
     info = load_convert_info(processed)

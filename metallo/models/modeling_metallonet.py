@@ -170,7 +170,7 @@ def cell_pooling_weights(extent, grid: tuple[int, int], image_size: int, stride:
     cell outside the image (possible with `convert.fit: crop`) gets the image mean instead.
     """
     rows, cols = grid
-    size = feature_map_size(image_size) if stride == 32 else -(-image_size // stride)
+    size = -(-image_size // stride)  # each ResNet stage rounds up, so stage s is ceil(image_size / stride) wide
     x0, y0, x1, y1 = (float(v) for v in extent)
 
     def overlap(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:  # (cells, size): overlap of [lo, hi) with pixels

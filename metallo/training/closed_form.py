@@ -10,7 +10,6 @@ import torch
 
 from metallo.data.dataset import MetalloDataset
 from metallo.processing import MetalloProcessor
-from metallo.training.metrics import regression_metrics
 
 
 @torch.inference_mode()
@@ -43,17 +42,7 @@ def initialise_classical_branch(model, processor: MetalloProcessor, train: Metal
     return model.initialise_classical_branch(features, targets)
 
 
-def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, val: MetalloDataset | None,
-                    batch_size: int = 64) -> dict[str, float]:
-    """Fit ``model`` on ``train`` and return its validation metrics (``eval_*`` names, as the Trainer's)."""
+def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, batch_size: int = 64) -> float:
+    """Fit ``model`` on ``train``; returns the ridge penalty it chose."""
     model.eval()
-    alpha = model.fit(dataset_features(model, processor, train, batch_size), train.labels)
-    metrics: dict[str, float] = {"ridge_alpha": alpha}
-    if val is not None and len(val):
-        features = torch.from_numpy(dataset_features(model, processor, val, batch_size)).float()
-        with torch.inference_mode():
-            standardised = (features.to(model.features.feature_mean.device) - model.features.feature_mean) / \
-                model.features.feature_std
-            predictions = model.forward_head(standardised) * model.config.label_std + model.config.label_mean
-        metrics.update({f"eval_{k}": v for k, v in regression_metrics(val.labels, predictions.cpu().numpy()).items()})
-    return metrics
+    return model.fit(dataset_features(model, processor, train, batch_size), train.labels)

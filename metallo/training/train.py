@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 
-from metallo.data.convert import processor_settings
+from metallo.data.convert import grid_extents, processor_settings
 from metallo.data.dataset import InMemoryDataset, MetalloDataset, load_splits
 from metallo.errors import MetalloError
 from metallo.io import atomic_path, sha256_file, write_csv, write_json
@@ -61,9 +62,7 @@ class MetalloTrainer(Trainer):
 
 def dataset_grid_extent(paths: Paths = PATHS) -> list[float]:
     """The measurement grid's place in the converted images (median over samples; see ``convert.fit``)."""
-    columns = ["grid_x0", "grid_y0", "grid_x1", "grid_y1"]
-    samples = pd.read_parquet(paths.processed / "samples.parquet", columns=columns)
-    return [round(float(v), 6) for v in samples[columns].median()]
+    return [round(float(v), 6) for v in np.median(grid_extents(paths.processed), axis=0)]
 
 
 def build_model(params: dict, stats: dict, grid_extent: list[float] | None = None):
@@ -251,29 +250,38 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
 def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, MetalloDataset], model_name: str,
                  tracker: Tracker, paths: Paths) -> dict[str, Any]:
     """Fit a closed-form model (the classical baseline) on the train split and save it like a trained one."""
+    from metallo.inference import predict_arrays
+    from metallo.training.metrics import regression_metrics
+
     started = time.perf_counter()
     try:
-        fitted = fit_closed_form(model, processor, datasets["train"], datasets["val"])
+        alpha = fit_closed_form(model, processor, datasets["train"])
     except BaseException:
         tracker.finish("FAILED")
         raise
+    seconds = time.perf_counter() - started
+    val = datasets["val"]
+    val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
+    val_metrics = regression_metrics(val.labels, val_pred)
     summary = {"model": model_name, "epochs": 1.0, "steps": 1, "train_samples": len(datasets["train"]),
-               "val_samples": len(datasets["val"]), "train_runtime_s": round(time.perf_counter() - started, 1),
-               "train_samples_per_second": round(len(datasets["train"]) / max(time.perf_counter() - started, 1e-9), 2),
-               "ridge_alpha": fitted["ridge_alpha"],
-               **{f"val_{m}": float(fitted[f"eval_{m}"]) for m in METRIC_NAMES}}
+               "val_samples": len(val), "train_runtime_s": round(seconds, 1),
+               "train_samples_per_second": round(len(datasets["train"]) / max(seconds, 1e-9), 2),
+               "ridge_alpha": alpha, **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES}}
     log = pd.DataFrame([{"step": 1, "epoch": 1.0, **{f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}}],
                        columns=["step", "epoch", "train_loss", "learning_rate", *[f"val_{m}" for m in METRIC_NAMES]])
-    return save_outputs(model, processor, datasets["val"], summary, log, tracker, paths)
+    return save_outputs(model, processor, val, summary, log, tracker, paths, val_pred=val_pred)
 
 
 def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summary: dict[str, Any], log: pd.DataFrame,
-                 tracker: Tracker, paths: Paths) -> dict[str, Any]:
-    """Save the model with its processor and calibration, the metrics and the run file; log them to MLflow."""
+                 tracker: Tracker, paths: Paths, val_pred: np.ndarray | None = None) -> dict[str, Any]:
+    """Save the model with its processor and calibration, the metrics and the run file; log them to MLflow.
+
+    ``val_pred``: the model's validation predictions when the caller has them (else computed here).
+    """
     from metallo.inference import predict_arrays
 
-    images, spectra = val.arrays()
-    val_pred, _ = predict_arrays(model.eval(), processor, images.numpy(), spectra.numpy())
+    if val_pred is None:
+        val_pred, _ = predict_arrays(model.eval(), processor, *(array.numpy() for array in val.arrays()))
     with atomic_path(paths.model) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
