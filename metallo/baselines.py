@@ -18,7 +18,8 @@ def mean_baseline(stats: dict, test: MetalloDataset) -> np.ndarray:
 
 def classical_baseline(stats: dict, train: MetalloDataset, test: MetalloDataset, *, n_spectra: int,
                        spectrum_length: int, grid: tuple[int, int], image_size: int, geometry: dict) -> np.ndarray:
-    """Fit the classical model (default config at ``image_size``) on ``train``; its predictions for ``test``.
+    """Fit the classical model (default config, image statistics at ``image_size``) on ``train``; its predictions
+    for ``test``.
 
     ``geometry`` holds the processor's ``fit``, ``resize``, ``crop`` and ``bit_depth``.
     """
@@ -40,7 +41,7 @@ def baseline_metrics(stats: dict, train: MetalloDataset, test: MetalloDataset, m
     y_true = test.labels.astype(np.float64)
     classical = classical_baseline(stats, train, test, n_spectra=model_config.n_spectra,
                                    spectrum_length=model_config.spectrum_length, grid=tuple(model_config.grid),
-                                   image_size=model_config.image_size,
+                                   image_size=processor.crop,  # the stored resolution: the strongest yardstick
                                    geometry={k: getattr(processor, k) for k in ("fit", "resize", "crop", "bit_depth")})
     return {"mean": regression_metrics(y_true, mean_baseline(stats, test)),
             "classical": regression_metrics(y_true, classical)}

@@ -65,8 +65,8 @@ class MetalloProcessor:
             scales new 16-bit images the same way.
         spectra_norm: one of :data:`SPECTRA_NORMS`.
         image_norm: one of :data:`IMAGE_NORMS`.
-        raw_copies: also pass the model its inputs before normalisation (``raw_pixel_values``,
-            ``raw_spectra``), for a model with a classical-feature branch.
+        raw_copies: also pass the model its inputs before normalisation (``raw_pixel_values`` at the
+            stored ``crop`` resolution, ``raw_spectra``), for a model with a classical-feature branch.
     """
 
     image_mean: list[float]
@@ -131,8 +131,8 @@ class MetalloProcessor:
                                   as_tensor(self.spectra_mean), as_tensor(self.spectra_std))
         return self._buffers[key]
 
-    def intensities(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 B×H×W×3 (any device) → float B×3×s×s intensities in [0, 1] at the model's size.
+    def stored_intensities(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 B×H×W×3 (any device) → float B×3×H×W intensities in [0, 1] at the stored resolution.
 
         ``gain`` (B,) or (B, 3) scales each image's intensities (per channel) first: illumination
         and colour-balance augmentation.
@@ -142,10 +142,19 @@ class MetalloProcessor:
         x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
         if gain is not None:
             x = (x * gain.view(gain.shape[0], -1, 1, 1)).clamp_(0.0, 1.0)
+        return x
+
+    def to_model_size(self, x: torch.Tensor) -> torch.Tensor:
+        """float B×3×H×W → B×3×s×s at the model's ``image_size`` (antialiased bilinear)."""
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
                               align_corners=False)
         return x
+
+    def intensities(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 B×H×W×3 (any device) → float B×3×s×s intensities in [0, 1] at the model's size
+        (see :meth:`stored_intensities`)."""
+        return self.to_model_size(self.stored_intensities(pixels, gain))
 
     def images(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 B×H×W×3 (any device) → normalised float B×3×s×s, channels-last (see :meth:`intensities`)."""
@@ -186,17 +195,18 @@ class MetalloProcessor:
 
         Optional ``image_gain`` / ``spectra_gain`` / ``spectra_offset`` entries (from
         :func:`augment_batch`) are consumed. With ``raw_copies`` the batch also gets
-        ``raw_pixel_values`` (intensities in [0, 1]) and ``raw_spectra`` (as measured), after the
+        ``raw_pixel_values`` (intensities in [0, 1] at the stored resolution, not resized) and
+        ``raw_spectra`` (as measured), after the
         same augmentation, for models that compute features of their own from them.
         """
         out = dict(batch)
         image_gain, spectra_gain = out.pop("image_gain", None), out.pop("spectra_gain", None)
         spectra_offset = out.pop("spectra_offset", None)
         if out.get("pixel_values") is not None:
-            intensities = self.intensities(out["pixel_values"], image_gain)
-            out["pixel_values"] = self.normalise_images(intensities)
+            stored = self.stored_intensities(out["pixel_values"], image_gain)
+            out["pixel_values"] = self.normalise_images(self.to_model_size(stored))
             if self.raw_copies:
-                out["raw_pixel_values"] = intensities
+                out["raw_pixel_values"] = stored
         if out.get("spectra") is not None:
             raw = self.raw_spectra(out["spectra"], spectra_gain, spectra_offset)
             out["spectra"] = self.normalise_spectra(raw)

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 import metallo.models as mm
 from metallo.models.common import feature_map_size, stage_stride
-from metallo.models.modeling_metallonet import cell_pooling_weights
+from metallo.models.cells import cell_pooling_weights
 from metallo.processing import flip_batch
 
 TINY = dict(image_size=64, spectrum_length=256, hidden_dim=32, intermediate_size=64)

@@ -113,6 +113,8 @@ def test_expected_shapes_and_split_values(made):
         "specimens3": ({"n_spectra": 25, "spectrum_length": 1024, "grid": [5, 5]}, ["A", "B"], ["C"], (240, 320)),
         "tiffcsv": ({"n_spectra": 16, "spectrum_length": 512, "grid": [4, 4]}, ["L1"], ["L2"], (320, 240)),
         "local": ({"n_spectra": 24, "spectrum_length": 1600, "grid": [6, 4]}, ["1"], ["2"], (300, 300)),
+        "local_mixed": ({"n_spectra": 24, "spectrum_length": 1600, "grid": [6, 4]}, ["1"], ["2"], (300, 300)),
+        "local_grid5": ({"n_spectra": 25, "spectrum_length": 1024, "grid": [5, 5]}, ["1"], ["2"], (240, 320)),
     }
     for name, (data, train, test, frame) in want.items():
         info = made[name][1]
@@ -304,6 +306,18 @@ def test_local_label_is_per_cell_not_global(made):
         depth = 1.0 - sp[:, 580:620].mean(1) / (0.5 * (sp[:, 370:400].mean(1) + sp[:, 800:830].mean(1)))
         feats.append([img.mean(), img.std(), sp.mean(), depth.mean()])
     assert _r2(np.array(feats), dos) < 0.35
+
+
+def test_local_mixed_label_shares_local_and_global_terms(made):
+    folder, info = made["local_mixed"]
+    lat = _latents(folder)
+    n = info["data"]["n_spectra"]
+    zt = np.column_stack([lat[f"z_tex_{k:02d}"].astype(float) for k in range(n)])
+    zd = np.column_stack([lat[f"z_dip_{k:02d}"].astype(float) for k in range(n)])
+    local, phase = (zt * zd).mean(axis=1), lat["z_phase"].astype(float)
+    dos = np.array([float(r["dos"]) for r in _manifest(folder)])
+    np.testing.assert_allclose(dos, local + phase / np.sqrt(n) + lat["label_noise"].astype(float), atol=1e-9)
+    assert 0.2 < _r2(phase[:, None], dos) < 0.8 and 0.2 < _r2(local[:, None], dos) < 0.8
 
 
 def test_local_cells_carry_their_own_latents(made):

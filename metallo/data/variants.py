@@ -48,6 +48,14 @@ Profiles (``PROFILES``; the exact ``data:``/``split:`` values are in each folder
     R^2 of any function of the per-sample means is about 1/n_cells. 300 x 300 8-bit RGB PNG,
     float32 reflectance spectra 24 x 1600 on a 6 x 4 grid, as in the demo. Slices "1" (train),
     "2" (test), no instrument shift.
+``local_mixed``
+    As ``local`` plus a global term of equal variance: ``dos = mean_k(z_t,k * z_d,k) + z_phase /
+    sqrt(n_cells) + noise``, z_phase the standardised second-phase fraction of the sample (seen in the
+    whole micrograph and in every spectrum). Global features explain about half of it.
+``local_grid5``
+    As ``local`` on another instrument: 12-bit greyscale in 16-bit PNG, landscape 320 x 240 frames,
+    float32 raw counts (dark offset 250, instrument response peaked near 620 nm), 25 x 1024 on a
+    5 x 5 grid.
 
 Every folder holds ``manifest.csv`` (the raw-folder contract: ``sample_id,slice_id,image,spectra,dos``),
 the image and spectra files, ``latents.csv`` (ground truth for analysis, not part of the contract)
@@ -167,6 +175,7 @@ class Profile:
     id_style: str = "s"  # "s" -> s0000; "digits" -> 0000
     nested_images: bool = False  # images/<slice>/<id>.ext
     per_cell: bool = False  # ``local``: per-cell texture/band latents and the per-cell label
+    global_weight: float = 0.0  # per-cell profiles: weight of the sample-level phase-fraction term in the label
 
     @property
     def n_spectra(self) -> int:
@@ -253,6 +262,43 @@ PROFILES: dict[str, Profile] = {
         spectra_format="npy_reflectance",
         label_intercept=0.0,
         label_scale=1.0,
+        per_cell=True,
+    ),
+    "local_mixed": Profile(
+        name="local_mixed",
+        mimics="local correspondence plus a global term: the per-cell products of ``local`` and the sample's "
+        "second-phase fraction (seen in the whole image and every spectrum) carry equal shares of the label",
+        counts={"1": 400, "2": 100},
+        train_slices=("1",),
+        test_slices=("2",),
+        frame=(300, 300),
+        grid=(6, 4),
+        spectrum_length=1600,
+        image_formats=("png_rgb8",),
+        spectra_format="npy_reflectance",
+        label_intercept=0.0,
+        label_scale=1.0,
+        per_cell=True,
+        global_weight=1.0,
+    ),
+    "local_grid5": Profile(
+        name="local_grid5",
+        mimics="local correspondence on another instrument: 12-bit grey 320x240 frames, a raw-count "
+        "spectrometer with 1,024 points on a 5x5 grid",
+        counts={"1": 400, "2": 100},
+        train_slices=("1",),
+        test_slices=("2",),
+        frame=(240, 320),
+        grid=(5, 5),
+        spectrum_length=1024,
+        image_formats=("png_gray12",),
+        spectra_format="npy_float32_counts",
+        label_intercept=0.0,
+        label_scale=1.0,
+        full_scale=30000.0,
+        dark=250.0,
+        read_noise=6.0,
+        response=(620.0, 150.0),
         per_cell=True,
     ),
 }
@@ -392,7 +438,7 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
         z_t = (log_d - LOCAL_LOG_GRAIN_MOMENTS[0]) / LOCAL_LOG_GRAIN_MOMENTS[1]
         z_d = (comp - COMPOSITION_MOMENTS[0]) / COMPOSITION_MOMENTS[1]
         noise = float(r4.normal(0.0, LOCAL_LABEL_NOISE_STD))
-        dos = float(np.mean(z_t * z_d)) + noise
+        dos = float(np.mean(z_t * z_d)) + profile.global_weight * lat.z_phase / math.sqrt(n) + noise
         img8, mask = _render_local_micrograph(lat.image, np.exp(log_d), _stream(seq, 1), (h, w), profile.grid)
         fr = cell_fractions(mask, profile.grid)
         r2 = _stream(seq, 2)
@@ -401,6 +447,7 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
             info[f"z_tex_{k:02d}"] = float(z_t[k])
             info[f"z_dip_{k:02d}"] = float(z_d[k])
         info["label_noise"] = noise
+        info["z_phase"] = float(lat.z_phase)
     else:
         img8, mask, _ = render_micrograph(lat.image, _stream(seq, 1), max(h, w), "1")
         img8, mask = _crop_centre(img8, h, w), _crop_centre(mask, h, w)

@@ -4,6 +4,9 @@ from transformers import PretrainedConfig
 
 from .common import check_positive_int, validate_config
 
+#: What a MetalloNet classical branch reads (see `classical_features`).
+CLASSICAL_FEATURES = ("cells", "global")
+
 
 class MetalloNetConfig(PretrainedConfig):
     r"""
@@ -53,11 +56,20 @@ class MetalloNetConfig(PretrainedConfig):
             ResNet stages (1-4, strides 4-32) whose features are pooled over each cell (grid fusion); the trunk stops
             at the deepest one.
         classical_branch (`bool`, *optional*, defaults to `False`):
-            Add a linear readout of the classical baseline's features (SNV band statistics, image statistics; see
-            [`ClassicalConfig`]) to the prediction. The training stage fits it by ridge regression and zeroes the
-            deep readout before training, so training starts from the classical baseline's predictions and the
-            network learns what that baseline misses. Needs the processor's `raw_copies`. The pipeline's
-            `params.yaml` turns it on.
+            Add a linear readout of hand-made features of the raw inputs (`classical_features`) to the prediction.
+            The training stage fits it by ridge regression and zeroes the deep readouts before training, so
+            training starts from its predictions and the network learns what it misses. Needs the processor's
+            `raw_copies`. The pipeline's `params.yaml` turns it on.
+        classical_features (`str`, *optional*, defaults to `"cells"`):
+            What the classical branch reads. `"cells"`: per measurement cell, texture statistics of the micrograph
+            over the cell's box (at the stored resolution) and the SNV band means of that cell's spectrum, combined
+            as the mean over cells of their outer products (a per-cell bilinear model; see
+            [`~models.cells.CellInteractionFeatures`]); its per-cell terms are part of `cell_contributions`.
+            `"global"`: the classical baseline's sample-level features (see [`ClassicalConfig`]).
+        cell_bands (`int`, *optional*, defaults to 16):
+            Wavelength bands of each SNV spectrum in the `"cells"` features (at most `spectrum_length`).
+        cell_texture_scales (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
+            Box-blur sizes (pixels of the stored image) at which the `"cells"` texture statistics are taken.
         fusion_gate_init (`float`, *optional*, defaults to 0.1) (attention fusion only):
             Initial value of the per-layer gate `alpha`; the cross-attention residual is scaled by `tanh(alpha)`,
             so the image path leads at the start of training.
@@ -96,6 +108,9 @@ class MetalloNetConfig(PretrainedConfig):
         grid_extent=(0.0, 0.0, 1.0, 1.0),
         cell_feature_stages=(2, 3),
         classical_branch=False,
+        classical_features="cells",
+        cell_bands=16,
+        cell_texture_scales=(1, 2, 4),
         fusion_gate_init=0.1,
         dropout=0.1,
         loss="mse",
@@ -122,6 +137,9 @@ class MetalloNetConfig(PretrainedConfig):
         self.grid_extent = [float(v) for v in grid_extent]
         self.cell_feature_stages = sorted({int(v) for v in cell_feature_stages})
         self.classical_branch = bool(classical_branch)
+        self.classical_features = classical_features
+        self.cell_bands = min(int(cell_bands), int(spectrum_length))
+        self.cell_texture_scales = [int(v) for v in cell_texture_scales]
         self.fusion_gate_init = fusion_gate_init
         self.dropout = dropout
         self.loss = loss
@@ -137,6 +155,13 @@ class MetalloNetConfig(PretrainedConfig):
         if len(self.grid_extent) != 4 or not (self.grid_extent[0] < self.grid_extent[2]
                                               and self.grid_extent[1] < self.grid_extent[3]):
             raise ValueError(f"grid_extent must be (x0, y0, x1, y1) with x0 < x1 and y0 < y1; got {grid_extent!r}")
+        if classical_features not in CLASSICAL_FEATURES:
+            raise ValueError(f"classical_features must be one of {list(CLASSICAL_FEATURES)}; got {classical_features!r}")
+        if classical_features == "cells" and len(self.modalities) < 2 and self.classical_branch:
+            raise ValueError("classical_features='cells' pairs image and spectra cells; with one modality use 'global'")
+        check_positive_int("cell_bands", self.cell_bands)
+        if not self.cell_texture_scales or min(self.cell_texture_scales) < 1:
+            raise ValueError(f"cell_texture_scales must be positive integers; got {cell_texture_scales!r}")
         if not self.cell_feature_stages or not set(self.cell_feature_stages) <= {1, 2, 3, 4}:
             raise ValueError(f"cell_feature_stages must list ResNet stages 1-4; got {cell_feature_stages!r}")
         if hidden_dim % num_attention_heads:
@@ -146,4 +171,4 @@ class MetalloNetConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
-__all__ = ["MetalloNetConfig"]
+__all__ = ["CLASSICAL_FEATURES", "MetalloNetConfig"]

@@ -86,6 +86,14 @@ class ClassicalFeatures(nn.Module):
                 parts.append(spectra_features(raw_spectra, self.n_bands))
         return torch.cat(parts, dim=1)
 
+    def extract_raw(self, raw_pixel_values: torch.Tensor | None, raw_spectra: torch.Tensor | None) -> torch.Tensor:
+        """What a closed-form fit collects per sample (the raw features)."""
+        return self.extract(raw_pixel_values, raw_spectra)
+
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """Training rows of :meth:`extract_raw` -> the feature matrix to fit on (here the same)."""
+        return raw
+
     def forward(self, raw_pixel_values: torch.Tensor | None, raw_spectra: torch.Tensor | None) -> torch.Tensor:
         return (self.extract(raw_pixel_values, raw_spectra) - self.feature_mean) / self.feature_std
 

@@ -7,6 +7,7 @@ from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertLayer, BertSelfOutput
 
 from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
+from .cells import CellInteractionFeatures, cell_pooling_weights
 from .modeling_classical import ClassicalFeatures, fit_ridge, set_linear
 from .common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size, stage_stride
 from .configuration_metallonet import MetalloNetConfig
@@ -162,31 +163,6 @@ class MetalloNetFusion(nn.Module):
         return hidden_states[:, 0]
 
 
-def cell_pooling_weights(extent, grid: tuple[int, int], image_size: int, stride: int) -> torch.Tensor:
-    """(S, h * w) weights that average a stride-`stride` feature map over each measurement cell.
-
-    Weight (k, p) is the share of feature pixel p's area that lies in cell k's box (`extent` is where the grid lies
-    in the image, normalised), divided by the cell's total, so `weights @ features` is each cell's mean feature. A
-    cell outside the image (possible with `convert.fit: crop`) gets the image mean instead.
-    """
-    rows, cols = grid
-    size = -(-image_size // stride)  # each ResNet stage rounds up, so stage s is ceil(image_size / stride) wide
-    x0, y0, x1, y1 = (float(v) for v in extent)
-
-    def overlap(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:  # (cells, size): overlap of [lo, hi) with pixels
-        edges = torch.arange(size + 1, dtype=torch.float64) * stride / image_size
-        left, right = edges[:-1].view(1, -1), edges[1:].view(1, -1)
-        return (torch.minimum(hi.view(-1, 1), right) - torch.maximum(lo.view(-1, 1), left)).clamp_min(0)
-
-    xs = x0 + (x1 - x0) * torch.arange(cols + 1, dtype=torch.float64) / cols
-    ys = y0 + (y1 - y0) * torch.arange(rows + 1, dtype=torch.float64) / rows
-    wx, wy = overlap(xs[:-1], xs[1:]), overlap(ys[:-1], ys[1:])  # (cols, size), (rows, size)
-    weights = (wy[:, None, :, None] * wx[None, :, None, :]).reshape(rows * cols, size * size)
-    total = weights.sum(dim=1, keepdim=True)
-    weights = torch.where(total > 0, weights / total.clamp_min(1e-12), torch.full_like(weights, 1.0 / weights.shape[1]))
-    return weights.float()
-
-
 class MetalloNetCellImageEncoder(nn.Module):
     """Per-cell image features: mean and std of ResNet stage outputs over each measurement cell's box.
 
@@ -286,7 +262,11 @@ class MetalloNetModel(MetalloPreTrainedModel):
         self.head = nn.Sequential(
             nn.LayerNorm(config.hidden_dim), nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, 1)
         )
-        if config.classical_branch:
+        if config.classical_branch and config.classical_features == "cells":
+            self.classical_branch = CellInteractionFeatures(config.grid, config.grid_extent, config.cell_bands,
+                                                            config.cell_texture_scales)
+            self.classical_head = nn.Linear(self.classical_branch.n_features, 1)
+        elif config.classical_branch:
             settings = {**FEATURE_DEFAULTS, "n_bands": min(FEATURE_DEFAULTS["n_bands"], config.spectrum_length)}
             self.classical_branch = ClassicalFeatures(config.modalities, **settings)
             self.classical_head = nn.Linear(self.classical_branch.n_features, 1)
@@ -297,17 +277,27 @@ class MetalloNetModel(MetalloPreTrainedModel):
         """Linear readout of the classical features of the raw inputs, (B,) in standardised label units."""
         if not self.config.classical_branch:
             return None
+        self._check_raw_inputs(raw_pixel_values, raw_spectra)
+        return self.classical_head(self.classical_branch(raw_pixel_values, raw_spectra)).squeeze(-1)
+
+    def classical_cell_terms(self, raw_pixel_values, raw_spectra) -> torch.Tensor | None:
+        """The `"cells"` classical branch split into measurement cells, (B, S) in standardised label units."""
+        if not (self.config.classical_branch and self.config.classical_features == "cells"):
+            return None
+        self._check_raw_inputs(raw_pixel_values, raw_spectra)
+        return self.classical_branch.cell_terms(raw_pixel_values, raw_spectra, self.classical_head)
+
+    def _check_raw_inputs(self, raw_pixel_values, raw_spectra) -> None:
         if ("image" in self.config.modalities and raw_pixel_values is None) or (
                 "spectra" in self.config.modalities and raw_spectra is None):
             raise ValueError("this MetalloNet has a classical branch (classical_branch=True): pass raw_pixel_values "
                              "(intensities in [0, 1]) and raw_spectra (as measured), as MetalloProcessor(raw_copies="
                              "True) does")
-        return self.classical_head(self.classical_branch(raw_pixel_values, raw_spectra)).squeeze(-1)
 
     @torch.no_grad()
     def initialise_classical_branch(self, features, targets) -> float:
-        """Fit the classical branch by ridge on training `features` / standardised `targets` and zero the deep
-        readout, so the model starts at the classical baseline's predictions. Returns the ridge penalty."""
+        """Fit the classical branch by ridge on training `features` (its `prepare`d rows) / standardised `targets`
+        and zero the deep readouts, so the model starts at the branch's predictions. Returns the ridge penalty."""
         fitted = fit_ridge(features, targets, list(RIDGE_ALPHAS))
         self.classical_branch.set_statistics(fitted["mean"], fitted["std"])
         set_linear(self.classical_head, fitted["coef"], fitted["intercept"])
@@ -354,6 +344,18 @@ class MetalloNetModel(MetalloPreTrainedModel):
         cls, cells = self.fusion(image_cells, spectral_cells, image_global, spectral_cells.mean(dim=1))
         contributions = (cells.float() * self.config.label_std).view(batch, rows, cols)
         return (cls, cells), {"cell_contributions": contributions}
+
+    def forward(self, pixel_values=None, spectra=None, labels=None, return_attention=False, raw_pixel_values=None,
+                raw_spectra=None):
+        """See [`MetalloPreTrainedModel.forward`]. With a `"cells"` classical branch, `cell_contributions` holds
+        the deep per-cell readouts plus the branch's per-cell terms, in label units."""
+        output = super().forward(pixel_values, spectra, labels, return_attention, raw_pixel_values, raw_spectra)
+        if return_attention and output.cell_contributions is not None:
+            terms = self.classical_cell_terms(raw_pixel_values, raw_spectra)
+            if terms is not None:
+                output.cell_contributions = output.cell_contributions + terms.view_as(output.cell_contributions) * \
+                    self.config.label_std
+        return output
 
     def forward_head(self, features) -> torch.Tensor:
         """Readout in standardised label units, (B,): the CLS head, plus the mean per-cell readout (grid fusion)."""

@@ -36,10 +36,10 @@ def initialise_classical_branch(model, processor: MetalloProcessor, train: Metal
     """Fit a deep model's classical branch by ridge on ``train`` so that training starts from the classical
     baseline's predictions; returns the chosen ridge penalty."""
     branch = model.classical_branch
-    features = batch_features(lambda b: branch.extract(b.get("raw_pixel_values"), b.get("raw_spectra")), processor,
-                              train, next(model.parameters()).device)
+    raw = batch_features(lambda b: branch.extract_raw(b.get("raw_pixel_values"), b.get("raw_spectra")), processor,
+                         train, next(model.parameters()).device)
     targets = (np.asarray(train.labels, np.float64) - model.config.label_mean) / model.config.label_std
-    return model.initialise_classical_branch(features, targets)
+    return model.initialise_classical_branch(branch.prepare(raw), targets)
 
 
 def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, batch_size: int = 64) -> float:
