@@ -177,7 +177,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_predict_applies_the_trained_bit_depth_and_rejects_a_line_image(tmp_path, model_dir):
-    from metallo.inference import load_model, predict_arrays
+    from metallo.prediction import load_model, predict_arrays
     from metallo.prediction import predict
 
     raw = H.RawFolder(tmp_path / "raw")

@@ -337,7 +337,7 @@ def test_demo_data_stages_reproduce_the_committed_dvc_lock(tmp_path):
 
 
 def test_pickle_only_weights_are_refused_and_never_unpickled(model_dir, tmp_path):
-    from metallo.inference import load_model
+    from metallo.prediction import load_model
 
     marker = tmp_path / "UNPICKLED"
     evil = tmp_path / "pickled"
@@ -404,7 +404,7 @@ def _pretrained_calls():
 
 def test_every_from_pretrained_refuses_remote_code():
     calls = list(_pretrained_calls())
-    assert len(calls) >= 2  # AutoConfig and AutoModel in metallo/inference.py at least
+    assert len(calls) >= 2  # AutoConfig and AutoModel in metallo/prediction/loading.py at least
     for where, call in calls:
         assert _keyword(call, "trust_remote_code") is False, f"{where}:{call.lineno} without trust_remote_code=False"
 
@@ -542,7 +542,7 @@ def test_misspelt_params_and_a_missing_raw_folder_get_one_paragraph_messages(sha
 def test_model_directory_of_another_kind_is_refused(tmp_path):
     from transformers import BertConfig, BertModel, ViTConfig, ViTImageProcessor, ViTModel
 
-    from metallo.inference import load_model
+    from metallo.prediction import load_model
 
     bert = tmp_path / "bert"
     BertModel(BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
@@ -565,7 +565,7 @@ def test_model_directory_of_another_kind_is_refused(tmp_path):
 
 def test_data_of_another_shape_than_the_model_is_refused(model_dir, tmp_path):
     from metallo.data.synthesize import synthesize
-    from metallo.inference import load_model, predict_arrays
+    from metallo.prediction import load_model, predict_arrays
     from metallo.prediction import predict
 
     model, processor = load_model(model_dir, device="cpu")

@@ -89,7 +89,7 @@ def test_augmentation_ranges_are_validated():
 
 
 def test_classical_model_fits_saves_and_predicts(tmp_path):
-    from metallo.inference import load_model, predict_arrays
+    from metallo.prediction import load_model, predict_arrays
     from metallo.training.closed_form import dataset_features
     from tests.helpers_yardstick import ArrayDataset
 

@@ -24,11 +24,11 @@ from metallo.data.geometry import Geometry
 from metallo.data.ingest import format_rejections, locate_manifest, validate_manifest
 from metallo.data.readers import SampleError, read_image_rgb, read_spectra
 from metallo.errors import MetalloError
-from metallo.inference import load_model, predict_arrays
 from metallo.io import resolve_inside, write_csv
 from metallo.parallel import progress
+from metallo.prediction.predictor import Predictor, load_predictor
 from metallo.training.metrics import regression_metrics
-from metallo.uncertainty import conformal_halfwidth, load_calibration
+from metallo.uncertainty import check_level
 
 
 @dataclass
@@ -52,28 +52,43 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
         raise MetalloError(f"on_error must be 'skip' or 'fail'; got {on_error!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise MetalloError(f"the batch size must be a positive whole number; got {batch_size!r}.")
-    residuals = load_calibration(model_dir)
-    halfwidth = conformal_halfwidth(residuals, interval) if residuals is not None else float("nan")
-    model, processor = load_model(model_dir)
+    check_level(interval)
+    predictor = load_predictor(model_dir)
+    halfwidth = predictor.halfwidth(interval)
     raw_dir, _ = locate_manifest(manifest)
-    checked = validate_manifest(manifest, spectra_shape=(model.config.n_spectra, model.config.spectrum_length),
-                                require_label=False, workers=workers, show_progress=show_progress)
+    checked = validate_manifest(manifest, spectra_shape=predictor.spectra_shape, require_label=False,
+                                workers=workers, show_progress=show_progress)
     if len(checked.rejected) and on_error == "fail":
         raise MetalloError(f"{len(checked.rejected)} of {checked.total} rows of {manifest} are invalid:\n"
                            f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip'.")
+    samples, dos_pred, late = _predict_rows(predictor, raw_dir, checked.accepted, batch_size, show_progress)
+    rejected = pd.concat([r for r in [checked.rejected, *late] if len(r)] or [checked.rejected], ignore_index=True)
+    rejected = rejected.sort_values("row", kind="stable").reset_index(drop=True)
+    table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(), "dos_pred": dos_pred,
+                          "dos_lower": dos_pred - halfwidth, "dos_upper": dos_pred + halfwidth})
+    metrics = None
+    labels = samples["dos"].to_numpy(dtype=np.float64)
+    if len(labels) > 1 and np.isfinite(labels).all():
+        table["dos"] = labels
+        metrics = regression_metrics(labels, table["dos_pred"].to_numpy())
+    return PredictResult(table, rejected, metrics)
+
+
+def _predict_rows(predictor: Predictor, raw_dir: Path, samples: pd.DataFrame, batch_size: int,
+                  show_progress: bool | None) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame]]:
+    """Read and predict ``samples`` batch by batch: the rows kept, their predictions, the rows rejected late."""
+    processor = predictor.processor
     geometry = Geometry(resize=processor.resize, crop=processor.crop, fit=processor.fit)
-    shape = (model.config.n_spectra, model.config.spectrum_length)
-    samples = checked.accepted
-    rejected = [checked.rejected]
-    predictions, kept = [], []
+    predictions, kept, rejected = [], [], []
     batches = range(0, len(samples), batch_size)
     for start in progress(batches, total=len(batches), desc="predict", unit="batch", enabled=show_progress):
         chunk = samples.iloc[start:start + batch_size]
         images, spectra, rows = [], [], []
         for position, row in zip(range(start, start + len(chunk)), chunk.itertuples()):
             try:  # a file that changed since it was validated is rejected, not a crash
-                image = geometry.apply(read_image_rgb(resolve_inside(raw_dir, row.image), bit_depth=processor.bit_depth))
-                values = read_spectra(resolve_inside(raw_dir, row.spectra), shape)
+                rgb = read_image_rgb(resolve_inside(raw_dir, row.image), bit_depth=processor.bit_depth)
+                image = geometry.apply(rgb)
+                values = read_spectra(resolve_inside(raw_dir, row.spectra), predictor.spectra_shape)
             except (SampleError, OSError, ValueError, RuntimeError) as err:
                 rejected.append(pd.DataFrame([{"row": row.row, "sample_id": row.sample_id,
                                                "reason": f"changed after validation: {err}"}]))
@@ -82,21 +97,10 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
             spectra.append(values)
             rows.append(position)
         if rows:
-            predictions.append(predict_arrays(model, processor, np.stack(images), np.stack(spectra),
-                                              batch_size=batch_size)[0])
+            predictions.append(predictor.predict(np.stack(images), np.stack(spectra), batch_size=batch_size))
             kept.extend(rows)
-    samples = samples.iloc[kept].reset_index(drop=True)
-    rejected_frame = pd.concat([r for r in rejected if len(r)] or [checked.rejected], ignore_index=True)
-    rejected_frame = rejected_frame.sort_values("row", kind="stable").reset_index(drop=True)
-    dos_pred = np.concatenate(predictions).astype(np.float64) if predictions else np.zeros(0)
-    table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(), "dos_pred": dos_pred,
-                          "dos_lower": dos_pred - halfwidth, "dos_upper": dos_pred + halfwidth})
-    metrics = None
-    labels = samples["dos"].to_numpy(dtype=np.float64)
-    if len(labels) > 1 and np.isfinite(labels).all():
-        table["dos"] = labels
-        metrics = regression_metrics(labels, table["dos_pred"].to_numpy())
-    return PredictResult(table, rejected_frame, metrics)
+    dos_pred = np.concatenate(predictions) if predictions else np.zeros(0)
+    return samples.iloc[kept].reset_index(drop=True), dos_pred, rejected
 
 
 def write_predictions(result: PredictResult, out: str | os.PathLike) -> Path:

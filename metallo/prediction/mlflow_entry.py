@@ -5,6 +5,6 @@ loaded, so the logged model holds no pickled Python object.
 """
 import mlflow
 
-from metallo.serving import MetalloPyfuncModel
+from metallo.prediction.mlflow_model import MetalloPyfuncModel
 
 mlflow.models.set_model(MetalloPyfuncModel())

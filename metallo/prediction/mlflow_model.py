@@ -17,25 +17,17 @@ ARTIFACT_NAME = "pyfunc_model"
 
 
 class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
-    """Wraps a Metallo model directory (config, safetensors weights, preprocessor)."""
+    """Wraps a Metallo model directory (config, safetensors weights, preprocessor, calibration)."""
 
     def load_context(self, context) -> None:
-        from metallo.inference import load_model
+        from metallo.prediction.predictor import load_predictor
 
-        from metallo.uncertainty import load_calibration
-
-        self.model, self.processor = load_model(context.artifacts["model"])
-        self.residuals = load_calibration(context.artifacts["model"])
+        self.predictor = load_predictor(context.artifacts["model"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        from metallo.inference import predict_arrays
-        from metallo.uncertainty import conformal_halfwidth
-
-        predictions, _ = predict_arrays(self.model, self.processor, np.asarray(model_input["pixel_values"], dtype=np.uint8),
-                                        np.asarray(model_input["spectra"], dtype=np.float32))
-        level = float((params or {}).get("interval", 0.9))
-        half = conformal_halfwidth(self.residuals, level) if self.residuals is not None else np.nan
-        predictions = predictions.astype(np.float64)
+        predictions = self.predictor.predict(np.asarray(model_input["pixel_values"], dtype=np.uint8),
+                                             np.asarray(model_input["spectra"], dtype=np.float32))
+        half = self.predictor.halfwidth(float((params or {}).get("interval", 0.9)))
         return pd.DataFrame({"dos": predictions, "dos_lower": predictions - half, "dos_upper": predictions + half})
 
 
@@ -53,13 +45,15 @@ def pip_requirements() -> list[str]:
     """The pinned runtime requirements of this project (no inference from the environment)."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("torch", "torchvision", "transformers", "safetensors", "mlflow", "numpy")]
+    names = ("torch", "torchvision", "transformers", "safetensors", "mlflow", "numpy")
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def log_pyfunc_model(tracker, model_dir: str | Path) -> None:
     """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off).
 
-    The model is logged from code (:mod:`metallo.pyfunc_model`), not pickled.
+    The model is logged from code (:mod:`metallo.prediction.mlflow_entry`), not pickled; the
+    ``metallo`` package travels with it as its code path.
     """
     if not tracker.enabled:
         return
@@ -67,13 +61,13 @@ def log_pyfunc_model(tracker, model_dir: str | Path) -> None:
     import warnings
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # metallo/
 
     def _log() -> None:
         with mlflow.start_run(run_id=tracker.run_id), warnings.catch_warnings():
             # The signature names both inputs; MLflow's hints about type hints and input examples don't apply.
             warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
-            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=str(package / "pyfunc_model.py"),
+            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=str(Path(__file__).with_name("mlflow_entry.py")),
                                     artifacts={"model": str(model_dir)}, code_paths=[str(package)],
                                     signature=signature(config["n_spectra"], config["spectrum_length"]),
                                     pip_requirements=pip_requirements())

@@ -1,4 +1,4 @@
-"""Loading a trained model directory and predicting batches of samples.
+"""Loading a trained model directory: the model and its input processor.
 
 Loading never runs code from the model folder: every ``from_pretrained`` passes
 ``trust_remote_code=False`` and a config that points at custom code (``auto_map``) is refused
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from metallo.errors import MetalloError
@@ -20,8 +19,9 @@ from metallo.processing import MetalloProcessor
 
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None):
     """Load ``(model, processor)`` from a directory written by the train stage (safetensors only)."""
-    import metallo.models  # noqa: F401 - registers the model classes with AutoModel
     from transformers import AutoConfig, AutoModel
+
+    import metallo.models  # registers the model classes with AutoModel
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
@@ -69,9 +69,10 @@ def _refuse_custom_code(directory: Path) -> None:
         raise MetalloError(f"{directory}/config.json is not a model config (a JSON object); pass the folder "
                            "Metallo's train stage wrote (models/model).")
     if raw.get("auto_map") or raw.get("custom_pipelines"):
+        known = ", ".join(metallo.models.list_models())
         raise MetalloError(f"{directory}/config.json (model_type {raw.get('model_type')!r}) points at custom Python "
                            "code in the model folder (auto_map); Metallo never runs code from a model folder. "
-                           f"Pass a folder written by Metallo's train stage ({', '.join(metallo.models.list_models())}).")
+                           f"Pass a folder written by Metallo's train stage ({known}).")
 
 
 def load_processor(directory: str | os.PathLike) -> MetalloProcessor:
@@ -97,40 +98,9 @@ def load_processor(directory: str | os.PathLike) -> MetalloProcessor:
         problems = ([f"unknown key(s) {', '.join(map(repr, unknown))}"] if unknown else []) + \
                    ([f"missing key(s) {', '.join(map(repr, missing))}"] if missing else [])
         raise MetalloError(f"{path} has {' and '.join(problems)}; a Metallo preprocessor config has exactly "
-                           f"{', '.join(fields)}. Fix the file, or use the folder the train stage wrote (models/model).")
+                           f"{', '.join(fields)}. Fix the file, or use the folder the train stage wrote "
+                           "(models/model).")
     try:
         return MetalloProcessor(**data)
     except (TypeError, ValueError) as err:
         raise MetalloError(f"{path} holds invalid values ({err}); copy the model folder again or retrain.") from None
-
-
-def check_compatible(model, images_shape: tuple, spectra_shape: tuple) -> None:
-    """Refuse data whose spectra shape differs from what the model was trained on."""
-    expected = (model.config.n_spectra, model.config.spectrum_length)
-    if tuple(spectra_shape[1:]) != expected:
-        raise MetalloError(f"the data's spectra are {tuple(spectra_shape[1:])} per sample, but the model was trained "
-                           f"on {expected} (n_spectra, spectrum_length). Use data with the model's shape, or retrain "
-                           "with data.n_spectra / data.spectrum_length set to your data.")
-    if len(images_shape) != 4 or images_shape[-1] != 3:
-        raise MetalloError(f"images must be uint8 (N, height, width, 3); got {tuple(images_shape)}")
-
-
-@torch.inference_mode()
-def predict_arrays(model, processor: MetalloProcessor, images: np.ndarray, spectra: np.ndarray, *,
-                   batch_size: int = 64, return_attention: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predict labels for uint8 images (N×H×W×3) and raw spectra (N×S×L); arrays may be memory maps."""
-    check_compatible(model, images.shape, spectra.shape)
-    device = next(model.parameters()).device
-    predictions, attention = [], []
-    for start in range(0, len(images), batch_size):
-        batch = processor({
-            "pixel_values": torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device),
-            "spectra": torch.from_numpy(np.ascontiguousarray(spectra[start:start + batch_size], dtype=np.float32)).to(device),
-        })
-        output = model(**batch, return_attention=return_attention)
-        predictions.append(output.predictions.float().cpu().numpy())
-        explanation = output.cell_contributions if output.cell_contributions is not None else output.attention
-        if return_attention and explanation is not None:  # per-cell contributions (grid fusion) or attention
-            attention.append(explanation.float().cpu().numpy())
-    preds = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.float32)
-    return preds, (np.concatenate(attention) if attention else None)
