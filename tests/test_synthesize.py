@@ -1,4 +1,4 @@
-"""Tests for the synthetic demo-data generator (metallo.data.synthesize). Tiny sizes, fast."""
+"""Tests for the demo data: the generative model (metallo.data.generative) and the synthesize stage. Tiny sizes, fast."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from metallo.data import generative as G
 from metallo.data import synthesize as S
 
 SMALL = dict(samples_per_slice={"1": 6, "2": 3}, image_size=64, spectrum_length=200)
@@ -170,7 +171,7 @@ def test_written_files_match_in_memory_generator(small_run):
     rows = _read_manifest(out)
     seqs = np.random.SeedSequence(3).spawn(len(rows))
     for i in (0, 7):
-        lat, img, spec, _ = S.generate_sample(seqs[i], rows[i]["slice_id"], 64, 200, (6, 4))
+        lat, img, spec, _ = G.generate_sample(seqs[i], rows[i]["slice_id"], 64, 200, (6, 4))
         assert np.array_equal(np.asarray(Image.open(out / rows[i]["image"])), img)
         assert np.array_equal(np.load(out / rows[i]["spectra"]), spec)
         assert float(rows[i]["dos"]) == pytest.approx(lat.dos, abs=1e-6)
@@ -179,7 +180,7 @@ def test_written_files_match_in_memory_generator(small_run):
 def test_label_follows_documented_equation(stats_run):
     lat = _read_latents(stats_run)
     y = lat["dos"].astype(float)
-    zg = (np.log(lat["grain_size"].astype(float)) - S.LOG_GRAIN_MOMENTS[0]) / S.LOG_GRAIN_MOMENTS[1]
+    zg = (np.log(lat["grain_size"].astype(float)) - G.LOG_GRAIN_MOMENTS[0]) / G.LOG_GRAIN_MOMENTS[1]
     zc = (lat["composition"].astype(float) - 0.5) / np.sqrt(1 / 12)
     zp = (lat["phase_fraction"].astype(float) - 0.2) / (0.3 / np.sqrt(12))
     np.testing.assert_allclose(zg, lat["z_grain"].astype(float), atol=1e-9)
@@ -196,7 +197,7 @@ def test_label_follows_documented_equation(stats_run):
 def test_variance_split_between_modalities():
     """Image-visible latents (grain size, phase) explain ~65 %, spectra-visible ones (composition, phase) ~42 %."""
     seqs = np.random.SeedSequence(123).spawn(3000)
-    L = [S.draw_latents(S._substream(q, 0)) for q in seqs]
+    L = [G.draw_latents(G._substream(q, 0)) for q in seqs]
     y = np.array([l.dos for l in L])
     lg = np.log([l.image.grain_size for l in L])
     ph = np.array([l.image.phase_fraction for l in L])
@@ -214,7 +215,7 @@ def test_variance_split_between_modalities():
 
 def test_band_depth_tracks_composition(stats_run):
     lat = _read_latents(stats_run)
-    lam = S.wavelengths(240)
+    lam = G.wavelengths(240)
     idx = lambda v: int(np.argmin(np.abs(lam - v)))  # noqa: E731
     a, b, k = idx(520), idx(720), idx(620)
     depths = []
@@ -227,27 +228,27 @@ def test_band_depth_tracks_composition(stats_run):
 
 def test_image_does_not_depend_on_composition(monkeypatch):
     seq = np.random.SeedSequence(5).spawn(1)[0]
-    orig = S.draw_latents
+    orig = G.draw_latents
     outs = {}
     for c in (0.0, 1.0):
-        monkeypatch.setattr(S, "draw_latents", lambda rng, c=c: dataclasses.replace(orig(rng), composition=c))
-        outs[c] = S.generate_sample(seq, "1", 64, 200, (6, 4))
+        monkeypatch.setattr(G, "draw_latents", lambda rng, c=c: dataclasses.replace(orig(rng), composition=c))
+        outs[c] = G.generate_sample(seq, "1", 64, 200, (6, 4))
     (_, img0, sp0, _), (_, img1, sp1, _) = outs[0.0], outs[1.0]
     assert np.array_equal(img0, img1)
     assert not np.allclose(sp0, sp1)
     # deeper band with more composition
-    lam = S.wavelengths(200)
+    lam = G.wavelengths(200)
     k = int(np.argmin(np.abs(lam - 620)))
     assert sp1[:, k].mean() < sp0[:, k].mean() - 0.05
 
 
 def test_grain_size_visible_in_image_after_downsampling():
     """Smaller grains -> more boundary edges, still measurable after the 300 -> 128 resize the demo uses."""
-    base = S.draw_latents(np.random.default_rng(0)).image
+    base = G.draw_latents(np.random.default_rng(0)).image
     edge_energy, n_grains = [], []
     for d in (12.0, 25.0, 60.0):
         lat = dataclasses.replace(base, grain_size=d, phase_fraction=0.05, noise_sigma=0.015)
-        img, _, n = S.render_micrograph(lat, np.random.default_rng(1), 300)
+        img, _, n = G.render_micrograph(lat, np.random.default_rng(1), 300)
         small = np.asarray(Image.fromarray(img).resize((128, 128), Image.BILINEAR), dtype=float).mean(axis=2)
         edge_energy.append(np.abs(np.diff(small, axis=0)).mean() + np.abs(np.diff(small, axis=1)).mean())
         n_grains.append(n)
@@ -260,35 +261,35 @@ def test_cell_fractions_row_major():
     mask = np.zeros((60, 40), dtype=bool)
     mask[0:10, 10:20] = True  # grid (6, 4): row 0, col 1 -> k = 1
     mask[50:60, 30:40] = True  # row 5, col 3 -> k = 23
-    f = S.cell_fractions(mask, (6, 4))
+    f = G.cell_fractions(mask, (6, 4))
     expected = np.zeros(24)
     expected[[1, 23]] = 1.0
     np.testing.assert_array_equal(f, expected)
 
 
 def test_local_spectra_track_local_phase_fraction():
-    lat = S.draw_latents(np.random.default_rng(2))
+    lat = G.draw_latents(np.random.default_rng(2))
     lat = dataclasses.replace(lat, image=dataclasses.replace(lat.image, phase_fraction=0.3, gradient_angle=0.0))
-    img, mask, _ = S.render_micrograph(lat.image, np.random.default_rng(3), 96)
-    frac = S.cell_fractions(mask, (6, 4))
+    img, mask, _ = G.render_micrograph(lat.image, np.random.default_rng(3), 96)
+    frac = G.cell_fractions(mask, (6, 4))
     assert frac.max() - frac.min() > 0.1  # the gradient makes the local fractions differ
     # gradient along +x (angle 0): right columns have more second phase
     assert frac.reshape(6, 4)[:, 3].mean() > frac.reshape(6, 4)[:, 0].mean()
-    spec = S.render_spectra(frac, lat.composition, np.random.default_rng(4), 200)
+    spec = G.render_spectra(frac, lat.composition, np.random.default_rng(4), 200)
     assert np.corrcoef(frac, spec.mean(axis=1))[0, 1] < -0.9
     # the image agrees: cells with more second phase are darker
     grey = img.astype(float).mean(axis=2)
     cell_grey = np.array(
-        [grey[S.cell_bounds(96, 6, k // 4)[0] : S.cell_bounds(96, 6, k // 4)[1],
-              S.cell_bounds(96, 4, k % 4)[0] : S.cell_bounds(96, 4, k % 4)[1]].mean() for k in range(24)]
+        [grey[G.cell_bounds(96, 6, k // 4)[0] : G.cell_bounds(96, 6, k // 4)[1],
+              G.cell_bounds(96, 4, k % 4)[0] : G.cell_bounds(96, 4, k % 4)[1]].mean() for k in range(24)]
     )
     assert np.corrcoef(frac, cell_grey)[0, 1] < -0.8
 
 
 def test_slice_two_differs():
     seq = np.random.SeedSequence(9).spawn(1)[0]
-    _, img1, sp1, _ = S.generate_sample(seq, "1", 64, 200, (6, 4))
-    _, img2, sp2, _ = S.generate_sample(seq, "2", 64, 200, (6, 4))
+    _, img1, sp1, _ = G.generate_sample(seq, "1", 64, 200, (6, 4))
+    _, img2, sp2, _ = G.generate_sample(seq, "2", 64, 200, (6, 4))
     ratio = img2.astype(float).mean() / img1.astype(float).mean()
     assert 0.88 < ratio < 0.97
     assert sp2.mean() > sp1.mean() * 1.02

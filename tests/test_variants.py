@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from metallo.data import variants as V
-from metallo.data.synthesize import cell_fractions
+from metallo.data.generative import cell_fractions
 
 SCALE = 0.1
 LUMA = np.array([0.299, 0.587, 0.114])
