@@ -67,10 +67,11 @@ def test_run_benchmark_function_metallonet_subset(tmp_path: Path):
     import torch
 
     threads = torch.get_num_threads()
-    result = bench.run_benchmark(samples=8, image_size=40, model_image_size=32, spectra_length=32, batch_size=4,
-                                 model="metallonet", steps=1, warmup_steps=1, passes=1, workers=0, device="cpu",
-                                 convert_workers=1, work_dir=tmp_path / "work", threads=1,
-                                 sections=("metallo_input_pipeline", "train_step_on_device"))
+    config = bench.BenchConfig(samples=8, image_size=40, model_image_size=32, spectra_length=32, batch_size=4,
+                               model="metallonet", steps=1, warmup_steps=1, passes=1, workers=0, device="cpu",
+                               convert_workers=1, work_dir=tmp_path / "work", threads=1,
+                               sections=("metallo_input_pipeline", "train_step_on_device"))
+    result = bench.run_benchmark(config)
     assert set(result["sections"]) == {"metallo_input_pipeline", "train_step_on_device"}
     assert set(result["ratios"]) == {"input_headroom_b_over_c"}
     assert torch.get_num_threads() == threads  # --threads is restored after the run
