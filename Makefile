@@ -44,10 +44,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # Random-time kills of dvc repro / dvc exp run, each followed by a recovering dvc repro
-# (tests/test_soak.py, docs/reliability.md). SOAK_SECONDS bounds the kills; the test prints its seed.
+# (tests/pipeline/test_soak.py, docs/reliability.md). SOAK_SECONDS bounds the kills; the test prints its seed.
 SOAK_SECONDS ?= 900
 soak: $(STAMP)
-	METALLO_SOAK_SECONDS=$(SOAK_SECONDS) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m soak -s tests/test_soak.py $(PYTEST_ARGS)
+	METALLO_SOAK_SECONDS=$(SOAK_SECONDS) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m soak -s tests/pipeline/test_soak.py $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/python -m metallo.cli ui

@@ -6,7 +6,7 @@ import json
 import mlflow
 import pytest
 
-from tests.conftest import make_project, run
+from tests.helpers.project import make_project, run
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from torchvision.models import resnet18
 from transformers import AutoConfig, AutoModel
 
 import metallo.models as mm
-from metallo.models.common import feature_map_size, stage_stride
 from metallo.models.cells import cell_pooling_weights
+from metallo.models.common import feature_map_size, stage_stride
 from metallo.processing import flip_batch
 
 TINY = dict(image_size=64, spectrum_length=256, hidden_dim=32, intermediate_size=64)

@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import run
+from tests.helpers.project import run
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ EVAL_FIELDS = {"mae", "rmse", "r2", "pearson", "n", "baselines", "interval"}
 
 @pytest.fixture(scope="module")
 def repro_project(tmp_path_factory):
-    from tests.conftest import make_project
+    from tests.helpers.project import make_project
 
     root = make_project(tmp_path_factory.mktemp("e2e") / "project")
     first = run(["dvc", "repro"], root)

@@ -20,14 +20,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-try:
-    from tests import helpers_data as H
-except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
-    import helpers_data as H
-
 from metallo.data.ingest import parse_dos, read_manifest, run_ingest, validate_manifest
 from metallo.data.readers import MAX_ASPECT, MAX_PIXELS, MIN_SIDE
 from metallo.errors import MetalloError
+from tests.helpers import data as H
+from tests.helpers.project import REPO
 
 SHAPE = H.SHAPE
 
@@ -499,7 +496,7 @@ def test_bomb_is_rejected_without_decoding(tmp_path):
     if not Path("/proc/self/statm").exists():
         pytest.skip("needs /proc")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=REPO)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 2, out.stdout + out.stderr

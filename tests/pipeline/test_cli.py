@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from metallo import cli
-from tests.conftest import REPO, TINY_PARAMS, project_env, run
+from tests.helpers.project import REPO, TINY_PARAMS, project_env, run
 
 STAGE_SCRIPTS = {"synth": "synthesize", "ingest": "ingest", "convert": "convert", "split": "split",
                  "train": "train", "evaluate": "evaluate"}

@@ -11,18 +11,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-try:
-    from tests import helpers_data as H
-except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
-    import helpers_data as H
-
 from metallo.data.convert import GRID_COLUMNS, Geometry, convert, run_convert
 from metallo.data.ingest import run_ingest
-from metallo.data.readers import SampleError, read_image_rgb, read_spectra
-from metallo.data.split import split_samples, run_split, train_statistics
+from metallo.data.readers import read_image_rgb, read_spectra
+from metallo.data.split import run_split, split_samples, train_statistics
 from metallo.data.synthesize import synthesize
 from metallo.errors import MetalloError
 from metallo.layout import Paths
+from tests.helpers import data as H
 
 SHAPE = H.SHAPE
 RESIZE, CROP = 16, 12
@@ -344,7 +340,7 @@ def _chain(root: Path, convert_workers: int) -> Paths:
 
 def test_data_chain_is_deterministic(tmp_path):
     a = _chain(tmp_path / "a", convert_workers=1)
-    b = _chain(tmp_path / "b", convert_workers=2)
+    _chain(tmp_path / "b", convert_workers=2)
     for folder in ("synthetic", "interim", "processed", "split", "metrics"):
         digests_a = H.tree_digests(tmp_path / "a" / folder)
         digests_b = H.tree_digests(tmp_path / "b" / folder)

@@ -11,15 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-try:
-    from tests import helpers_data as H
-except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
-    import helpers_data as H
-
 from metallo.data.convert import GRID_COLUMNS, run_convert
 from metallo.data.geometry import Geometry, cell_boxes
 from metallo.data.ingest import run_ingest
 from metallo.errors import MetalloError
+from tests.helpers import data as H
 
 GRID = (6, 4)
 

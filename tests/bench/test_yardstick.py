@@ -91,7 +91,7 @@ def test_augmentation_ranges_are_validated():
 def test_classical_model_fits_saves_and_predicts(tmp_path):
     from metallo.prediction import load_model, predict_arrays
     from metallo.training.closed_form import dataset_features
-    from tests.helpers_yardstick import ArrayDataset
+    from tests.helpers.arrays import ArrayDataset
 
     images, spectra, labels = _data(80)
     stats = _stats(spectra[:60], images[:60], labels[:60])
@@ -169,7 +169,7 @@ def test_compare_overrides_parse_like_dvc_set():
 
 def test_metallonet_starts_from_the_classical_baseline_and_needs_raw_inputs(tmp_path):
     from metallo.training.closed_form import initialise_classical_branch
-    from tests.helpers_yardstick import ArrayDataset
+    from tests.helpers.arrays import ArrayDataset
 
     images, spectra, labels = _data(40)
     stats = _stats(spectra, images, labels)
@@ -198,7 +198,7 @@ def test_foreign_data_runs_end_to_end_with_only_shape_and_split_params(tmp_path,
 
     from metallo.compare import apply_overrides, run_compare
     from metallo.data.variants import make_variant
-    from tests.conftest import REPO
+    from tests.helpers.project import REPO
 
     info = make_variant(tmp_path / "raw", profile, scale=0.1)
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -14,8 +14,14 @@ import yaml
 from metallo.errors import MetalloError
 from metallo.layout import Paths
 from metallo.training import checkpoints
-from metallo.training.checkpoints import FINGERPRINT_FILE, FingerprintCallback, fingerprint, last_complete_checkpoint, prepare
-from tests.conftest import REPO, TINY_PARAMS, merge
+from metallo.training.checkpoints import (
+    FINGERPRINT_FILE,
+    FingerprintCallback,
+    fingerprint,
+    last_complete_checkpoint,
+    prepare,
+)
+from tests.helpers.project import REPO, TINY_PARAMS, merge
 
 
 @pytest.fixture

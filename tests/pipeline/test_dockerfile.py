@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from tests.conftest import REPO
+from tests.helpers.project import REPO
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

@@ -22,8 +22,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import REPO, make_project, project_env, run
-from tests.test_reliability import clone, edit_params, error_message, lock_outs, remove, stages_at_once
+from tests.helpers.pipeline import clone, edit_params, error_message, lock_outs, remove, stages_at_once
+from tests.helpers.project import REPO, make_project, project_env, run
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -73,7 +73,7 @@ for _ in map_ordered(time.sleep, [0.0, 60.0, 0.0, 0.0], workers=2, chunksize=1, 
 
 def test_pool_workers_die_when_their_parent_is_killed(tmp_path):
     marker = uuid.uuid4().hex
-    parent = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT], cwd=Path(__file__).resolve().parents[1],
+    parent = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT], cwd=REPO,
                               env={**os.environ, "METALLO_FAULT_MARKER": marker})
     try:
         workers = _wait_for(lambda: (lambda found: found if len(found) >= 2 else None)(

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import TINY_PARAMS, make_project, project_env, run
+from tests.helpers.project import TINY_PARAMS, make_project, project_env, run
 
 #: Every wait in this file is bounded by one of these (seconds).
 REPRO_TIMEOUT = 900

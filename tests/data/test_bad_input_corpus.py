@@ -22,14 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-try:
-    from tests import helpers_data as H
-except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
-    import helpers_data as H
-
 from metallo.data.ingest import run_ingest, validate_manifest
 from metallo.data.readers import read_image_rgb, read_spectra, to_rgb8
 from metallo.errors import MetalloError
+from tests.helpers import data as H
 
 SHAPE = H.SHAPE
 

@@ -11,16 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-try:
-    from tests import helpers_data as H
-except ImportError:  # tests/ is on sys.path (no tests/__init__.py)
-    import helpers_data as H
-
 from metallo.data.convert import Geometry, convert, processor_settings, run_convert
 from metallo.data.ingest import run_ingest, validate_manifest
 from metallo.data.readers import bits_for_max, read_image, read_image_rgb, scale_to_8bit
 from metallo.errors import MetalloError
 from metallo.processing import MetalloProcessor
+from tests.helpers import data as H
 
 
 def _ramp(top: int, size=(20, 24)) -> np.ndarray:
@@ -177,8 +173,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_predict_applies_the_trained_bit_depth_and_rejects_a_line_image(tmp_path, model_dir):
-    from metallo.prediction import load_model, predict_arrays
-    from metallo.prediction import predict
+    from metallo.prediction import load_model, predict, predict_arrays
 
     raw = H.RawFolder(tmp_path / "raw")
     raw.good("a", size=(40, 30))
