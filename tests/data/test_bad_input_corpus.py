@@ -13,6 +13,8 @@ import io
 import os
 import string
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,158 +43,215 @@ def _garbled_npy_header() -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 480
 
 
-def _build_corpus(root: Path):
-    """Return (raw folder, valid sample ids, {row: (sample_id, keywords)} for the bad rows)."""
-    raw = H.RawFolder(root / "raw")
-    outside = root / "outside"
-    outside.mkdir()
-    valid: list[str] = []
-    bad: dict[int, tuple[str, tuple[str, ...]]] = {}
+@dataclass
+class Corpus:
+    """The raw folder under construction and what its rows share: a good image, good spectra, a folder outside."""
 
-    def ok(row: dict) -> None:
-        valid.append(row["sample_id"])
+    raw: H.RawFolder
+    outside: Path
+    good_img: str
+    good_spec: str
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(11))
 
-    def reject(row: dict, *keywords: str) -> None:
-        bad[H.FIRST_ROW + len(raw.rows) - 1] = (row["sample_id"], keywords)
+    def draw(self, shape, high: int, dtype=np.uint8) -> np.ndarray:
+        return self.rng.integers(0, high, shape, dtype=dtype)
 
-    good_img = raw.good_image("shared.png", seed=99)
-    good_spec = raw.good_spectra("shared.npy", seed=99)
 
-    # --- valid samples of every accepted kind, interleaved with bad rows below ---------------
-    ok(raw.good("007"))
-    ok(raw.good("v_rgba", mode="RGBA"))
-    ok(raw.good("v_grey", mode="L"))
-    ok(raw.good("v_grey_alpha", mode="LA"))
-    ok(raw.good("v_palette", mode="P"))
-    ok(raw.good("v_16bit", mode="I;16", size=(20, 16)))
-    ok(raw.good("v_wide", size=(48, 30)))
-    ok(raw.good("v_tall", mode="L", size=(17, 41)))
-    ok(raw.good("v_f64", dtype=np.float64))
-    ok(raw.good("v_csv", spectra="csv"))
-    ok(raw.good("v space", image_name="with space.png", spectra_name="with space.csv", spectra="csv"))
-    ok(raw.good("v,comma \"quoted\" ünï", slice_id="2"))
-    ok(raw.good("0"))
-    os.symlink("007.png", raw.root / "images" / "link_inside.png")   # a link that stays inside
-    ok(raw.add("v_link", "images/link_inside.png", good_spec))
-    ok(raw.add("v_dotted", "./images/../images/007.png", good_spec))
-    ok(raw.add("v_sci_label", good_img, good_spec, dos="-1.5e-3"))
-    # TIFF beside PNG, recognised from the first bytes whatever the suffix
-    rng = np.random.default_rng(11)
-    for name, pages, order in (
-        ("t_grey8.tif", rng.integers(0, 256, (20, 24), dtype=np.uint8), "<"),
-        ("t_rgb8.tiff", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8), ">"),
-        ("t_grey16.tif", rng.integers(0, 4096, (20, 24), dtype=np.uint16), "<"),
-        ("t_grey16be.tif", rng.integers(0, 65536, (20, 24), dtype=np.uint16), ">"),
-        ("t_rgb16.tif", rng.integers(0, 4096, (20, 24, 3), dtype=np.uint16), "<"),
-        ("t_named_png.png", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8), "<"),
-    ):
-        H.write_tiff(raw.root / "images" / name, pages, order)
-        ok(raw.add("v_" + name.split(".")[0], f"images/{name}", good_spec))
-    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(raw.root / "images" / "png_named.tif",
-                                                                           format="PNG")
-    ok(raw.add("v_png_named_tif", "images/png_named.tif", good_spec))
-    lzw = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(lzw, format="TIFF", compression="tiff_lzw")
-    ok(raw.add("v_tiff_lzw", raw.image_file("lzw.tif", lzw.getvalue()), good_spec))
-    # integer spectra as spectrometers write them (counts), and big-endian floats
-    for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64, ">f8", ">i4"):
-        name = np.dtype(dtype).str.replace("<", "le_").replace(">", "be_").replace("|", "")
-        counts = rng.integers(0, 100, SHAPE).astype(dtype)
-        ok(raw.add(f"v_spec_{name}", good_img, raw.spectra_file(f"counts_{name}.npy", counts)))
-    ok(raw.add("v_spec_int_csv", good_img, raw.spectra_file("counts.csv", content="\n".join(
-        ",".join(str(v) for v in rng.integers(-5, 60000, SHAPE[1])) for _ in range(SHAPE[0])).encode())))
+def image(name: str, content) -> Callable[[Corpus], dict]:
+    """A row whose image file ``name`` holds ``content(corpus)`` (bytes), with the good spectra."""
+    return lambda c: {"image": c.raw.image_file(name, content(c)), "spectra": c.good_spec}
 
-    # --- bad rows -----------------------------------------------------------------------------
-    reject(raw.add("b_missing", "images/missing.png", good_spec), "not found")
-    reject(raw.add("b_missing_spec", good_img, "spectra/missing.npy"), "not found")
-    (raw.root / "images" / "a_dir.png").mkdir()
-    reject(raw.add("b_dir", "images/a_dir.png", good_spec), "not a regular file")
-    reject(raw.add("b_not_png", raw.image_file("text.png", b"hello, I am text\n"), good_spec), "not a PNG")
-    jpeg = io.BytesIO()
-    H.make_image("RGB").save(jpeg, format="JPEG")
-    reject(raw.add("b_jpeg", raw.image_file("jpeg.png", jpeg.getvalue()), good_spec), "not a PNG")
-    png = H.png_bytes("RGB", (24, 20), seed=7)
-    reject(raw.add("b_truncated", raw.image_file("trunc.png", png[: len(png) // 2]), good_spec), "truncated")
-    reject(raw.add("b_bomb", raw.image_file("bomb.png", H.bomb_png(20000, 20000)), good_spec),
-           "decompression", "limit")
-    reject(raw.add("b_bomb2", raw.image_file("bomb2.png", H.bomb_png(9000, 7000)), good_spec),
-           "decompression", "limit")
-    reject(raw.add("b_zero_img", raw.image_file("zero.png", b""), good_spec), "empty")
-    one_bit = io.BytesIO()
-    Image.new("1", (16, 16)).save(one_bit, format="PNG")
-    reject(raw.add("b_1bit", raw.image_file("onebit.png", one_bit.getvalue()), good_spec), "mode '1'", "not supported")
-    reject(raw.add("b_shape", good_img, raw.spectra_file("shape.npy", H.spectra_array((6, 21)))), "shape")
-    reject(raw.add("b_1d", good_img, raw.spectra_file("flat.npy", H.spectra_array((120,)))), "shape", "(120,)")
-    nan = H.spectra_array()
-    nan[0, 0] = np.nan
-    reject(raw.add("b_nan", good_img, raw.spectra_file("nan.npy", nan)), "non-finite")
-    inf = H.spectra_array()
-    inf[5, 19] = np.inf
-    reject(raw.add("b_inf", good_img, raw.spectra_file("inf.npy", inf)), "non-finite")
-    csv_inf = "\n".join(",".join(["inf" if (i, j) == (1, 1) else "0.5" for j in range(SHAPE[1])]) for i in range(SHAPE[0]))
-    reject(raw.add("b_csv_inf", good_img, raw.spectra_file("inf.csv", content=csv_inf.encode())), "non-finite")
-    csv_text = "\n".join(",".join(["x1" if (i, j) == (2, 2) else "0.5" for j in range(SHAPE[1])]) for i in range(SHAPE[0]))
-    reject(raw.add("b_csv_text", good_img, raw.spectra_file("text.csv", content=csv_text.encode())), "non-number")
-    ragged = "\n".join(",".join(["0.5"] * (SHAPE[1] - (i == 3))) for i in range(SHAPE[0]))
-    reject(raw.add("b_csv_ragged", good_img, raw.spectra_file("ragged.csv", content=ragged.encode())), "ragged")
-    reject(raw.add("b_csv_latin1", good_img, raw.spectra_file("latin.csv", content="0.5,\xe9\n".encode("latin-1"))),
-           "not UTF-8")
-    pickled = raw.root / "spectra" / "pickled.npy"
-    np.save(pickled, np.array([[object()]] * 2, dtype=object), allow_pickle=True)
-    reject(raw.add("b_pickle", good_img, "spectra/pickled.npy"), "pickled")
-    reject(raw.add("b_zero_spec", good_img, raw.spectra_file("zero.npy", content=b"")), "empty")
-    reject(raw.add("b_zero_csv", good_img, raw.spectra_file("zero.csv", content=b"")), "empty")
-    reject(raw.add("b_npy_bomb", good_img, raw.spectra_file("bomb.npy", content=H.npy_header_bytes((10**7, 10**7)))),
-           "shape", "(10000000, 10000000)")
-    reject(raw.add("b_npy_garbled", good_img, raw.spectra_file("garbled.npy", content=_garbled_npy_header())),
-           "cannot be read")
-    reject(raw.add("b_npy_short", good_img, raw.spectra_file("short.npy", content=H.npy_header_bytes((6, 20), "<f4"))),
-           "cannot be read")
-    reject(raw.add("b_label_missing", good_img, good_spec, dos=""), "dos is missing")
-    reject(raw.add("b_label_text", good_img, good_spec, dos="1.2.3"), "not a number")
-    reject(raw.add("b_label_nan", good_img, good_spec, dos="nan"), "not finite")
-    reject(raw.add("b_label_inf", good_img, good_spec, dos="-Infinity"), "not finite")
-    reject(raw.add("007", good_img, good_spec), "duplicate", f"row {H.FIRST_ROW}")
-    reject(raw.add("v_csv", good_img, good_spec), "duplicate")
-    reject(raw.add("", good_img, good_spec), "sample_id is empty")
-    reject(raw.add("b_no_slice", good_img, good_spec, slice_id=" "), "slice_id is empty")
-    H.write_png(outside / "x.png")
-    reject(raw.add("b_dotdot", "../outside/x.png", good_spec), "outside")
-    reject(raw.add("b_abs", str(outside / "x.png"), good_spec), "must be relative")
-    os.symlink(outside / "x.png", raw.root / "images" / "link_out.png")
-    reject(raw.add("b_link_out", "images/link_out.png", good_spec), "outside")
-    os.symlink(outside, raw.root / "spectra" / "dir_link")
-    np.save(outside / "s.npy", H.spectra_array())
-    reject(raw.add("b_dirlink_out", good_img, "spectra/dir_link/s.npy"), "outside")
-    reject(raw.add("b_thin", raw.image_file("thin.png", H.thin_png(1_000_000, 1)), good_spec), "shorter side")
-    reject(raw.add("b_aspect", raw.image_file("aspect.png", H.thin_png(16, 200)), good_spec), "aspect ratio")
-    page = rng.integers(0, 256, (20, 24), dtype=np.uint8)
-    H.write_tiff(raw.root / "images" / "pages.tif", [page, page, page])
-    reject(raw.add("b_multipage", "images/pages.tif", good_spec), "TIFF has 3 pages")
-    reject(raw.add("b_tiff_header_only", raw.image_file("hdr.tif", b"II*\0\x08\0\0\0"), good_spec), "image")
-    H.write_tiff(raw.root / "images" / "bomb.tif", rng.integers(0, 256, (20, 24), dtype=np.uint8))
-    data = bytearray((raw.root / "images" / "bomb.tif").read_bytes())
+
+def spectra(name: str, array=None, content=None) -> Callable[[Corpus], dict]:
+    """A row with the good image whose spectra file ``name`` holds ``array(corpus)`` or ``content(corpus)`` bytes."""
+    return lambda c: {"image": c.good_img, "spectra": c.raw.spectra_file(
+        name, array(c) if array else None, content(c) if content else None)}
+
+
+def fields_(**values) -> Callable[[Corpus], dict]:
+    """A row with the good files and these manifest fields (``dos``, ``slice_id``)."""
+    return lambda c: {"image": c.good_img, "spectra": c.good_spec, **values}
+
+
+def paths(image_path: str | None, spectra_path: str | None = None, setup=None) -> Callable[[Corpus], dict]:
+    """A row naming these paths (``None``: the good file) after ``setup(corpus)`` made what they point at."""
+    def build(c: Corpus) -> dict:
+        if setup:
+            setup(c)
+        return {"image": c.good_img if image_path is None else image_path,
+                "spectra": c.good_spec if spectra_path is None else spectra_path}
+    return build
+
+
+def _encoded(fmt: str, image_of, **save) -> Callable[[Corpus], bytes]:
+    def content(c: Corpus) -> bytes:
+        buffer = io.BytesIO()
+        image_of(c).save(buffer, format=fmt, **save)
+        return buffer.getvalue()
+    return content
+
+
+def _tiff(pages_of, order: str = "<") -> Callable[[Corpus], bytes]:
+    """A baseline TIFF of ``pages_of(corpus)`` (one array or a list of pages)."""
+    def content(c: Corpus) -> bytes:
+        pages = pages_of(c)
+        return H.tiff_bytes(pages if isinstance(pages, list) else [pages], order)
+    return content
+
+
+def _csv(cell) -> Callable[[Corpus], bytes]:
+    """SHAPE spectra as CSV text, each cell ``cell(i, j)``."""
+    return lambda c: "\n".join(",".join(cell(i, j) for j in range(SHAPE[1])) for i in range(SHAPE[0])).encode()
+
+
+def _with(value, index, dtype=np.float32) -> Callable[[Corpus], np.ndarray]:
+    """Valid spectra (``dtype``) with ``value`` at ``index``."""
+    def array(c: Corpus) -> np.ndarray:
+        out = H.spectra_array(dtype=dtype)
+        out[index] = value
+        return out
+    return array
+
+
+def _first_half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _tiff_bomb(c: Corpus) -> bytes:
+    """A baseline TIFF whose header claims 20000 × 20000 pixels."""
+    data = bytearray(H.tiff_bytes([c.draw((20, 24), 256)]))
     ifd = int.from_bytes(data[4:8], "little")
     data[ifd + 2 + 8:ifd + 2 + 12] = (20000).to_bytes(4, "little")        # ImageWidth
     data[ifd + 2 + 12 + 8:ifd + 2 + 12 + 12] = (20000).to_bytes(4, "little")  # ImageLength
-    reject(raw.add("b_tiff_bomb", raw.image_file("bomb.tif", bytes(data)), good_spec), "decompression", "limit")
-    big = H.spectra_array(dtype=np.float64)
-    big[0, 0] = 1e300
-    reject(raw.add("b_spec_f64_overflow", good_img, raw.spectra_file("f64big.npy", big)), "1 non-finite")
-    big32 = H.spectra_array()
-    big32[1, :2] = 3e38
-    reject(raw.add("b_spec_f32_huge", good_img, raw.spectra_file("f32big.npy", big32)), "2 value(s) with magnitude")
-    reject(raw.add("b_spec_float16", good_img, raw.spectra_file("f16.npy", H.spectra_array(dtype=np.float16))),
-           "dtype float16")
-    reject(raw.add("b_label_separator", good_img, good_spec, dos="1_000"), "not a number")
-    reject(raw.add("b_label_arabic", good_img, good_spec, dos="\u0663.\u0665"), "not a number")
-    reject(raw.add("b_id_control", good_img, good_spec, slice_id="1\x00"), "control characters")
-    os.symlink("gone.png", raw.root / "images" / "dangling.png")
-    reject(raw.add("b_link_dangling", "images/dangling.png", good_spec), "not found")
-    reject(raw.add("b_nul", "images/007.png\0.txt", good_spec), "NUL")
-    reject(raw.add("b_empty_paths", "", ""), "image path is empty", "spectra path is empty")
-    reject(raw.add("b_everything", "../nope.png", "spectra/shape.npy", dos="x"),
-           "not a number", "outside", "shape")
+    return bytes(data)
+
+
+def _symlink(target, link: str):
+    """Setup: ``link`` (relative to the raw folder) points at ``target(corpus)``."""
+    return lambda c: os.symlink(target(c), c.raw.root / link)
+
+
+def _save_pickled(c: Corpus) -> None:
+    np.save(c.raw.root / "spectra" / "pickled.npy", np.array([[object()]] * 2, dtype=object), allow_pickle=True)
+
+
+def _link_dir_out(c: Corpus) -> None:
+    os.symlink(c.outside, c.raw.root / "spectra" / "dir_link")
+    np.save(c.outside / "s.npy", H.spectra_array())
+
+
+def _int_counts(dtype) -> tuple[str, Callable[[Corpus], dict]]:
+    name = np.dtype(dtype).str.replace("<", "le_").replace(">", "be_").replace("|", "")
+    return f"v_spec_{name}", spectra(f"counts_{name}.npy", lambda c: c.draw(SHAPE, 100, np.int64).astype(dtype))
+
+
+#: Valid samples written by ``RawFolder.good``: sample_id -> its keyword arguments.
+VALID_GOOD = {
+    "007": {}, "v_rgba": {"mode": "RGBA"}, "v_grey": {"mode": "L"}, "v_grey_alpha": {"mode": "LA"},
+    "v_palette": {"mode": "P"}, "v_16bit": {"mode": "I;16", "size": (20, 16)}, "v_wide": {"size": (48, 30)},
+    "v_tall": {"mode": "L", "size": (17, 41)}, "v_f64": {"dtype": np.float64}, "v_csv": {"spectra": "csv"},
+    "v space": {"image_name": "with space.png", "spectra_name": "with space.csv", "spectra": "csv"},
+    "v,comma \"quoted\" ünï": {"slice_id": "2"}, "0": {},
+}
+#: More valid rows: links and paths that stay inside, TIFF beside PNG (recognised from the first bytes
+#: whatever the suffix), integer spectra as spectrometers write them and big-endian floats.
+VALID_ROWS = [
+    ("v_link", paths("images/link_inside.png", setup=_symlink(lambda c: "007.png", "images/link_inside.png"))),
+    ("v_dotted", paths("./images/../images/007.png")),
+    ("v_sci_label", fields_(dos="-1.5e-3")),
+    ("v_t_grey8", image("t_grey8.tif", _tiff(lambda c: c.draw((20, 24), 256)))),
+    ("v_t_rgb8", image("t_rgb8.tiff", _tiff(lambda c: c.draw((20, 24, 3), 256), ">"))),
+    ("v_t_grey16", image("t_grey16.tif", _tiff(lambda c: c.draw((20, 24), 4096, np.uint16)))),
+    ("v_t_grey16be", image("t_grey16be.tif", _tiff(lambda c: c.draw((20, 24), 65536, np.uint16), ">"))),
+    ("v_t_rgb16", image("t_rgb16.tif", _tiff(lambda c: c.draw((20, 24, 3), 4096, np.uint16)))),
+    ("v_t_named_png", image("t_named_png.png", _tiff(lambda c: c.draw((20, 24, 3), 256)))),
+    ("v_png_named_tif", image("png_named.tif", _encoded("PNG", lambda c: Image.fromarray(c.draw((20, 24, 3), 256))))),
+    ("v_tiff_lzw", image("lzw.tif", _encoded("TIFF", lambda c: Image.fromarray(c.draw((20, 24, 3), 256)),
+                                             compression="tiff_lzw"))),
+    *(_int_counts(dtype) for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+                                      np.uint64, ">f8", ">i4")),
+    ("v_spec_int_csv", spectra("counts.csv", content=lambda c: "\n".join(
+        ",".join(str(v) for v in c.rng.integers(-5, 60000, SHAPE[1])) for _ in range(SHAPE[0])).encode())),
+]
+#: One row per kind of bad input: (sample_id, row builder, words the rejection reason must hold).
+BAD_ROWS = [
+    ("b_missing", paths("images/missing.png"), ("not found",)),
+    ("b_missing_spec", paths(None, "spectra/missing.npy"), ("not found",)),
+    ("b_dir", paths("images/a_dir.png", setup=lambda c: (c.raw.root / "images" / "a_dir.png").mkdir()),
+     ("not a regular file",)),
+    ("b_not_png", image("text.png", lambda c: b"hello, I am text\n"), ("not a PNG",)),
+    ("b_jpeg", image("jpeg.png", _encoded("JPEG", lambda c: H.make_image("RGB"))), ("not a PNG",)),
+    ("b_truncated", image("trunc.png", lambda c: _first_half(H.png_bytes("RGB", (24, 20), seed=7))), ("truncated",)),
+    ("b_bomb", image("bomb.png", lambda c: H.bomb_png(20000, 20000)), ("decompression", "limit")),
+    ("b_bomb2", image("bomb2.png", lambda c: H.bomb_png(9000, 7000)), ("decompression", "limit")),
+    ("b_zero_img", image("zero.png", lambda c: b""), ("empty",)),
+    ("b_1bit", image("onebit.png", _encoded("PNG", lambda c: Image.new("1", (16, 16)))),
+     ("mode '1'", "not supported")),
+    ("b_shape", spectra("shape.npy", lambda c: H.spectra_array((6, 21))), ("shape",)),
+    ("b_1d", spectra("flat.npy", lambda c: H.spectra_array((120,))), ("shape", "(120,)")),
+    ("b_nan", spectra("nan.npy", _with(np.nan, (0, 0))), ("non-finite",)),
+    ("b_inf", spectra("inf.npy", _with(np.inf, (5, 19))), ("non-finite",)),
+    ("b_csv_inf", spectra("inf.csv", content=_csv(lambda i, j: "inf" if (i, j) == (1, 1) else "0.5")),
+     ("non-finite",)),
+    ("b_csv_text", spectra("text.csv", content=_csv(lambda i, j: "x1" if (i, j) == (2, 2) else "0.5")),
+     ("non-number",)),
+    ("b_csv_ragged", spectra("ragged.csv", content=lambda c: "\n".join(
+        ",".join(["0.5"] * (SHAPE[1] - (i == 3))) for i in range(SHAPE[0])).encode()), ("ragged",)),
+    ("b_csv_latin1", spectra("latin.csv", content=lambda c: "0.5,\xe9\n".encode("latin-1")), ("not UTF-8",)),
+    ("b_pickle", paths(None, "spectra/pickled.npy", setup=_save_pickled), ("pickled",)),
+    ("b_zero_spec", spectra("zero.npy", content=lambda c: b""), ("empty",)),
+    ("b_zero_csv", spectra("zero.csv", content=lambda c: b""), ("empty",)),
+    ("b_npy_bomb", spectra("bomb.npy", content=lambda c: H.npy_header_bytes((10**7, 10**7))),
+     ("shape", "(10000000, 10000000)")),
+    ("b_npy_garbled", spectra("garbled.npy", content=lambda c: _garbled_npy_header()), ("cannot be read",)),
+    ("b_npy_short", spectra("short.npy", content=lambda c: H.npy_header_bytes((6, 20), "<f4")), ("cannot be read",)),
+    ("b_label_missing", fields_(dos=""), ("dos is missing",)),
+    ("b_label_text", fields_(dos="1.2.3"), ("not a number",)),
+    ("b_label_nan", fields_(dos="nan"), ("not finite",)),
+    ("b_label_inf", fields_(dos="-Infinity"), ("not finite",)),
+    ("007", fields_(), ("duplicate", f"row {H.FIRST_ROW}")),
+    ("v_csv", fields_(), ("duplicate",)),
+    ("", fields_(), ("sample_id is empty",)),
+    ("b_no_slice", fields_(slice_id=" "), ("slice_id is empty",)),
+    ("b_dotdot", paths("../outside/x.png", setup=lambda c: H.write_png(c.outside / "x.png")), ("outside",)),
+    ("b_abs", lambda c: {"image": str(c.outside / "x.png"), "spectra": c.good_spec}, ("must be relative",)),
+    ("b_link_out", paths("images/link_out.png", setup=_symlink(lambda c: c.outside / "x.png", "images/link_out.png")),
+     ("outside",)),
+    ("b_dirlink_out", paths(None, "spectra/dir_link/s.npy", setup=_link_dir_out), ("outside",)),
+    ("b_thin", image("thin.png", lambda c: H.thin_png(1_000_000, 1)), ("shorter side",)),
+    ("b_aspect", image("aspect.png", lambda c: H.thin_png(16, 200)), ("aspect ratio",)),
+    ("b_multipage", image("pages.tif", _tiff(lambda c: [c.draw((20, 24), 256)] * 3)), ("TIFF has 3 pages",)),
+    ("b_tiff_header_only", image("hdr.tif", lambda c: b"II*\0\x08\0\0\0"), ("image",)),
+    ("b_tiff_bomb", image("bomb.tif", _tiff_bomb), ("decompression", "limit")),
+    ("b_spec_f64_overflow", spectra("f64big.npy", _with(1e300, (0, 0), dtype=np.float64)), ("1 non-finite",)),
+    ("b_spec_f32_huge", spectra("f32big.npy", _with(3e38, (1, slice(0, 2)))), ("2 value(s) with magnitude",)),
+    ("b_spec_float16", spectra("f16.npy", lambda c: H.spectra_array(dtype=np.float16)), ("dtype float16",)),
+    ("b_label_separator", fields_(dos="1_000"), ("not a number",)),
+    ("b_label_arabic", fields_(dos="\u0663.\u0665"), ("not a number",)),
+    ("b_id_control", fields_(slice_id="1\x00"), ("control characters",)),
+    ("b_link_dangling", paths("images/dangling.png", setup=_symlink(lambda c: "gone.png", "images/dangling.png")),
+     ("not found",)),
+    ("b_nul", paths("images/007.png\0.txt"), ("NUL",)),
+    ("b_empty_paths", paths("", ""), ("image path is empty", "spectra path is empty")),
+    ("b_everything", lambda c: {"image": "../nope.png", "spectra": "spectra/shape.npy", "dos": "x"},
+     ("not a number", "outside", "shape")),
+]
+
+
+def _build_corpus(root: Path):
+    """Return (raw folder, valid sample ids, {row: (sample_id, keywords)} for the bad rows)."""
+    raw = H.RawFolder(root / "raw")
+    (root / "outside").mkdir()
+    c = Corpus(raw, root / "outside", raw.good_image("shared.png", seed=99), raw.good_spectra("shared.npy", seed=99))
+    for sample_id, options in VALID_GOOD.items():
+        raw.good(sample_id, **options)
+    for sample_id, build in VALID_ROWS:
+        raw.add(sample_id, **build(c))
+    valid = [row["sample_id"] for row in raw.rows]
+    bad = {}
+    for sample_id, build, keywords in BAD_ROWS:
+        raw.add(sample_id, **build(c))
+        bad[H.FIRST_ROW + len(raw.rows) - 1] = (sample_id, keywords)
     raw.write()
     return raw, valid, bad
 
