@@ -96,7 +96,7 @@ def test_convert_scaling_reports_both_sizes(tmp_path: Path, capsys):
     assert result["machine"]["cpu_model"]
 
 
-def test_cli_wiring_and_errors(tmp_path: Path, capsys):
+def test_cli_wiring_and_errors(capsys):
     import argparse
 
     parser = bench.add_arguments(argparse.ArgumentParser(prog="metallo bench"))
