@@ -99,25 +99,26 @@ def test_convert_warns_when_16bit_images_use_few_bits(tmp_path, capsys):
     assert json.loads((paths.processed / "convert.json").read_text())["bit_depth"] == 10
 
 
-def test_convert_without_16bit_images_uses_16(tmp_path):
+def _ingest_one_sample(tmp_path):
+    """Ingest a raw folder of one valid 8-bit sample; its params and paths."""
     raw = H.RawFolder(tmp_path / "raw")
     raw.good("a")
     raw.write()
     paths = H.make_paths(tmp_path / "out")
     params = H.make_params(raw.root)
     run_ingest(params, paths)
+    return params, paths
+
+
+def test_convert_without_16bit_images_uses_16(tmp_path):
+    params, paths = _ingest_one_sample(tmp_path)
     run_convert(params, paths)
     info = json.loads((paths.processed / "convert.json").read_text())
     assert (info["bit_depth"], info["images_16bit"], info["max_value_16bit"]) == (16, 0, None)
 
 
 def test_convert_refuses_samples_table_from_an_older_ingest(tmp_path):
-    raw = H.RawFolder(tmp_path / "raw")
-    raw.good("a")
-    raw.write()
-    paths = H.make_paths(tmp_path / "out")
-    params = H.make_params(raw.root)
-    run_ingest(params, paths)
+    params, paths = _ingest_one_sample(tmp_path)
     table = pd.read_parquet(paths.interim / "samples.parquet").drop(columns=["image_bit_depth", "image_max_value"])
     table.to_parquet(paths.interim / "samples.parquet", index=False)
     with pytest.raises(MetalloError, match="older ingest. Re-run ingest"):

@@ -556,7 +556,7 @@ def test_run_ingest_fail_lists_every_bad_row(tmp_path):
     message = str(info.value)
     assert "3 of 6" in message
     for row, sid, word in ((3, "b1", "not found"), (5, "b2", "shape"), (6, "b3", "outside")):
-        line = next(l for l in message.splitlines() if l.strip().startswith(f"row {row} "))
+        line = next(text for text in message.splitlines() if text.strip().startswith(f"row {row} "))
         assert sid in line and word in line
     assert "on_error: skip" in message
     # the listing is on disk too, but no samples table for later stages

@@ -1,8 +1,7 @@
-"""Tests for the demo data: the generative model (metallo.data.generative) and the synthesize stage. Tiny sizes, fast."""
+"""The demo data: the generative model (metallo.data.generative) and the synthesize stage. Tiny sizes, fast."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from PIL import Image
 
 from metallo.data import generative as G
 from metallo.data import synthesize as S
+from tests.helpers import data as H
 
 SMALL = dict(samples_per_slice={"1": 6, "2": 3}, image_size=64, spectrum_length=200)
 
@@ -20,15 +20,6 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _read_manifest(folder: Path) -> list[dict]:
-    with open(folder / "manifest.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _read_latents(folder: Path) -> dict[str, np.ndarray]:
-    with open(folder / "latents.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +71,7 @@ def test_manifest_contract(small_run):
     text = (out / "manifest.csv").read_bytes()
     assert b"\r" not in text
     assert text.splitlines()[0] == b"sample_id,slice_id,image,spectra,dos"
-    rows = _read_manifest(out)
+    rows = H.read_manifest_rows(out)
     assert len(rows) == 9
     ids = [r["sample_id"] for r in rows]
     assert ids == [f"s{i:04d}" for i in range(9)]  # zero-padded strings, in sample order
@@ -104,7 +95,7 @@ def test_manifest_contract(small_run):
 
 def test_shapes_and_dtypes(small_run):
     out, _ = small_run
-    for r in _read_manifest(out):
+    for r in H.read_manifest_rows(out):
         with Image.open(out / r["image"]) as im:
             assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 64)
         sp = np.load(out / r["spectra"], allow_pickle=False)
@@ -118,7 +109,7 @@ def test_custom_grid_and_sizes(tmp_path):
         out, samples_per_slice={"1": 2}, image_size=30, n_spectra=6, spectrum_length=50, grid=(3, 2), workers=1,
         progress=False,
     )
-    rows = _read_manifest(out)
+    rows = H.read_manifest_rows(out)
     assert len(rows) == 2
     assert np.load(out / rows[0]["spectra"]).shape == (6, 50)
     with Image.open(out / rows[0]["image"]) as im:
@@ -168,7 +159,7 @@ def test_stale_outputs_removed_and_other_files_kept(tmp_path):
 def test_written_files_match_in_memory_generator(small_run):
     """The files on disk are exactly what generate_sample() produces for that sample's seed."""
     out, _ = small_run
-    rows = _read_manifest(out)
+    rows = H.read_manifest_rows(out)
     seqs = np.random.SeedSequence(3).spawn(len(rows))
     for i in (0, 7):
         lat, img, spec, _ = G.generate_sample(seqs[i], rows[i]["slice_id"], 64, 200, (6, 4))
@@ -178,7 +169,7 @@ def test_written_files_match_in_memory_generator(small_run):
 
 
 def test_label_follows_documented_equation(stats_run):
-    lat = _read_latents(stats_run)
+    lat = H.read_latents(stats_run)
     y = lat["dos"].astype(float)
     zg = (np.log(lat["grain_size"].astype(float)) - G.LOG_GRAIN_MOMENTS[0]) / G.LOG_GRAIN_MOMENTS[1]
     zc = (lat["composition"].astype(float) - 0.5) / np.sqrt(1 / 12)
@@ -190,7 +181,7 @@ def test_label_follows_documented_equation(stats_run):
     assert r2 > 0.97
     np.testing.assert_allclose(coef, [2.0, 0.9, 0.7, 0.3], atol=0.06)
     # manifest dos == latents dos (6 decimals)
-    man = _read_manifest(stats_run)
+    man = H.read_manifest_rows(stats_run)
     np.testing.assert_allclose([float(r["dos"]) for r in man], y, atol=1e-6)
 
 
@@ -198,10 +189,10 @@ def test_variance_split_between_modalities():
     """Image-visible latents (grain size, phase) explain ~65 %, spectra-visible ones (composition, phase) ~42 %."""
     seqs = np.random.SeedSequence(123).spawn(3000)
     L = [G.draw_latents(G._substream(q, 0)) for q in seqs]
-    y = np.array([l.dos for l in L])
-    lg = np.log([l.image.grain_size for l in L])
-    ph = np.array([l.image.phase_fraction for l in L])
-    c = np.array([l.composition for l in L])
+    y = np.array([lat.dos for lat in L])
+    lg = np.log([lat.image.grain_size for lat in L])
+    ph = np.array([lat.image.phase_fraction for lat in L])
+    c = np.array([lat.composition for lat in L])
 
     def r2(*X):
         A = np.column_stack([np.ones_like(y), *X])
@@ -214,7 +205,7 @@ def test_variance_split_between_modalities():
 
 
 def test_band_depth_tracks_composition(stats_run):
-    lat = _read_latents(stats_run)
+    lat = H.read_latents(stats_run)
     lam = G.wavelengths(240)
     idx = lambda v: int(np.argmin(np.abs(lam - v)))  # noqa: E731
     a, b, k = idx(520), idx(720), idx(620)
@@ -312,7 +303,7 @@ def test_run_synthesize_reads_params(tmp_path):
     paths = Paths(synthetic=tmp_path / "data" / "synthetic")
     summary = S.run_synthesize(_stage_params(workers=1), paths)
     assert summary["counts"] == {"1": 2, "2": 1}
-    rows = _read_manifest(paths.synthetic)
+    rows = H.read_manifest_rows(paths.synthetic)
     assert [r["slice_id"] for r in rows] == ["1", "1", "2"]
     assert np.load(paths.synthetic / rows[0]["spectra"]).shape == (6, 30)
 

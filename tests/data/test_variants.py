@@ -18,20 +18,12 @@ from PIL import Image
 
 from metallo.data import variants as V
 from metallo.data.generative import cell_fractions
+from tests.helpers import data as H
 
 SCALE = 0.1
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _manifest(folder: Path) -> list[dict]:
-    with open(folder / "manifest.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _latents(folder: Path) -> dict[str, np.ndarray]:
-    with open(folder / "latents.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -87,7 +79,7 @@ def test_manifest_and_dataset_json(made, name):
     with open(folder / "manifest.csv", newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh))
     assert header == ["sample_id", "slice_id", "image", "spectra", "dos"]
-    rows = _manifest(folder)
+    rows = H.read_manifest_rows(folder)
     assert len({r["sample_id"] for r in rows}) == len(rows)
     slices = [r["slice_id"] for r in rows]
     assert set(slices) == set(split["train_slices"]) | set(split["test_slices"])
@@ -141,7 +133,7 @@ def test_scale_floors():
 def test_camera16_formats(made):
     folder, _ = made["camera16"]
     modes = set()
-    for r in _manifest(folder):
+    for r in H.read_manifest_rows(folder):
         path = folder / r["image"]
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(path) as im:
@@ -157,7 +149,7 @@ def test_camera16_formats(made):
 
 def test_specimens3_formats(made):
     folder, _ = made["specimens3"]
-    for r in _manifest(folder):
+    for r in H.read_manifest_rows(folder):
         assert r["image"].startswith(f"images/{r['slice_id']}/")
         with Image.open(folder / r["image"]) as im:
             assert im.format == "PNG" and im.mode == "I;16"
@@ -172,7 +164,7 @@ def test_tiffcsv_formats(made):
     text = (folder / "manifest.csv").read_text()
     assert "\n0000,L1," in text  # numeric ids keep their leading zeros
     modes = set()
-    for r in _manifest(folder):
+    for r in H.read_manifest_rows(folder):
         path = folder / r["image"]
         assert path.suffix == ".tif" and path.read_bytes()[:4] in (b"II*\x00", b"MM\x00*")
         with Image.open(path) as im:
@@ -193,7 +185,7 @@ def h_w_portrait(path: Path) -> bool:
 
 def test_local_formats(made):
     folder, _ = made["local"]
-    for r in _manifest(folder):
+    for r in H.read_manifest_rows(folder):
         with Image.open(folder / r["image"]) as im:
             assert im.format == "PNG" and im.mode == "RGB" and im.size[0] == im.size[1]
         s = np.load(folder / r["spectra"], allow_pickle=False)
@@ -210,7 +202,7 @@ def test_local_formats(made):
     [("camera16", 0.01, 0.004), ("specimens3", 1500.0, 40.0), ("tiffcsv", -3.0, 0.5), ("local", 0.0, 0.2)],
 )
 def test_label_scale(made, name, mean, std):
-    dos = np.array([float(r["dos"]) for r in _manifest(made[name][0])])
+    dos = np.array([float(r["dos"]) for r in H.read_manifest_rows(made[name][0])])
     assert abs(dos.mean() - mean) < 0.5 * std
     assert 0.6 * std < dos.std() < 1.4 * std
     if name == "tiffcsv":
@@ -245,7 +237,7 @@ def test_test_slice_shift(made, name, img_gain, img_offset, spec_gain, dark_test
     folder, info = made[name]
     p = V.PROFILES[name]
     frame = (info["details"]["frame"]["height"], info["details"]["frame"]["width"])
-    rows = _manifest(folder)
+    rows = H.read_manifest_rows(folder)
     seeds = V.sample_seeds(name, 0, SCALE)
     i = next(k for k, r in enumerate(rows) if r["slice_id"] in p.test_slices)
     assert seeds[i][0] == rows[i]["slice_id"]
@@ -287,11 +279,11 @@ def test_spectra_grid_covers_written_frame():
 
 def test_local_label_is_per_cell_not_global(made):
     folder, info = made["local"]
-    lat = _latents(folder)
+    lat = H.read_latents(folder)
     n = info["data"]["n_spectra"]
     zt = np.column_stack([lat[f"z_tex_{k:02d}"].astype(float) for k in range(n)])
     zd = np.column_stack([lat[f"z_dip_{k:02d}"].astype(float) for k in range(n)])
-    rows = _manifest(folder)
+    rows = H.read_manifest_rows(folder)
     dos = np.array([float(r["dos"]) for r in rows])
     assert len(dos) >= 40
     # the true per-cell products explain the label
@@ -310,12 +302,12 @@ def test_local_label_is_per_cell_not_global(made):
 
 def test_local_mixed_label_shares_local_and_global_terms(made):
     folder, info = made["local_mixed"]
-    lat = _latents(folder)
+    lat = H.read_latents(folder)
     n = info["data"]["n_spectra"]
     zt = np.column_stack([lat[f"z_tex_{k:02d}"].astype(float) for k in range(n)])
     zd = np.column_stack([lat[f"z_dip_{k:02d}"].astype(float) for k in range(n)])
     local, phase = (zt * zd).mean(axis=1), lat["z_phase"].astype(float)
-    dos = np.array([float(r["dos"]) for r in _manifest(folder)])
+    dos = np.array([float(r["dos"]) for r in H.read_manifest_rows(folder)])
     np.testing.assert_allclose(dos, local + phase / np.sqrt(n) + lat["label_noise"].astype(float), atol=1e-9)
     assert 0.2 < _r2(phase[:, None], dos) < 0.8 and 0.2 < _r2(local[:, None], dos) < 0.8
 
@@ -323,8 +315,8 @@ def test_local_mixed_label_shares_local_and_global_terms(made):
 def test_local_cells_carry_their_own_latents(made):
     """Band depth of spectrum k tracks cell k's z_dip; texture of image cell k tracks its z_tex."""
     folder, info = made["local"]
-    lat = _latents(folder)
-    rows = _manifest(folder)
+    lat = H.read_latents(folder)
+    rows = H.read_manifest_rows(folder)
     grid = info["data"]["grid"]
     n = info["data"]["n_spectra"]
     sp = np.load(folder / rows[0]["spectra"], allow_pickle=False).astype(np.float64)

@@ -252,3 +252,20 @@ def thin_png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("L", (width, height), 128).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# reading a generated raw folder
+# ------------------------------------------------------------------------------------------------
+
+def read_manifest_rows(folder: Path) -> list[dict]:
+    """The rows of ``folder/manifest.csv`` as dicts of strings."""
+    with open(folder / "manifest.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_latents(folder: Path) -> dict[str, np.ndarray]:
+    """``folder/latents.csv`` as one array of strings per column."""
+    with open(folder / "latents.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}

@@ -64,7 +64,7 @@ def test_every_command_has_help(capsys, command):
 def test_stage_help_names_the_params_sections_dvc_tracks(capsys):
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for command, stage in STAGE_SCRIPTS.items():
-        line = next(l for l in help_text(capsys, command).splitlines() if l.startswith("Reads params:"))
+        line = next(text for text in help_text(capsys, command).splitlines() if text.startswith("Reads params:"))
         listed = {s.strip().split(".")[0] for s in line.removeprefix("Reads params:").rstrip(".").split(",")}
         tracked = {p.split(".")[0] for p in stages[stage]["params"]}
         assert tracked <= listed, f"`metallo {command} --help` lists {sorted(listed)}, dvc.yaml tracks {sorted(tracked)}"
