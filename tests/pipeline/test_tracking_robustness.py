@@ -1,4 +1,4 @@
-"""Tracking robustness: an unusable or locked MLflow store never breaks a run; queued experiments log to the project store.
+"""Tracking robustness: an unusable or locked MLflow store never breaks a run; queued runs log to the project store.
 
 Real git, real DVC CLI, real MLflow SQLite stores, real subprocesses; nothing is mocked. The slow tests
 work on copies of the shared tiny project (``shared``, tests/pipeline/conftest.py).
