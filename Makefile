@@ -9,11 +9,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install repro test test-fast soak ui bench clean-venv
+.PHONY: help install repro test test-fast lint soak ui bench clean-venv
 
 help:
 	@echo "make repro     run the pipeline (dvc repro) on the demo data"
 	@echo "make test      run the test suite"
+	@echo "make lint      ruff check + ruff format --check (config in pyproject.toml)"
 	@echo "make soak      kill dvc repro at random moments for SOAK_SECONDS (900), check each recovery"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for this project's store"
 	@echo "make bench     input-pipeline / training-step benchmark (small sizes)"
@@ -38,11 +39,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS)
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # Random-time kills of dvc repro / dvc exp run, each followed by a recovering dvc repro
-# (tests/test_soak.py, docs/reliability.md). SOAK_SECONDS bounds the kills; the test prints its seed.
+# (tests/pipeline/test_soak.py, docs/reliability.md). SOAK_SECONDS bounds the kills; the test prints its seed.
 SOAK_SECONDS ?= 900
 soak: $(STAMP)
-	METALLO_SOAK_SECONDS=$(SOAK_SECONDS) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m soak -s tests/test_soak.py $(PYTEST_ARGS)
+	METALLO_SOAK_SECONDS=$(SOAK_SECONDS) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m soak -s tests/pipeline/test_soak.py $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/python -m metallo.cli ui

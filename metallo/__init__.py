@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 
 def predict(model_dir, manifest, **kwargs):
-    """Predict DOS for the samples of ``manifest``; see :func:`metallo.prediction.predict`."""
-    from metallo.prediction import predict as _predict
+    """Predict DOS for the samples of ``manifest``; see :func:`metallo.prediction.manifest.predict`."""
+    from metallo.prediction.manifest import predict as _predict
 
     return _predict(model_dir, manifest, **kwargs)
 

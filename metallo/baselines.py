@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metallo.data.dataset import MetalloDataset
-from metallo.inference import predict_arrays
+from metallo.prediction import predict_arrays
 from metallo.processing import MetalloProcessor
 from metallo.training.closed_form import fit_closed_form
 from metallo.training.metrics import regression_metrics

@@ -58,7 +58,7 @@ STAGES = {
 
 def _predict(args: argparse.Namespace) -> None:
     from metallo.data.ingest import format_rejections
-    from metallo.prediction import predict, write_predictions
+    from metallo.prediction.manifest import predict, write_predictions
 
     result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size,
                      interval=args.interval)

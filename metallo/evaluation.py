@@ -12,7 +12,7 @@ from metallo.baselines import baseline_metrics
 from metallo.data.convert import grid_extents
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
-from metallo.inference import load_model, predict_arrays
+from metallo.prediction import load_model, predict_arrays
 from metallo.io import read_json, write_csv, write_json
 from metallo.layout import PATHS, Paths, load_stats
 from metallo.params import section

@@ -41,10 +41,15 @@ def load_calibration(directory: str | os.PathLike) -> np.ndarray | None:
     return residuals
 
 
-def conformal_halfwidth(abs_residuals: np.ndarray, level: float) -> float:
-    """Half-width of the split-conformal interval at ``level`` (inf when too few residuals for it)."""
+def check_level(level: float) -> None:
+    """Refuse an interval level outside (0, 1)."""
     if not 0.0 < level < 1.0:
         raise MetalloError(f"the interval level must be between 0 and 1 (e.g. 0.9); got {level!r}.")
+
+
+def conformal_halfwidth(abs_residuals: np.ndarray, level: float) -> float:
+    """Half-width of the split-conformal interval at ``level`` (inf when too few residuals for it)."""
+    check_level(level)
     n = len(abs_residuals)
     k = math.ceil((n + 1) * level)
     return float(np.sort(abs_residuals)[k - 1]) if 0 < k <= n else math.inf

@@ -75,7 +75,7 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
     _check_manifest_file(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=False)
-    except UnicodeDecodeError as err:
+    except UnicodeDecodeError:
         # pandas decodes in chunks, so err.start is relative to a chunk: find the offset in the file
         data = path.read_bytes()
         try:

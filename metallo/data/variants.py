@@ -83,12 +83,8 @@ frame size (at least 64 px on the long side). Output is byte-identical for the s
 
 from __future__ import annotations
 
-import concurrent.futures
-import csv
 import json
 import math
-import os
-import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +93,12 @@ import numpy as np
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from metallo.data.synthesize import (
+from metallo.data.generative import (
     COMPOSITION_MOMENTS,
     COMPOSITION_RANGE,
     LABEL_COEFS,
     LABEL_INTERCEPT,
     LABEL_NOISE_STD,
-    MANIFEST_COLUMNS,
     REFERENCE_SIZE,
     SLICE_PROFILES,
     SampleLatents,
@@ -116,6 +111,10 @@ from metallo.data.synthesize import (
     render_spectra,
     wavelengths,
 )
+from metallo.data.ingest import MANIFEST, MANIFEST_COLUMNS
+from metallo.data.synthesize import LATENTS, format_latent, reset_raw_folder, write_table
+from metallo.io import write_file, write_json
+from metallo.parallel import map_ordered
 
 __all__ = ["PROFILES", "Profile", "SliceShift", "make_variant", "render_sample", "sample_seeds", "scaled_counts", "scaled_frame", "DEMO_DOS_STD", "LOCAL_GRAIN_RANGE"]
 
@@ -131,6 +130,8 @@ LOCAL_LOG_GRAIN_MOMENTS = (
 LOCAL_LABEL_NOISE_STD = 0.01
 
 MIN_LONG_SIDE = 64
+#: The params a user sets to train on the folder (``data:``, ``split:``) and how it was made.
+DATASET_FILE = "dataset.json"
 LUMA = np.array([0.299, 0.587, 0.114])
 IMAGE_FORMATS = ("png_rgb8", "png_gray12", "png_palette", "tiff_rgb8", "tiff_gray8", "tiff_gray16")
 SPECTRA_FORMATS = ("npy_reflectance", "npy_float32_counts", "npy_uint16_counts", "csv_int_counts")
@@ -473,13 +474,6 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
 # ----------------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, writer) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        writer(fh)
-    os.replace(tmp, path)
-
-
 def _write_spectra(path: Path, spectra: np.ndarray, fmt: str) -> None:
     if fmt == "npy_reflectance":
         arr = spectra.astype(np.float32)
@@ -490,11 +484,11 @@ def _write_spectra(path: Path, spectra: np.ndarray, fmt: str) -> None:
     elif fmt == "csv_int_counts":
         arr = np.clip(np.rint(spectra), 0, None).astype(np.int64)
         text = "\n".join(",".join(map(str, row)) for row in arr.tolist()) + "\n"
-        _atomic(path, lambda fh: fh.write(text.encode("ascii")))
+        write_file(path, lambda fh: fh.write(text.encode("ascii")))
         return
     else:
         raise ValueError(f"unknown spectra format {fmt!r}")
-    _atomic(path, lambda fh: np.save(fh, arr, allow_pickle=False))
+    write_file(path, lambda fh: np.save(fh, arr, allow_pickle=False))
 
 
 def _work(task) -> dict:
@@ -509,27 +503,13 @@ def _work(task) -> dict:
     out = Path(out_dir)
     (out / img_dir).mkdir(parents=True, exist_ok=True)
     if ext == "png":
-        _atomic(out / image_rel, lambda fh: im.save(fh, format="PNG", compress_level=6))
+        write_file(out / image_rel, lambda fh: im.save(fh, format="PNG", compress_level=6))
     else:
-        _atomic(out / image_rel, lambda fh: im.save(fh, format="TIFF"))
+        write_file(out / image_rel, lambda fh: im.save(fh, format="TIFF"))
     _write_spectra(out / spectra_rel, s["spectra"], profile.spectra_format)
     row = {"sample_id": sample_id, "slice_id": sid, "image": image_rel, "spectra": spectra_rel, "dos": s["dos"]}
     lat = {"sample_id": sample_id, "slice_id": sid, "dos": s["dos"], "image_format": fmt, **s["latents"]}
-    return {"index": index, "manifest": row, "latents": lat}
-
-
-def _write_csv(path: Path, columns, rows, fmt) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([fmt(r[c]) for c in columns])
-    os.replace(tmp, path)
-
-
-def _fmt(v) -> str:
-    return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
+    return {"manifest": row, "latents": lat}
 
 
 def _describe(profile: Profile) -> str:
@@ -560,27 +540,15 @@ def make_variant(out_dir, profile: str, seed: int = 0, scale: float = 1.0, worke
     seqs = _profile_seq(p, seed).spawn(n_total)
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.csv", "latents.csv", "dataset.json"):
-        (out / name).unlink(missing_ok=True)
-    for name in ("images", "spectra"):
-        if (out / name).is_dir() and not (out / name).is_symlink():
-            shutil.rmtree(out / name)
-        elif (out / name).exists() or (out / name).is_symlink():
-            (out / name).unlink()
-    (out / "spectra").mkdir()
-    (out / "images").mkdir()
+    reset_raw_folder(out, (MANIFEST, LATENTS, DATASET_FILE))
 
     tasks = [(p.name, i, seqs[i], slices[i], ids[i], str(out), frame) for i in range(n_total)]
-    if workers and workers > 1:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, n_total)) as ex:
-            results = list(ex.map(_work, tasks, chunksize=max(1, n_total // (workers * 8))))
-    else:
-        results = [_work(t) for t in tasks]
-    results.sort(key=lambda r: r["index"])
+    workers = workers if workers and workers > 1 else 1  # 0 or None: in-process, as 1
+    results = list(map_ordered(_work, tasks, workers=workers, desc="variants",
+                               chunksize=max(1, n_total // (workers * 8)), show_progress=False))
 
     lat_rows = [r["latents"] for r in results]
-    _write_csv(out / "latents.csv", list(lat_rows[0]), lat_rows, _fmt)
+    write_table(out / LATENTS, list(lat_rows[0]), lat_rows, format_latent)
     dos = np.array([r["manifest"]["dos"] for r in results])
     per_slice = {
         sid: {"n": counts[sid], "dos_mean": float(dos[np.array(slices) == sid].mean()),
@@ -604,12 +572,10 @@ def make_variant(out_dir, profile: str, seed: int = 0, scale: float = 1.0, worke
             "generator": "metallo.data.variants",
         },
     }
-    tmp = out / "dataset.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "dataset.json")
+    write_json(out / DATASET_FILE, info)
     # the manifest is written last (atomically): a folder with a manifest is complete
-    _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, [r["manifest"] for r in results],
-               lambda v: f"{v:.9g}" if isinstance(v, float) else str(v))
+    write_table(out / MANIFEST, MANIFEST_COLUMNS, [r["manifest"] for r in results],
+                lambda _, v: f"{v:.9g}" if isinstance(v, float) else str(v))
     return info
 
 

@@ -236,9 +236,6 @@ class Tracker:
         values = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v == v]  # drop NaN
         self._safely("log metrics", lambda: self.client().log_batch(self.run_id, metrics=values))
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._safely("set tags", lambda: [self.client().set_tag(self.run_id, k, str(v)) for k, v in tags.items()])
-
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         path = Path(path)
         if not path.exists():

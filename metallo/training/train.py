@@ -250,7 +250,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
 def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, MetalloDataset], model_name: str,
                  tracker: Tracker, paths: Paths) -> dict[str, Any]:
     """Fit a closed-form model (the classical baseline) on the train split and save it like a trained one."""
-    from metallo.inference import predict_arrays
+    from metallo.prediction import predict_arrays
     from metallo.training.metrics import regression_metrics
 
     started = time.perf_counter()
@@ -278,7 +278,7 @@ def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summar
 
     ``val_pred``: the model's validation predictions when the caller has them (else computed here).
     """
-    from metallo.inference import predict_arrays
+    from metallo.prediction import predict_arrays
 
     if val_pred is None:
         val_pred, _ = predict_arrays(model.eval(), processor, *(array.numpy() for array in val.arrays()))
@@ -293,7 +293,7 @@ def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summar
     tracker.log_metrics({k: v for k, v in summary.items() if k.startswith("val_") or k == "ridge_alpha"})
     tracker.log_artifact(paths.metrics / "train.json", "metrics")
     tracker.log_artifact(paths.model, "model")
-    from metallo.serving import log_pyfunc_model
+    from metallo.prediction.mlflow_model import log_pyfunc_model
 
     log_pyfunc_model(tracker, paths.model)
     tracker.finish()

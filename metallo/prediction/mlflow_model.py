@@ -1,0 +1,75 @@
+"""The trained model as an MLflow pyfunc model.
+
+``mlflow.pyfunc.load_model(uri).predict({"pixel_values": images, "spectra": spectra})``
+takes uint8 micrographs (N×H×W×3, after the convert geometry) and raw spectra (N×S×L)
+and returns a table with the predicted DOS per sample (``dos``) and its split-conformal
+interval (``dos_lower``, ``dos_upper``; level from ``params={"interval": 0.9}``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+ARTIFACT_NAME = "pyfunc_model"
+
+
+class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
+    """Wraps a Metallo model directory (config, safetensors weights, preprocessor, calibration)."""
+
+    def load_context(self, context) -> None:
+        from metallo.prediction.predictor import load_predictor
+
+        self.predictor = load_predictor(context.artifacts["model"])
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        predictions = self.predictor.predict(np.asarray(model_input["pixel_values"], dtype=np.uint8),
+                                             np.asarray(model_input["spectra"], dtype=np.float32))
+        half = self.predictor.halfwidth(float((params or {}).get("interval", 0.9)))
+        return pd.DataFrame({"dos": predictions, "dos_lower": predictions - half, "dos_upper": predictions + half})
+
+
+def signature(n_spectra: int, spectrum_length: int):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "pixel_values"),
+                     TensorSpec(np.dtype(np.float32), (-1, n_spectra, spectrum_length), "spectra")])
+    outputs = Schema([ColSpec("double", name) for name in ("dos", "dos_lower", "dos_upper")])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("interval", "double", 0.9)]))
+
+
+def pip_requirements() -> list[str]:
+    """The pinned runtime requirements of this project (no inference from the environment)."""
+    from importlib.metadata import version
+
+    names = ("torch", "torchvision", "transformers", "safetensors", "mlflow", "numpy")
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def log_pyfunc_model(tracker, model_dir: str | Path) -> None:
+    """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off).
+
+    The model is logged from code (:mod:`metallo.prediction.mlflow_entry`), not pickled; the
+    ``metallo`` package travels with it as its code path.
+    """
+    if not tracker.enabled:
+        return
+    import json
+    import warnings
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    package = Path(__file__).resolve().parents[1]  # metallo/
+
+    def _log() -> None:
+        with mlflow.start_run(run_id=tracker.run_id), warnings.catch_warnings():
+            # The signature names both inputs; MLflow's hints about type hints and input examples don't apply.
+            warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
+            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=str(Path(__file__).with_name("mlflow_entry.py")),
+                                    artifacts={"model": str(model_dir)}, code_paths=[str(package)],
+                                    signature=signature(config["n_spectra"], config["spectrum_length"]),
+                                    pip_requirements=pip_requirements())
+
+    tracker.call("log the pyfunc model", _log)

@@ -1,0 +1,1 @@
+"""Tests of metallo.models on tiny real models."""

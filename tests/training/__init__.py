@@ -1,0 +1,1 @@
+"""Tests of metallo.training: arguments, metrics, tracking, checkpoints, distributed training."""
