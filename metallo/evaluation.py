@@ -48,7 +48,7 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     if len(test) == 0:
         raise MetalloError("the test split is empty: no sample has a slice_id in split.test_slices.")
     images, spectra = test.arrays()
-    wants_attention = getattr(model.config, "model_type", "").endswith("metallonet") and "image" in model.config.modalities
+    wants_attention = getattr(model.config, "explanation_maps", False)
     y_pred, attention = predict_arrays(model, processor, images.numpy(), spectra.numpy(),
                                        batch_size=int(cfg["batch_size"]), return_attention=wants_attention)
     y_true = test.labels.astype(np.float64)

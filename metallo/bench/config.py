@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from metallo.data.geometry import Geometry
 from metallo.errors import MetalloError
 from metallo.models import config_fields, get_config_class, list_models
-from metallo.models.common import BACKBONES
+from metallo.models.configuration_common import BACKBONE_NAMES
 
 #: Section key -> the label the report prints.
 SECTIONS = {
@@ -26,7 +26,7 @@ SECTIONS = {
 REFERENCE = Geometry()
 #: Models the bench can train: those with an image backbone (the classical model is fitted in closed form).
 MODELS = tuple(name for name in list_models() if "backbone" in config_fields(name))
-BACKBONE_NAMES = tuple(BACKBONES)
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEFAULT_MODEL = "metallonet"

@@ -2,7 +2,7 @@
 
 from transformers import AutoConfig, AutoModel
 
-from .common import RegressionOutput
+from .modeling_common import RegressionOutput
 from .configuration_classical import ClassicalConfig
 from .configuration_metallonet import MetalloNetConfig
 from .configuration_toynet import ToyNetConfig

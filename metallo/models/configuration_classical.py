@@ -1,9 +1,6 @@
 """Classical baseline configuration"""
 
-from transformers import PretrainedConfig
-
-from .common import MODALITIES, check_positive_int
-
+from .configuration_common import MetalloConfig, check_positive_int
 
 #: Default feature settings, shared with the classical branch of the deep models.
 FEATURE_DEFAULTS = {"n_bands": 64, "histogram_bins": 16, "gradient_scales": (1, 2, 4), "dark_threshold": 0.5}
@@ -11,7 +8,7 @@ FEATURE_DEFAULTS = {"n_bands": 64, "histogram_bins": 16, "gradient_scales": (1, 
 RIDGE_ALPHAS = tuple(10.0 ** (k / 2) for k in range(-6, 7))
 
 
-class ClassicalConfig(PretrainedConfig):
+class ClassicalConfig(MetalloConfig):
     r"""
     Configuration of a [`ClassicalModel`], the yardstick every deep model must beat: hand-made features a
     spectroscopist and a metallographer would try first, and ridge regression fitted in closed form.
@@ -23,17 +20,10 @@ class ClassicalConfig(PretrainedConfig):
     `dark_threshold`. Features are standardised with training statistics; the ridge penalty is chosen from
     `ridge_alphas` by efficient leave-one-out cross-validation on the training split.
 
+    Fields of [`MetalloConfig`] describe the data shape (`image_size` is the side the image statistics are
+    computed at).
+
     Args:
-        image_size (`int`, *optional*, defaults to 128):
-            Side of the square micrograph the features are computed on.
-        n_spectra (`int`, *optional*, defaults to 24):
-            Number of spectra measured per image.
-        grid (`tuple[int, int]`, *optional*, defaults to `(6, 4)`):
-            Measurement grid (rows, cols); `rows * cols` must equal `n_spectra`.
-        spectrum_length (`int`, *optional*, defaults to 1600):
-            Number of wavelength samples per spectrum.
-        modalities (`list[str]`, *optional*, defaults to `["image", "spectra"]`):
-            Feature groups to use.
         n_bands (`int`, *optional*, defaults to 64):
             Wavelength bands each SNV spectrum is averaged into (at most `spectrum_length`).
         histogram_bins (`int`, *optional*, defaults to 16):
@@ -44,66 +34,34 @@ class ClassicalConfig(PretrainedConfig):
             Grey level (relative to the image's maximum) below which a pixel counts as dark.
         ridge_alphas (`list[float]`, *optional*, defaults to 13 values from 1e-3 to 1e3):
             Candidate ridge penalties.
-        label_mean (`float`, *optional*, defaults to 0.0):
-            Label mean used to standardise targets (set by the training stage).
-        label_std (`float`, *optional*, defaults to 1.0):
-            Label standard deviation used to standardise targets (set by the training stage).
-        initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the initial (pre-fit) head weights.
     """
 
     model_type = "metallo_classical"
 
     def __init__(
         self,
-        image_size=128,
-        n_spectra=24,
-        grid=(6, 4),
-        spectrum_length=1600,
-        modalities=("image", "spectra"),
         n_bands=FEATURE_DEFAULTS["n_bands"],
         histogram_bins=FEATURE_DEFAULTS["histogram_bins"],
         gradient_scales=FEATURE_DEFAULTS["gradient_scales"],
         dark_threshold=FEATURE_DEFAULTS["dark_threshold"],
         ridge_alphas=RIDGE_ALPHAS,
-        label_mean=0.0,
-        label_std=1.0,
-        initializer_range=0.02,
         **kwargs,
     ):
-        self.image_size = image_size
-        self.n_spectra = n_spectra
-        self.grid = grid
-        self.spectrum_length = spectrum_length
-        self.modalities = modalities
         self.n_bands = n_bands
         self.histogram_bins = histogram_bins
-        self.gradient_scales = gradient_scales
-        self.dark_threshold = dark_threshold
-        self.ridge_alphas = ridge_alphas
-        self.label_mean = label_mean
-        self.label_std = label_std
-        self.initializer_range = initializer_range
-        for field in ("image_size", "n_spectra", "spectrum_length", "n_bands", "histogram_bins"):
-            check_positive_int(field, getattr(self, field))
-        self.grid = tuple(self.grid)
-        if len(self.grid) != 2 or self.grid[0] * self.grid[1] != n_spectra:
-            raise ValueError(f"grid must be (rows, cols) with rows * cols == n_spectra ({n_spectra}); got {grid!r}")
-        if isinstance(modalities, str) or not modalities or any(m not in MODALITIES for m in modalities):
-            raise ValueError(f"modalities must be a non-empty list drawn from {list(MODALITIES)}; got {modalities!r}")
-        self.modalities = [m for m in MODALITIES if m in modalities]
-        self.n_bands = min(n_bands, spectrum_length)
         self.gradient_scales = list(gradient_scales)
+        self.dark_threshold = dark_threshold
+        self.ridge_alphas = [float(a) for a in ridge_alphas]
+        super().__init__(**kwargs)
+        for field in ("n_bands", "histogram_bins"):
+            check_positive_int(field, getattr(self, field))
+        self.n_bands = min(self.n_bands, self.spectrum_length)
         for value in self.gradient_scales:
             check_positive_int("gradient_scales", value)
         if not 0.0 < dark_threshold < 1.0:
             raise ValueError(f"dark_threshold must be in (0, 1); got {dark_threshold!r}")
-        self.ridge_alphas = [float(a) for a in ridge_alphas]
         if not self.ridge_alphas or min(self.ridge_alphas) <= 0:
             raise ValueError(f"ridge_alphas must be positive numbers; got {ridge_alphas!r}")
-        if label_std <= 0:
-            raise ValueError(f"label_std must be > 0; got {label_std!r}")
-        super().__init__(**kwargs)
 
     @property
     def raw_inputs(self) -> bool:

@@ -12,7 +12,7 @@ from torch import nn
 
 from metallo.processing import snv
 
-from .common import MetalloPreTrainedModel
+from .modeling_common import MetalloPreTrainedModel
 from .configuration_classical import ClassicalConfig
 
 

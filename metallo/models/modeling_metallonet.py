@@ -9,7 +9,7 @@ from transformers.models.bert.modeling_bert import BertLayer, BertSelfOutput
 from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
 from .cells import CellInteractionFeatures, cell_pooling_weights
 from .modeling_classical import ClassicalFeatures, fit_ridge, set_linear
-from .common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size, stage_stride
+from .modeling_common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size, stage_stride
 from .configuration_metallonet import MetalloNetConfig
 
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder
+from .modeling_common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder
 from .configuration_toynet import ToyNetConfig
 
 

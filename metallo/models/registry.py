@@ -42,8 +42,14 @@ def get_model_class(name: str) -> type[PreTrainedModel]:
 
 def config_fields(name: str) -> list[str]:
     """Config fields of model `name`, i.e. the override keys `create_config` / `create_model` accept."""
-    parameters = inspect.signature(get_config_class(name).__init__).parameters.values()
-    return [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    fields: list[str] = []
+    for cls in get_config_class(name).__mro__:  # the model's own fields first, then its base configs'
+        if cls is PretrainedConfig:
+            break
+        if "__init__" in vars(cls):
+            parameters = inspect.signature(cls.__init__).parameters.values()
+            fields += [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", *fields)]
+    return fields
 
 
 def create_config(name: str, **overrides) -> PretrainedConfig:

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 import metallo.models as mm
 from metallo.models.cells import cell_pooling_weights
-from metallo.models.common import feature_map_size, stage_stride
+from metallo.models.modeling_common import feature_map_size, stage_stride
 from metallo.processing import flip_batch
 
 TINY = dict(image_size=64, spectrum_length=256, hidden_dim=32, intermediate_size=64)
@@ -240,7 +240,7 @@ def test_loss_choices(loss):
         ({"backbone": "vit"}, "backbone must be one of"),
         ({"label_std": 0.0}, "label_std must be > 0"),
         ({"hidden_dim": 30}, "divisible by num_attention_heads"),
-        ({"fusion": "cross"}, "fusion must be 'grid' or 'attention'"),
+        ({"fusion": "cross"}, "fusion must be one of"),
         ({"grid_extent": (0.0, 0.0, 0.0, 1.0)}, "grid_extent must be"),
         ({"grid_extent": (0.0, 0.0, 1.0)}, "grid_extent must be"),
         ({"cell_feature_stages": [5]}, "cell_feature_stages must list ResNet stages 1-4"),

@@ -1,4 +1,4 @@
-"""Pieces shared by the Metallo regressors: config validation, ResNet trunk, spectral encoder, loss, outputs."""
+"""Modeling pieces shared by the Metallo regressors: ResNet trunk, spectral encoder, losses, outputs, base class."""
 
 from __future__ import annotations
 
@@ -14,72 +14,17 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .configuration_common import BACKBONE_NAMES, LOSS_NAMES
+
+#: torchvision constructor and output channels of each backbone in `BACKBONE_NAMES`.
 BACKBONES = {"resnet18": (tv_models.resnet18, 512), "resnet50": (tv_models.resnet50, 2048)}
-MODALITIES = ("image", "spectra")
+#: Each loss in `LOSS_NAMES` as a function of (output, target, huber delta).
 LOSSES = {
     "mse": lambda output, target, delta: F.mse_loss(output, target),
     "huber": lambda output, target, delta: F.huber_loss(output, target, delta=delta),
     "l1": lambda output, target, delta: F.l1_loss(output, target),
 }
-
-
-def _choice(field: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{field} must be one of {list(choices)}; got {value!r}")
-
-
-def check_positive_int(field: str, value) -> None:
-    """Raises a ValueError unless `value` is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field} must be a positive integer; got {value!r}")
-
-
-def validate_config(config) -> None:
-    """Checks the fields shared by every Metallo config and normalises `grid`, `modalities` and `spectral_channels`.
-
-    Raises:
-        ValueError: naming the offending field, the value and what is allowed.
-    """
-    check_positive_int("image_size", config.image_size)
-    if config.image_size < 32:
-        raise ValueError(
-            f"image_size must be at least 32 (the ResNet trunk downsamples by 32); got {config.image_size}"
-        )
-    check_positive_int("n_spectra", config.n_spectra)
-    check_positive_int("spectrum_length", config.spectrum_length)
-    if len(config.grid) != 2:
-        raise ValueError(f"grid must be (rows, cols); got {config.grid!r}")
-    for value in config.grid:
-        check_positive_int("grid", value)
-    config.grid = tuple(config.grid)
-    rows, cols = config.grid
-    if rows * cols != config.n_spectra:
-        raise ValueError(
-            f"grid {config.grid} holds {rows * cols} measurement points but n_spectra is {config.n_spectra}; "
-            "rows * cols must equal n_spectra"
-        )
-    _choice("backbone", config.backbone, BACKBONES)
-    if isinstance(config.modalities, str):
-        raise ValueError(f"modalities must be a list such as ['image', 'spectra']; got {config.modalities!r}")
-    for modality in config.modalities:
-        _choice("modalities entries", modality, MODALITIES)
-    if not config.modalities:
-        raise ValueError(f"modalities must name at least one of {list(MODALITIES)}")
-    config.modalities = [modality for modality in MODALITIES if modality in config.modalities]
-    check_positive_int("hidden_dim", config.hidden_dim)
-    if not config.spectral_channels:
-        raise ValueError("spectral_channels must list at least one channel count")
-    for value in config.spectral_channels:
-        check_positive_int("spectral_channels", value)
-    config.spectral_channels = list(config.spectral_channels)
-    check_positive_int("spectral_pool_size", config.spectral_pool_size)
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {config.dropout!r}")
-    _choice("loss", config.loss, LOSSES)
-    if config.huber_delta <= 0:
-        raise ValueError(f"huber_delta must be > 0; got {config.huber_delta!r}")
-    if config.label_std <= 0:
-        raise ValueError(f"label_std must be > 0; got {config.label_std!r}")
+assert tuple(BACKBONES) == BACKBONE_NAMES and tuple(LOSSES) == LOSS_NAMES, "one definition per backbone and loss"
 
 
 def feature_map_size(image_size: int) -> int:
