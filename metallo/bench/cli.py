@@ -54,6 +54,9 @@ def _model_options(parser: argparse.ArgumentParser, d) -> None:
                        help="torch.set_num_threads for the run (default: torch's own, one per core). On a "
                             "machine shared with other busy processes, 1 avoids OpenMP spin-wait stalls")
     model.add_argument("--seed", type=int, default=d("seed"))
+    model.add_argument("--params", default=d("params"),
+                       help="the params file section (d) runs the train stage with (default params.yaml)")
+    model.add_argument("--profile", default=None, help="train.profile for (d) (default: the params file's)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

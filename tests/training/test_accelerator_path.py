@@ -55,7 +55,8 @@ def test_augmentation_and_processing_create_tensors_only_on_the_batch_device():
 
 def test_each_rank_draws_its_own_reproducible_augmentation():
     def gains(rank: int) -> torch.Tensor:
-        return augment_batch(_raw_batch(8), (6, 4), Augmentation(), augmentation_generator("cpu", 7, rank))["image_gain"]
+        generator = augmentation_generator("cpu", 7, rank)
+        return augment_batch(_raw_batch(8), (6, 4), Augmentation(), generator)["image_gain"]
 
     assert torch.equal(gains(0), gains(0))
     assert not torch.allclose(gains(0), gains(1))
