@@ -115,3 +115,20 @@ def test_cli_wiring_and_errors(capsys):
         bench.main(["--samples", "2", "--batch-size", "4"])
     assert exit_info.value.code == 1
     assert "at least --batch-size" in capsys.readouterr().err
+
+
+def test_gpu_script_runs_at_tiny_size_and_writes_json(tmp_path: Path):
+    """bench/gpu.sh, the one-command GPU measurement, at test size on the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "METALLO_GPU_BENCH_SIZE": "tiny", "OUT_DIR": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh")], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == ["toynet-eager", "metallonet-eager"]
+    assert set(summary["toynet-eager"]["samples_per_s"]) == set(bench.SECTIONS)
+    assert set(summary["metallonet-eager"]["samples_per_s"]) == {"train_step_on_device", "train_stage"}
+    assert summary["metallonet-eager"]["train_stage"]["samples_per_s_without_eval_checkpoint"] > 0
