@@ -10,8 +10,10 @@
     (uint8 → float, resize, normalise, channels-last) on the device.
 (c) ``train_step_on_device``: the ceiling. Forward + backward + AdamW step of the model on one
     fixed batch already on the device (bf16 autocast and channels-last on CUDA; ``--compile``).
-(d) ``trainer_loop``: a short :class:`~metallo.training.train.MetalloTrainer` run (no eval, no
-    saving, ``report_to: none``) on the same data; samples/s over the steps after the warm-up.
+(d) ``train_stage``: the real ``train`` stage (:func:`metallo.training.train.run_train`, the code
+    ``dvc repro train`` runs) with the project's ``params.yaml`` on the same data: evaluation,
+    checkpoints and MLflow logging as configured; samples/s after the warm-up with and without the
+    evaluation/checkpoint time (:mod:`metallo.bench.train_path`).
 """
 from __future__ import annotations
 
@@ -29,12 +31,13 @@ import numpy as np
 from metallo.bench.config import BenchConfig
 from metallo.bench.data import BenchData, PngDataset, data_statistics, loader, prepare_data, to_device
 from metallo.bench.machine import machine_info, resolve_device, resolve_precision
-from metallo.bench.timers import build_model, time_input_pipeline, time_train_step, time_trainer
+from metallo.bench.timers import build_model, time_input_pipeline, time_train_step
+from metallo.bench.train_path import time_train_stage
 
 #: Ratio key -> (numerator section, denominator section).
 RATIOS = {
     "input_speedup_b_over_a": ("metallo_input_pipeline", "old_png_pipeline"),
-    "trainer_efficiency_d_over_c": ("trainer_loop", "train_step_on_device"),
+    "train_stage_efficiency_d_over_c": ("train_stage", "train_step_on_device"),
     "input_headroom_b_over_c": ("metallo_input_pipeline", "train_step_on_device"),
     "old_input_headroom_a_over_c": ("old_png_pipeline", "train_step_on_device"),
 }
@@ -103,13 +106,12 @@ def _train_step_on_device(b: Bench) -> dict[str, Any]:
     return result
 
 
-def _trainer_loop(b: Bench) -> dict[str, Any]:
-    return time_trainer(build_model(b.config, b.stats), b.dataset, b.processor, b.device, b.root, b.config,
-                        b.precision)
+def _train_stage(b: Bench) -> dict[str, Any]:
+    return time_train_stage(b.data, b.config, b.device, b.precision, b.root)
 
 
 MEASUREMENTS = {"old_png_pipeline": _old_png_pipeline, "metallo_input_pipeline": _metallo_input_pipeline,
-                "train_step_on_device": _train_step_on_device, "trainer_loop": _trainer_loop}
+                "train_step_on_device": _train_step_on_device, "train_stage": _train_stage}
 
 
 def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
@@ -132,7 +134,7 @@ def _report_config(c: BenchConfig, device, precision: str, threads: int) -> dict
             "grid": list(c.grid), "batch_size": c.batch_size, "model": c.model, "backbone": c.backbone,
             "steps": c.steps, "warmup_steps": c.warmup_steps, "passes": c.passes, "workers": c.workers,
             "device": str(device), "precision": precision, "compile": c.compile, "seed": c.seed,
-            "torch_threads": threads}
+            "torch_threads": threads, "params": str(c.params), "profile": c.profile}
 
 
 @contextmanager
@@ -166,4 +168,7 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     rate = {k: v["samples_per_s"] for k, v in result["sections"].items()}
     result["ratios"] = {key: ratio(rate[num], rate[den]) for key, (num, den) in RATIOS.items()
                         if num in rate and den in rate}
+    if "train_stage" in result["sections"] and "train_step_on_device" in rate:
+        steps_only = result["sections"]["train_stage"]["samples_per_s_without_eval_checkpoint"]
+        result["ratios"]["train_steps_efficiency_d_over_c"] = ratio(steps_only, rate["train_step_on_device"])
     return result

@@ -6,7 +6,16 @@ from dataclasses import fields
 from typing import Any
 
 from metallo.bench.benchmark import run_benchmark
-from metallo.bench.config import BACKBONE_NAMES, DEVICES, MODELS, PRECISIONS, REFERENCE, SCALING_SIZES, BenchConfig
+from metallo.bench.config import (
+    BACKBONE_NAMES,
+    DEVICES,
+    MODELS,
+    PRECISIONS,
+    REFERENCE,
+    SCALING_SIZES,
+    SECTIONS,
+    BenchConfig,
+)
 from metallo.bench.report import print_report, write_result
 from metallo.bench.scaling import run_convert_scaling
 from metallo.errors import exit_on_error
@@ -54,6 +63,11 @@ def _model_options(parser: argparse.ArgumentParser, d) -> None:
                        help="torch.set_num_threads for the run (default: torch's own, one per core). On a "
                             "machine shared with other busy processes, 1 avoids OpenMP spin-wait stalls")
     model.add_argument("--seed", type=int, default=d("seed"))
+    model.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+                       help="which measurements to run (default all four)")
+    model.add_argument("--params", default=d("params"),
+                       help="the params file section (d) runs the train stage with (default params.yaml)")
+    model.add_argument("--profile", default=None, help="train.profile for (d) (default: the params file's)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ SECTIONS = {
     "old_png_pipeline": "(a) old pipeline: PNG + PIL/torchvision per sample",
     "metallo_input_pipeline": "(b) Metallo input: uint8 memmap -> device -> processor",
     "train_step_on_device": "(c) training step, batch already on device (ceiling)",
-    "trainer_loop": "(d) MetalloTrainer loop (real training)",
+    "train_stage": "(d) train stage (run_train + params.yaml)",
 }
 #: The pipeline's own geometry (the original system's: resize the shorter side to 336, crop 300).
 REFERENCE = Geometry()
@@ -72,6 +72,8 @@ class BenchConfig:
     scaling_factor: int = 4
     work_dir: str | os.PathLike | None = None
     sections: tuple[str, ...] = tuple(SECTIONS)
+    params: str | os.PathLike = "params.yaml"
+    profile: str | None = None
     n_spectra: int = field(init=False)
     grid: tuple[int, int] = field(init=False)
 
@@ -107,6 +109,12 @@ class BenchConfig:
         self.check_crop()
         if self.samples < self.batch_size:
             raise MetalloError(f"--samples ({self.samples}) must be at least --batch-size ({self.batch_size}).")
+        batches = self.samples // self.batch_size
+        if "old_png_pipeline" in self.sections and batches < 2 * self.workers:
+            raise MetalloError(f"--samples {self.samples} at --batch-size {self.batch_size} gives {batches} batches "
+                               f"per pass, fewer than 2 per worker (--workers {self.workers}): the old pipeline's "
+                               f"workers would idle and (a) would be under-counted; use --samples >= "
+                               f"{2 * self.workers * self.batch_size}.")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown:
             raise MetalloError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}.")

@@ -1,4 +1,4 @@
-"""The timed measurements: an input pipeline's passes, the on-device training step, the trainer loop.
+"""The timed measurements: an input pipeline's passes and the on-device training step (the train stage: train_path).
 
 Each returns a dict with at least ``samples_per_s``, ``samples`` and ``seconds`` (the timed part,
 after an untimed warm-up).
@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from metallo.bench.config import BenchConfig
 from metallo.bench.data import rate, to_device
 from metallo.bench.machine import synchronize
-from metallo.errors import MetalloError
 
 
 def time_input_pipeline(loader, device, *, passes: int, process=None) -> dict[str, Any]:
@@ -99,70 +95,3 @@ def time_train_step(model, batch: dict, device, config: BenchConfig, precision: 
     return {"samples_per_s": rate(samples, seconds), "samples": samples, "seconds": seconds,
             "steps": config.steps, "warmup_steps": config.warmup_steps, "warmup_s": warmup_s,
             "precision": precision, "channels_last": cuda, "compile": config.compile}
-
-
-def _step_timer(device, marked: tuple[int, int]):
-    """A TrainerCallback with the wall-clock at the start and after every step; synchronised at ``marked`` steps."""
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.marks: dict[int, float] = {}
-            self.step_ends: list[float] = []
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.step_ends.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in marked:
-                synchronize(device)
-                self.marks[state.global_step] = time.perf_counter()
-            self.step_ends.append(time.perf_counter())
-
-    return StepTimer()
-
-
-def _trainer_settings(config: BenchConfig, device, precision: str) -> dict[str, Any]:
-    """``train:`` params of a short run: no evaluation, saving, logging or reporting."""
-    return {
-        "max_steps": config.warmup_steps + config.steps, "per_device_train_batch_size": config.batch_size,
-        "learning_rate": 1e-3, "weight_decay": 0.01, "lr_scheduler_type": "constant", "eval_strategy": "no",
-        "save_strategy": "no", "logging_strategy": "no", "report_to": "none", "disable_tqdm": True,
-        "seed": config.seed, "dataloader_num_workers": config.workers,
-        "dataloader_pin_memory": device.type == "cuda", "dataloader_persistent_workers": config.workers > 0,
-        "dataloader_drop_last": True, "use_cpu": device.type != "cuda", "bf16": precision == "bf16",
-        "early_stopping_patience": 0, "augment": True, "compile": config.compile,
-    }
-
-
-def time_trainer(model, dataset, processor, device, work_dir: Path, config: BenchConfig,
-                 precision: str) -> dict[str, Any]:
-    """A short MetalloTrainer run; samples/s between the end of the warm-up and the last step."""
-    from torch.utils.data import default_collate
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from metallo.processing import Augmentation
-    from metallo.training.arguments import build_training_arguments
-    from metallo.training.train import MetalloTrainer
-
-    first, last = config.warmup_steps, config.warmup_steps + config.steps
-    timer = _step_timer(device, (first, last))
-    args, options = build_training_arguments(_trainer_settings(config, device, precision), work_dir / "trainer")
-    trainer = MetalloTrainer(model=model, args=args, train_dataset=dataset, data_collator=default_collate,
-                             callbacks=[timer], processor=processor, grid=tuple(model.config.grid),
-                             augmentation=Augmentation() if options.augment else None)
-    for callback in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(callback)
-    t0 = time.perf_counter()
-    trainer.train()
-    total_s = time.perf_counter() - t0
-    if first == 0:
-        timer.marks.setdefault(0, timer.step_ends[0])
-    if first not in timer.marks or last not in timer.marks:
-        raise MetalloError(f"bench: the trainer stopped after {trainer.state.global_step} steps, before {last}.")
-    seconds = timer.marks[last] - timer.marks[first]
-    samples = config.steps * config.batch_size
-    return {"samples_per_s": rate(samples, seconds), "samples": samples, "seconds": seconds,
-            "steps": config.steps, "warmup_steps": first, "total_s": total_s, "precision": precision,
-            "compile": config.compile, "augment": options.augment, "workers": config.workers,
-            "channels_last": False, "step_ms": [round(float(t) * 1000, 2) for t in np.diff(timer.step_ends)]}

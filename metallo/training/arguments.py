@@ -33,6 +33,8 @@ class MetalloOptions:
             colour balance (±6 % per channel) and spectrometer gain (±5 %), as between specimens.
         data_on_device: hold the whole train split as tensors on the training device (true/false;
             "auto": on a single GPU when it takes under a quarter of the free memory).
+        profile: ``cpu`` (the demo) or ``gpu``: the values of the keys set to ``auto``
+            (:mod:`metallo.training.profiles`, applied by the train stage before these arguments).
     """
 
     early_stopping_patience: int = 5
@@ -41,6 +43,7 @@ class MetalloOptions:
     nproc_per_node: int = 1
     augment: bool = True
     data_on_device: bool | str = "auto"
+    profile: str = "cpu"
 
 
 METALLO_OPTIONS = tuple(f.name for f in dataclasses.fields(MetalloOptions))
@@ -53,6 +56,16 @@ def hardware_defaults() -> dict[str, Any]:
     """``use_cpu``/``bf16`` for this machine: bf16 autocast on GPUs that support it."""
     cuda = torch.cuda.is_available()
     return {"use_cpu": not cuda, "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
+
+
+def accelerator_step_settings(pin_memory: bool = True) -> dict[str, Any]:
+    """``TrainingArguments`` defaults on an accelerator that keep the training step free of host syncs.
+
+    Checking every step's loss for NaN/inf (``logging_nan_inf_filter``) forces a device-to-host
+    sync, so the raw loss is logged instead; batches from pinned memory are copied to the device
+    without blocking (accelerate's ``non_blocking``), so the host can queue the next step's work.
+    """
+    return {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": bool(pin_memory)}}
 
 
 def metallo_options(train: dict[str, Any]) -> MetalloOptions:
@@ -68,8 +81,10 @@ def build_training_arguments(train: dict[str, Any], output_dir: str | os.PathLik
     auto = hardware_defaults()
     kwargs.setdefault("use_cpu", auto["use_cpu"])
     if not kwargs["use_cpu"]:
-        # Checking every step's loss for NaN/inf forces a GPU sync; log the raw loss instead.
-        kwargs.setdefault("logging_nan_inf_filter", False)
+        for key, value in accelerator_step_settings(kwargs.get("dataloader_pin_memory", True)).items():
+            if key == "accelerator_config" and isinstance(kwargs.get(key), dict):
+                kwargs[key] = {**value, **kwargs[key]}
+            kwargs.setdefault(key, value)
     if "fp16" not in kwargs:
         kwargs.setdefault("bf16", auto["bf16"] and not kwargs["use_cpu"])
     report_to = kwargs.get("report_to", ["mlflow"])

@@ -125,13 +125,14 @@ def prepare(folder: Path, current: dict[str, Any], *, resume: bool, is_main: boo
 
 
 class FingerprintCallback(TrainerCallback):
-    """Writes :data:`FINGERPRINT_FILE` into each checkpoint right after the Trainer has saved it."""
+    """Writes :data:`FINGERPRINT_FILE` into each checkpoint right after the Trainer has saved it (on every
+    process that saves checkpoints)."""
 
     def __init__(self, current: dict[str, Any]):
         self.current = current
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        if args.should_save:  # rank 0, or each node's local rank 0 with save_on_each_node (per-node disks)
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():
                 write_json(checkpoint / FINGERPRINT_FILE, self.current)

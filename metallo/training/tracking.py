@@ -140,7 +140,9 @@ class Tracker:
     """A thin, failure-tolerant handle on one MLflow run.
 
     Every call goes through :meth:`_safely`: the first MLflow error prints one warning and
-    disables the tracker, so training and evaluation carry on without it.
+    disables the tracker, so training and evaluation carry on without it. Metrics logged with
+    ``synchronous=False`` go through MLflow's asynchronous logging queue (a training step never
+    waits for the store); :meth:`flush` waits for them, and :meth:`finish` flushes before ending the run.
     """
 
     def __init__(self, experiment: str, *, enabled: bool = True, run_id: str | None = None):
@@ -148,6 +150,7 @@ class Tracker:
         self.enabled = enabled
         self.run_id = run_id
         self.uri = tracking_uri()
+        self._pending: list = []  # MLflow RunOperations of asynchronous log calls not yet waited for
         if self.enabled and self.uri.startswith(("http://", "https://")):
             bound_http_retries()
             problem = unreachable(self.uri)
@@ -227,14 +230,23 @@ class Tracker:
         self._safely("log params", lambda: [self.client().log_batch(self.run_id, params=flat[i:i + 100])
                                             for i in range(0, len(flat), 100)])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, synchronous: bool = True) -> None:
+        """Log ``metrics`` at ``step``; with ``synchronous=False`` through MLflow's async queue (see :meth:`flush`)."""
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         values = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v == v]  # drop NaN
-        self._safely("log metrics", lambda: self.client().log_batch(self.run_id, metrics=values))
+        operations = self._safely("log metrics", lambda: self.client().log_batch(self.run_id, metrics=values,
+                                                                                 synchronous=synchronous))
+        if operations is not None:
+            self._pending.append(operations)
+
+    def flush(self) -> None:
+        """Wait until every asynchronously logged metric is in the store."""
+        pending, self._pending = self._pending, []
+        self._safely("log metrics", lambda: [operations.wait() for operations in pending])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         path = Path(path)
@@ -246,6 +258,7 @@ class Tracker:
             self._safely(f"log {path}", lambda: self.client().log_artifact(self.run_id, str(path), artifact_path))
 
     def finish(self, status: str = "FINISHED") -> None:
+        self.flush()
         self._safely("end the run", lambda: self.client().set_terminated(self.run_id, status))
 
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -257,7 +270,8 @@ class TrackerCallback(TrainerCallback):
     """Sends the Trainer's logs (training curve, validation metrics) to a :class:`Tracker`.
 
     Used instead of transformers' built-in ``MLflowCallback``, which would open its own run
-    and dump every ``TrainingArguments`` field as a param.
+    and dump every ``TrainingArguments`` field as a param. Logging is asynchronous, flushed at
+    each epoch's end and at the end of training.
     """
 
     def __init__(self, tracker: Tracker):
@@ -266,4 +280,10 @@ class TrackerCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             numbers = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            self.tracker.log_metrics(numbers, step=state.global_step)
+            self.tracker.log_metrics(numbers, step=state.global_step, synchronous=False)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.tracker.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.tracker.flush()

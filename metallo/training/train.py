@@ -28,11 +28,12 @@ from metallo.io import atomic_path, sha256_file, write_csv, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
-from metallo.training import checkpoints
+from metallo.training import checkpoints, distributed
 from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
+from metallo.training.profiles import apply_profile
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
 from metallo.uncertainty import save_calibration
 
@@ -44,6 +45,8 @@ class MetalloTrainer(Trainer):
 
     After the base class has moved a batch to the device, it is augmented (training only:
     flips, illumination and spectrometer gain) and normalised there by the :class:`MetalloProcessor`: no per-sample image work on the host.
+    The augmentation draws from this rank's own device generator (``seed + rank``), and FLOPs are not counted
+    (the base class walks every module each step for a number Metallo does not use): no host sync per step.
     """
 
     def __init__(self, *args, processor: MetalloProcessor, grid: tuple[int, int],
@@ -52,12 +55,20 @@ class MetalloTrainer(Trainer):
         self.processor = processor
         self.grid = grid
         self.augmentation = augmentation
+        self.augmentation_generator: torch.Generator | None = None
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         inputs = super()._prepare_inputs(inputs)
         if self.augmentation is not None and self.model.training:
-            inputs = augment_batch(inputs, self.grid, self.augmentation)
+            device = inputs["pixel_values"].device
+            if self.augmentation_generator is None or self.augmentation_generator.device != device:
+                self.augmentation_generator = distributed.augmentation_generator(device, self.args.seed,
+                                                                                 self.args.process_index)
+            inputs = augment_batch(inputs, self.grid, self.augmentation, self.augmentation_generator)
         return self.processor(inputs)
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        return 0
 
 
 def dataset_grid_extent(paths: Paths = PATHS) -> list[float]:
@@ -170,8 +181,13 @@ def launch_torchrun(nproc: int) -> None:
         raise MetalloError(f"torchrun exited with status {result.returncode}; see the log above.")
 
 
-def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
-    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert``."""
+def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict[str, Any]:
+    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert``.
+
+    ``train.profile`` fills the keys set to ``auto`` first; ``callbacks``: more ``TrainerCallback`` objects
+    (``metallo bench`` times the run with one).
+    """
+    params = apply_profile(params)
     train_cfg = dict(section(params, "train"))
     tracking_cfg = section(params, "tracking", ["experiment"])
     nproc = metallo_options(train_cfg).nproc_per_node
@@ -182,7 +198,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
 
     stats = load_stats(paths)
     fingerprint = checkpoints.fingerprint(params, paths)
-    resume = checkpoints.prepare(paths.checkpoints, fingerprint, resume=options.resume, is_main=args.process_index == 0)
+    resume = distributed.prepare_checkpoints(paths.checkpoints, fingerprint, resume=options.resume, args=args)
     set_seed(args.seed)
     model = build_model(params, stats, dataset_grid_extent(paths))
     processor = build_processor(params, stats, model.config, paths)
@@ -212,7 +228,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     if args.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    callbacks = [TrackerCallback(tracker), checkpoints.FingerprintCallback(fingerprint)]
+    callbacks = [TrackerCallback(tracker), checkpoints.FingerprintCallback(fingerprint), *callbacks]
     if options.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
     trainer = MetalloTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=datasets["val"],
@@ -221,6 +237,7 @@ def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
                              augmentation=build_augmentation(params) if options.augment else None)
     try:
         result = trainer.train(resume_from_checkpoint=resume)
+        distributed.broadcast_from_main(trainer.model)  # every rank evaluates the best model rank 0 loaded
         best = trainer.evaluate()
         best_metric = f"eval_{args.metric_for_best_model or 'loss'}".replace("eval_eval_", "eval_")
         if not all(math.isfinite(float(best.get(k, 0.0))) for k in ("eval_loss", best_metric)):

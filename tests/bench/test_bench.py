@@ -9,10 +9,11 @@ import pytest
 
 from metallo import bench
 from metallo.errors import MetalloError
+from tests.helpers.project import REPO
 
 TINY = ["--samples", "16", "--image-size", "48", "--model-image-size", "32", "--spectra-length", "64",
         "--batch-size", "4", "--steps", "2", "--warmup-steps", "1", "--passes", "1", "--workers", "0",
-        "--device", "cpu", "--convert-workers", "1", "--threads", "1"]
+        "--device", "cpu", "--convert-workers", "1", "--threads", "1", "--params", REPO / "params.yaml"]
 # --threads 1: the suite often shares the 2 cores with other processes, where OpenMP spin-waiting
 # makes multi-threaded CPU training steps 10-50x slower; one thread keeps the test fast.
 
@@ -31,6 +32,7 @@ def test_bench_writes_complete_json_and_prints_table(tmp_path: Path, capsys):
     for label in bench.SECTIONS.values():
         assert label in printed
     assert "samples/s" in printed and "(b)/(a)" in printed and "(d)/(c)" in printed
+    assert "without eval/checkpoint time" in printed
 
     result = json.loads(out.read_text())
     assert set(result["sections"]) == set(bench.SECTIONS)
@@ -42,15 +44,21 @@ def test_bench_writes_complete_json_and_prints_table(tmp_path: Path, capsys):
     s = {k: v["samples_per_s"] for k, v in result["sections"].items()}
     ratios = result["ratios"]
     assert ratios["input_speedup_b_over_a"] == pytest.approx(s["metallo_input_pipeline"] / s["old_png_pipeline"])
-    assert ratios["trainer_efficiency_d_over_c"] == pytest.approx(s["trainer_loop"] / s["train_step_on_device"])
+    assert ratios["train_stage_efficiency_d_over_c"] == pytest.approx(s["train_stage"] / s["train_step_on_device"])
     assert ratios["input_headroom_b_over_c"] == pytest.approx(s["metallo_input_pipeline"] / s["train_step_on_device"])
 
     # both input pipelines saw every sample once per timed pass; the training sections saw steps x batch
     assert result["sections"]["old_png_pipeline"]["samples"] == 16
     assert result["sections"]["metallo_input_pipeline"]["samples"] == 16
     assert result["sections"]["train_step_on_device"]["samples"] == 2 * 4
-    assert result["sections"]["trainer_loop"]["samples"] == 2 * 4
-    assert len(result["sections"]["trainer_loop"]["step_ms"]) == 3  # warm-up + timed steps
+    # (d) is the train stage itself: params.yaml's evaluation and checkpoints (every epoch on the cpu profile)
+    stage = result["sections"]["train_stage"]
+    assert stage["samples"] == 2 * 4 and stage["profile"] is None and stage["params"].endswith("params.yaml")
+    assert stage["eval_checkpoint_pauses"] >= 1 and stage["eval_checkpoint_s"] > 0
+    assert stage["samples_per_s_without_eval_checkpoint"] > stage["samples_per_s"]
+    assert ratios["train_steps_efficiency_d_over_c"] == pytest.approx(
+        stage["samples_per_s_without_eval_checkpoint"] / s["train_step_on_device"])
+    assert 0 < stage["steps_share_of_stage"] < 1 and math.isfinite(stage["val_rmse"])
 
     config = result["config"]
     assert config | {"samples": 16, "image_size": 48, "crop": 48, "resize": 54, "model_image_size": 32,
@@ -107,3 +115,20 @@ def test_cli_wiring_and_errors(capsys):
         bench.main(["--samples", "2", "--batch-size", "4"])
     assert exit_info.value.code == 1
     assert "at least --batch-size" in capsys.readouterr().err
+
+
+def test_gpu_script_runs_at_tiny_size_and_writes_json(tmp_path: Path):
+    """bench/gpu.sh, the one-command GPU measurement, at test size on the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "METALLO_GPU_BENCH_SIZE": "tiny", "OUT_DIR": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh")], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == ["toynet-eager", "metallonet-eager"]
+    assert set(summary["toynet-eager"]["samples_per_s"]) == set(bench.SECTIONS)
+    assert set(summary["metallonet-eager"]["samples_per_s"]) == {"train_step_on_device", "train_stage"}
+    assert summary["metallonet-eager"]["train_stage"]["samples_per_s_without_eval_checkpoint"] > 0
