@@ -10,6 +10,7 @@
 3. ``dvc params diff BASE --md`` and ``dvc metrics diff BASE --md``: printed as one Markdown report
    (and written to ``--report``, e.g. for a CI job summary).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ def step(cmd: list[str]) -> None:
 
 def check_base(base: str) -> None:
     if query(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"]).returncode != 0:
-        raise MetalloError(f"ci: the base revision '{base}' is not in this clone. Fetch it first (e.g. "
-                           f"`git fetch origin main`, or a full-history checkout) or pass another --base.")
+        raise MetalloError(
+            f"ci: the base revision '{base}' is not in this clone. Fetch it first (e.g. "
+            f"`git fetch origin main`, or a full-history checkout) or pass another --base."
+        )
 
 
 def has_default_remote() -> bool:
@@ -56,8 +59,18 @@ def diff(kind: str, base: str) -> str:
 
 def report(base: str) -> str:
     """The Markdown report of this workspace against ``base``."""
-    return "\n\n".join([f"## Metallo CI: this change against `{base}`", "### Params", diff("params", base),
-                        "### Metrics", diff("metrics", base)]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                f"## Metallo CI: this change against `{base}`",
+                "### Params",
+                diff("params", base),
+                "### Metrics",
+                diff("metrics", base),
+            ]
+        )
+        + "\n"
+    )
 
 
 def run_ci(base: str, report_path: str | None = None) -> str:

@@ -21,6 +21,7 @@ runs in that database (``postgresql://``, through psycopg) and serves artifacts 
 standing for an object store. Every wait is bounded; ``down`` signals only the processes recorded by ``up``
 (and the MLflow server's descendants), after checking that each PID is still the same process (its start time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,14 +51,17 @@ SERVICE_USER = "postgres"
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
 MLFLOW_WORKERS = 2
-INSTALL_HINT = ("Install PostgreSQL's server programs with `apt-get install postgresql` (Debian/Ubuntu; the team "
-                "stack starts its own server in the project, the system service is not needed), or set "
-                "METALLO_PG_BIN to the folder that holds initdb and pg_ctl.")
+INSTALL_HINT = (
+    "Install PostgreSQL's server programs with `apt-get install postgresql` (Debian/Ubuntu; the team "
+    "stack starts its own server in the project, the system service is not needed), or set "
+    "METALLO_PG_BIN to the folder that holds initdb and pg_ctl."
+)
 
 
 # ------------------------------------------------------------------------------------------------
 # where things are
 # ------------------------------------------------------------------------------------------------
+
 
 class Layout:
     """The files of one team stack under ``folder``."""
@@ -87,8 +91,11 @@ def postgres_bin() -> Path:
     if wanted:
         candidates = [Path(wanted)]
     else:
-        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
-                          key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+        versions = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+            reverse=True,
+        )
         on_path = shutil.which("pg_ctl")
         candidates = versions + ([Path(on_path).parent] if on_path else [])
     for folder in candidates:
@@ -160,11 +167,13 @@ def log_tail(path: Path, lines: int = 15) -> str:
 # PostgreSQL
 # ------------------------------------------------------------------------------------------------
 
+
 def run_pg(cmd: list[str], what: str, timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess:
     """Run a PostgreSQL program (as the service user when root); a failure becomes a :class:`MetalloError`."""
     try:
-        result = subprocess.run(as_service_user(cmd), capture_output=True, text=True, timeout=timeout,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            as_service_user(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise MetalloError(f"team: {what} did not finish within {timeout:.0f} s.") from None
     if result.returncode != 0:
@@ -179,13 +188,17 @@ def give_to_service_user(path: Path) -> None:
     try:
         shutil.chown(path, user=SERVICE_USER, group=SERVICE_USER)
     except LookupError:
-        raise MetalloError(f"team: PostgreSQL refuses to run as root, and there is no '{SERVICE_USER}' user to run "
-                           f"it. {INSTALL_HINT} (the package creates that user), or run as an ordinary user.") from None
+        raise MetalloError(
+            f"team: PostgreSQL refuses to run as root, and there is no '{SERVICE_USER}' user to run "
+            f"it. {INSTALL_HINT} (the package creates that user), or run as an ordinary user."
+        ) from None
     check = subprocess.run(["runuser", "-u", SERVICE_USER, "--", "test", "-w", str(path)], timeout=30)
     if check.returncode != 0:
-        raise MetalloError(f"team: PostgreSQL runs as the '{SERVICE_USER}' user when you are root, and that user "
-                           f"cannot reach {path}: a folder above it is closed to other users. Choose a --dir under "
-                           f"folders it can enter (e.g. chmod o+x on the closed parent, or --dir /srv/metallo-team).")
+        raise MetalloError(
+            f"team: PostgreSQL runs as the '{SERVICE_USER}' user when you are root, and that user "
+            f"cannot reach {path}: a folder above it is closed to other users. Choose a --dir under "
+            f"folders it can enter (e.g. chmod o+x on the closed parent, or --dir /srv/metallo-team)."
+        )
 
 
 def init_cluster(layout: Layout, bin_dir: Path) -> None:
@@ -202,8 +215,21 @@ def init_cluster(layout: Layout, bin_dir: Path) -> None:
     pwfile.write_text(layout.password.read_text())
     give_to_service_user(pwfile)
     try:
-        run_pg([str(bin_dir / "initdb"), "-D", str(layout.pg_data), "-U", DB_USER, f"--pwfile={pwfile}",
-                "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"], "initdb")
+        run_pg(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(layout.pg_data),
+                "-U",
+                DB_USER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+            "initdb",
+        )
     finally:
         pwfile.unlink(missing_ok=True)
 
@@ -211,9 +237,23 @@ def init_cluster(layout: Layout, bin_dir: Path) -> None:
 def start_postgres(layout: Layout, bin_dir: Path, port: int) -> dict:
     """``pg_ctl start`` on ``127.0.0.1:port`` (TCP only); returns the postmaster's state entry."""
     options = f"-c listen_addresses={HOST} -p {port} -c unix_socket_directories=''"
-    run_pg([str(bin_dir / "pg_ctl"), "-D", str(layout.pg_data), "-l", str(layout.pg_log), "-o", options,
-            "-w", "-t", str(int(START_TIMEOUT_S)), "start"], f"PostgreSQL start (log: {layout.pg_log})",
-           timeout=START_TIMEOUT_S + 10)
+    run_pg(
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(layout.pg_data),
+            "-l",
+            str(layout.pg_log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT_S)),
+            "start",
+        ],
+        f"PostgreSQL start (log: {layout.pg_log})",
+        timeout=START_TIMEOUT_S + 10,
+    )
     return process_entry(int((layout.pg_data / "postmaster.pid").read_text().split()[0]), port)
 
 
@@ -223,8 +263,9 @@ def ensure_database(port: int, password: str) -> None:
         import psycopg
     except ImportError:
         raise MetalloError("team: the PostgreSQL driver psycopg is missing: pip install -r requirements.txt") from None
-    with psycopg.connect(host=HOST, port=port, user=DB_USER, password=password, dbname="postgres",
-                         connect_timeout=10, autocommit=True) as connection:
+    with psycopg.connect(
+        host=HOST, port=port, user=DB_USER, password=password, dbname="postgres", connect_timeout=10, autocommit=True
+    ) as connection:
         if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
             connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DB_NAME)))
 
@@ -235,15 +276,30 @@ def stop_postgres(layout: Layout, bin_dir: Path | None, entry: dict) -> None:
     if process is None:
         return
     if bin_dir is not None:
-        subprocess.run(as_service_user([str(bin_dir / "pg_ctl"), "-D", str(layout.pg_data), "-m", "fast",
-                                        "-w", "-t", str(int(STOP_TIMEOUT_S)), "stop"]),
-                       capture_output=True, timeout=STOP_TIMEOUT_S + 10)
+        subprocess.run(
+            as_service_user(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(layout.pg_data),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(int(STOP_TIMEOUT_S)),
+                    "stop",
+                ]
+            ),
+            capture_output=True,
+            timeout=STOP_TIMEOUT_S + 10,
+        )
     end_processes([process])
 
 
 # ------------------------------------------------------------------------------------------------
 # MLflow server
 # ------------------------------------------------------------------------------------------------
+
 
 def backend_uri(port: int, password: str) -> str:
     return f"postgresql://{DB_USER}:{password}@{HOST}:{port}/{DB_NAME}"
@@ -263,12 +319,31 @@ def start_mlflow(layout: Layout, port: int, backend: str) -> dict:
     # The backend URI holds the password: pass it in the environment, not on the command line. MLflow's
     # server-side job runner (GenAI jobs, which Metallo does not use) would add ~9 processes: off unless asked for.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(port),
-           "--artifacts-destination", layout.artifacts.as_uri(), "--serve-artifacts",
-           "--workers", str(MLFLOW_WORKERS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--artifacts-destination",
+        layout.artifacts.as_uri(),
+        "--serve-artifacts",
+        "--workers",
+        str(MLFLOW_WORKERS),
+    ]
     with open(layout.mlflow_log, "ab") as log:
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env, cwd=layout.folder, start_new_session=True)
+        process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=layout.folder,
+            start_new_session=True,
+        )
     entry = process_entry(process.pid, port)
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -276,8 +351,10 @@ def start_mlflow(layout: Layout, port: int, backend: str) -> dict:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_tree(entry)
             why = "exited" if process.returncode is not None else f"did not answer within {START_TIMEOUT_S:.0f} s"
-            raise MetalloError(f"team: the MLflow server {why}. Its log ({layout.mlflow_log}) ends with:\n"
-                               f"{log_tail(layout.mlflow_log)}")
+            raise MetalloError(
+                f"team: the MLflow server {why}. Its log ({layout.mlflow_log}) ends with:\n"
+                f"{log_tail(layout.mlflow_log)}"
+            )
         time.sleep(0.5)
     return entry
 
@@ -307,6 +384,7 @@ def end_processes(processes: list[psutil.Process], terminate: bool = False) -> N
 # ------------------------------------------------------------------------------------------------
 # the commands
 # ------------------------------------------------------------------------------------------------
+
 
 def up(folder: str | os.PathLike = DEFAULT_DIR) -> dict:
     """Start what is not running yet; return the state (``tracking_uri`` among it).
@@ -352,7 +430,9 @@ def down(folder: str | os.PathLike = DEFAULT_DIR) -> dict:
     except MetalloError:
         bin_dir = None
     stop_postgres(layout, bin_dir, state.get("postgres", {}))
-    kept = {name: {"port": entry["port"]} for name, entry in state.items() if isinstance(entry, dict) and "port" in entry}
+    kept = {
+        name: {"port": entry["port"]} for name, entry in state.items() if isinstance(entry, dict) and "port" in entry
+    }
     layout.write_state(kept)
     return kept
 
@@ -361,10 +441,14 @@ def describe(layout: Layout, state: dict) -> str:
     """What runs, for people."""
     pg, server = state.get("postgres", {}), state.get("mlflow", {})
     lines = [f"team stack in {layout.folder}"]
-    lines.append(f"  PostgreSQL     {HOST}:{pg.get('port', '-')}  "
-                 + (f"pid {pg['pid']} (data {layout.pg_data})" if alive(pg) else "stopped"))
-    lines.append(f"  MLflow server  http://{HOST}:{server.get('port', '-')}  "
-                 + (f"pid {server['pid']} (artifacts {layout.artifacts})" if alive(server) else "stopped"))
+    lines.append(
+        f"  PostgreSQL     {HOST}:{pg.get('port', '-')}  "
+        + (f"pid {pg['pid']} (data {layout.pg_data})" if alive(pg) else "stopped")
+    )
+    lines.append(
+        f"  MLflow server  http://{HOST}:{server.get('port', '-')}  "
+        + (f"pid {server['pid']} (artifacts {layout.artifacts})" if alive(server) else "stopped")
+    )
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ Real PostgreSQL (initdb/pg_ctl, as the ``postgres`` user when the tests run as r
 ``mlflow server``, the real DVC CLI; nothing is mocked. Every stack is stopped by a fixture finalizer,
 also when a test fails, and every wait is bounded.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ import psutil
 import pytest
 
 from metallo import team
-from tests.conftest import REPO, project_env, run
-from tests.test_soak import _processes_in, _wait_until
+from tests.helpers.pipeline import clone, remove
+from tests.helpers.processes import processes_in, wait_until
+from tests.helpers.project import REPO, project_env, run
 
 #: Every wait in this file is bounded by one of these (seconds).
 QUEUE_TIMEOUT = 900
@@ -46,8 +48,14 @@ def reachable_folder() -> Path:
 
 def team_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     """``python -m metallo.team ...`` as a user runs it (``make team-up`` runs the same)."""
-    return subprocess.run([sys.executable, "-m", "metallo.team", *args], cwd=REPO, env=project_env(**env),
-                          capture_output=True, text=True, timeout=team.START_TIMEOUT_S * 2 + 60)
+    return subprocess.run(
+        [sys.executable, "-m", "metallo.team", *args],
+        cwd=REPO,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=team.START_TIMEOUT_S * 2 + 60,
+    )
 
 
 def stop_and_remove(folder: Path) -> None:
@@ -55,9 +63,9 @@ def stop_and_remove(folder: Path) -> None:
     try:
         team.down(folder / "team")
     finally:
-        left = _wait_until(lambda: not _processes_in(folder), EXIT_WAIT)
+        left = wait_until(lambda: not processes_in(folder), EXIT_WAIT)
         shutil.rmtree(folder, ignore_errors=True)
-    assert left, f"processes left in {folder}: {_processes_in(folder)}"
+    assert left, f"processes left in {folder}: {processes_in(folder)}"
 
 
 @pytest.fixture
@@ -81,10 +89,8 @@ def stack() -> Iterator[Path]:
 
 def copy_project(source: Path, root: Path) -> Path:
     """A copy of a repro'd tiny project without its local MLflow store, everything committed."""
-    shutil.copytree(source, root, symlinks=True)
-    for name in ("mlflow.db", "mlartifacts"):
-        path = root / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    clone(source, root)
+    remove(root, "mlflow.db", "mlartifacts")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "baseline results"], root)
     return root
@@ -141,11 +147,14 @@ def test_up_status_down_and_up_again_keeps_the_runs(stack_folder):
     uri = re.search(r"^export MLFLOW_TRACKING_URI=(http://127\.0\.0\.1:\d+)$", up.stdout, re.MULTILINE).group(1)
     state = json.loads((folder / "state.json").read_text())
     assert uri == state["tracking_uri"] and team.healthy(uri)
-    assert {p.pid for p in _processes_in(stack_folder)} >= {state["postgres"]["pid"], state["mlflow"]["pid"]}
+    assert {p.pid for p in processes_in(stack_folder)} >= {state["postgres"]["pid"], state["mlflow"]["pid"]}
     for entry in (state["postgres"], state["mlflow"]):
         assert not team.port_free(entry["port"])
-        listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
-                     and c.laddr.port == entry["port"]}
+        listening = {
+            c.laddr.ip
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == entry["port"]
+        }
         assert listening == {"127.0.0.1"}
     assert "pid" in team_cli("status", "--dir", str(folder)).stdout
 
@@ -161,7 +170,7 @@ def test_up_status_down_and_up_again_keeps_the_runs(stack_folder):
     down = team_cli("down", "--dir", str(folder))
     assert down.returncode == 0, down.stderr
     assert down.stdout.count("stopped") == 2
-    assert _wait_until(lambda: not _processes_in(stack_folder), EXIT_WAIT), _processes_in(stack_folder)
+    assert wait_until(lambda: not processes_in(stack_folder), EXIT_WAIT), processes_in(stack_folder)
     assert all(team.port_free(entry["port"]) for entry in (state["postgres"], state["mlflow"]))
 
     started = time.monotonic()
@@ -180,12 +189,15 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
     uri = team.up(stack)["tracking_uri"]
     root = copy_project(shared_project, tmp_path / "project")
     for dim in (20, 24):
-        run(["dvc", "exp", "run", "--queue", "-S", f"model.hidden_dim={dim}", "-n", f"team-{dim}"], root,
-            MLFLOW_TRACKING_URI=uri)
+        run(
+            ["dvc", "exp", "run", "--queue", "-S", f"model.hidden_dim={dim}", "-n", f"team-{dim}"],
+            root,
+            MLFLOW_TRACKING_URI=uri,
+        )
     started = time.monotonic()
     run(["dvc", "queue", "start", "-j", "2"], root, MLFLOW_TRACKING_URI=uri)
     try:
-        status = _wait_until(lambda: queue_done(root), QUEUE_TIMEOUT, poll=3)
+        status = wait_until(lambda: queue_done(root), QUEUE_TIMEOUT, poll=3)
     finally:
         run(["dvc", "queue", "stop", "--kill"], root, check=False)
     print(f"two queued experiments, -j 2: {time.monotonic() - started:.0f} s")
@@ -207,11 +219,13 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
         assert {"figures", "metrics", "model"} <= top, top
         figures = {f.path for f in client.list_artifacts(r.info.run_id, "figures")}
         assert "figures/pred_vs_true.png" in figures
-        assert {f"model/{name}" for name in MODEL_FILES} <= {f.path for f in client.list_artifacts(r.info.run_id, "model")}
+        assert {f"model/{name}" for name in MODEL_FILES} <= {
+            f.path for f in client.list_artifacts(r.info.run_id, "model")
+        }
     predictions = pyfunc_predictions(uri, runs[0].info.run_id, root)
     assert list(predictions.columns) == ["dos", "dos_lower", "dos_upper"] and len(predictions) == 2
     assert list(root.rglob("mlflow.db")) == [] and not (root / "mlartifacts").exists(), "nothing tracked locally"
-    assert _wait_until(lambda: not _processes_in(root), EXIT_WAIT), f"queue workers left: {_processes_in(root)}"
+    assert wait_until(lambda: not processes_in(root), EXIT_WAIT), f"queue workers left: {processes_in(root)}"
 
 
 @pytest.mark.slow
@@ -230,10 +244,16 @@ def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(sta
 
     log = tmp_path / "repro.log"
     with open(log, "w") as out:
-        repro = subprocess.Popen(["dvc", "repro"], cwd=root, env=project_env(MLFLOW_TRACKING_URI=uri), stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        repro = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=root,
+            env=project_env(MLFLOW_TRACKING_URI=uri),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            logged = _wait_until(lambda: training_runs(mlflow.MlflowClient(uri)), REPRO_TIMEOUT, poll=0.5)
+            logged = wait_until(lambda: training_runs(mlflow.MlflowClient(uri)), REPRO_TIMEOUT, poll=0.5)
             trained_before_kill = (root / "metrics/train.json").exists()
             kill_tree(state["mlflow"])
             repro.wait(timeout=REPRO_TIMEOUT)
@@ -256,5 +276,6 @@ def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(sta
     restarted = team.up(stack)
     assert restarted["postgres"]["pid"] == state["postgres"]["pid"]
     assert restarted["mlflow"]["pid"] != state["mlflow"]["pid"]
-    assert [r.info.run_id for r in training_runs(mlflow.MlflowClient(restarted["tracking_uri"]))] == \
-        [logged[0].info.run_id]
+    assert [r.info.run_id for r in training_runs(mlflow.MlflowClient(restarted["tracking_uri"]))] == [
+        logged[0].info.run_id
+    ]

@@ -4,6 +4,7 @@ The team's side is real (a bare git ``origin``, a DVC folder remote holding main
 pull request is a branch that changes one param; CI is a fresh clone of that branch running
 ``make ci`` (metallo/ci.py): dvc pull, dvc repro, params and metrics against main as Markdown.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,16 +15,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, project_env, run
-from tests.test_remote import clone, publish
+from tests.helpers.project import REPO, project_env, run
+from tests.helpers.remote import git_clone, publish
 
 BUILD_FILES = ("Makefile", "requirements.txt", "pyproject.toml")
 
 
 def make_ci(root: Path, stamp: Path, *args: str) -> subprocess.CompletedProcess:
     """``make ci`` in ``root`` with this interpreter's environment (``stamp``: its install is up to date)."""
-    return subprocess.run(["make", "ci", f"BIN={Path(sys.executable).parent}", f"STAMP={stamp}", *args], cwd=root,
-                          env=project_env(), capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["make", "ci", f"BIN={Path(sys.executable).parent}", f"STAMP={stamp}", *args],
+        cwd=root,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -41,7 +48,7 @@ def test_make_ci_pulls_reruns_only_what_changed_and_reports_against_main(shared_
     run(["git", "commit", "-qam", "wider model"], root)
     run(["git", "push", "-q", "origin", "wider-model"], root)
 
-    checkout = clone(tmp_path, "ci")
+    checkout = git_clone(tmp_path, "ci")
     run(["git", "checkout", "-q", "wider-model"], checkout)
     stamp = tmp_path / "installed"
     stamp.touch()  # newer than the clone's requirements.txt: make installs nothing
@@ -62,15 +69,26 @@ def test_make_ci_pulls_reruns_only_what_changed_and_reports_against_main(shared_
     assert "| Path" in metrics_part and "metrics/eval.json" in metrics_part and "rmse" in metrics_part
     assert "Data and pipelines are up to date" in run(["dvc", "status"], checkout).stdout
 
-    missing = subprocess.run([sys.executable, "-m", "metallo.ci", "--base", "no-such-branch"], cwd=checkout,
-                             env=project_env(), capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [sys.executable, "-m", "metallo.ci", "--base", "no-such-branch"],
+        cwd=checkout,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 1
     assert "'no-such-branch' is not in this clone" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_make_ci_target_runs_the_ci_module():
-    dry = subprocess.run(["make", "-n", "ci", "CI_BASE=origin/main", "CI_REPORT=r.md"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    dry = subprocess.run(
+        ["make", "-n", "ci", "CI_BASE=origin/main", "CI_REPORT=r.md"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "-m metallo.ci --base origin/main --report r.md" in dry.stdout
 

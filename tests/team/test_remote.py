@@ -4,16 +4,17 @@ that pulls them and has nothing to rebuild, and an experiment shared through a s
 Real git (bare repositories as the remotes), the real DVC CLI, a local folder as the DVC remote
 (the same commands work with s3://, gs://, ssh:// remotes); nothing is mocked.
 """
+
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
-from tests.helpers_data import tree_digests
+from tests.helpers.data import tree_digests
+from tests.helpers.project import run
+from tests.helpers.remote import bare_repo, git_clone, publish
 
 pytestmark = pytest.mark.slow
 
@@ -25,26 +26,6 @@ def digests(root: Path) -> dict[str, dict[str, str]]:
     return {name: tree_digests(root / name) for name in CACHED_OUTPUTS}
 
 
-def publish(source: Path, base: Path) -> Path:
-    """Copy a repro'd project to ``base/project``, give it a DVC folder remote and a bare git ``origin``,
-    commit, ``git push`` and ``dvc push``."""
-    root = base / "project"
-    shutil.copytree(source, root, symlinks=True)
-    run(["git", "init", "-q", "--bare", "-b", "main", str(base / "origin.git")], base)
-    run(["dvc", "remote", "add", "-d", "storage", str(base / "dvc-storage")], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "results and the team's DVC remote"], root)
-    run(["git", "remote", "add", "origin", str(base / "origin.git")], root)
-    run(["git", "push", "-q", "origin", "main"], root)
-    run(["dvc", "push"], root)
-    return root
-
-
-def clone(base: Path, name: str) -> Path:
-    run(["git", "clone", "-q", str(base / "origin.git"), name], base)
-    return base / name
-
-
 @pytest.fixture(scope="module")
 def published(shared_project, tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("remote")
@@ -54,7 +35,7 @@ def published(shared_project, tmp_path_factory) -> tuple[Path, Path]:
 def test_push_then_pull_in_a_fresh_clone_leaves_nothing_to_rebuild(published):
     base, root = published
     assert list((base / "dvc-storage").rglob("*")), "dvc push stored nothing"
-    fresh = clone(base, "fresh")
+    fresh = git_clone(base, "fresh")
     assert not (fresh / "models/model").exists()  # only git's files so far
     run(["dvc", "pull"], fresh)
     assert digests(fresh) == digests(root)
@@ -66,13 +47,13 @@ def test_push_then_pull_in_a_fresh_clone_leaves_nothing_to_rebuild(published):
 
 def test_experiment_pushed_to_a_second_git_remote_is_pulled_in_a_clone(published):
     base, root = published
-    run(["git", "init", "-q", "--bare", "-b", "main", str(base / "team.git")], base)
+    bare_repo(base / "team.git")
     run(["git", "remote", "add", "team", str(base / "team.git")], root)
     run(["dvc", "exp", "run", "-S", "model.hidden_dim=20", "-n", "shared-exp"], root)
     pushed = run(["dvc", "exp", "push", "team", "shared-exp"], root)
     assert "shared-exp" in pushed.stdout + pushed.stderr
 
-    mate = clone(base, "teammate")
+    mate = git_clone(base, "teammate")
     run(["git", "remote", "add", "team", str(base / "team.git")], mate)
     assert "shared-exp" in run(["dvc", "exp", "list", "team"], mate).stdout
     run(["dvc", "exp", "pull", "team", "shared-exp"], mate)

@@ -3,6 +3,7 @@
 The development machine has no Docker daemon, so the file is parsed and its services, ports,
 volumes and environment are checked against what Metallo, DVC and the MLflow server need.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers.project import REPO
 
 DEPLOY = REPO / "deploy"
 
@@ -23,8 +24,10 @@ def compose() -> dict:
 def test_services_and_their_order(compose):
     services = compose["services"]
     assert set(services) == {"postgres", "minio", "buckets", "mlflow"}
-    assert services["mlflow"]["depends_on"] == {"postgres": {"condition": "service_healthy"},
-                                                "buckets": {"condition": "service_completed_successfully"}}
+    assert services["mlflow"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "buckets": {"condition": "service_completed_successfully"},
+    }
     assert services["buckets"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
     for name in ("postgres", "minio", "mlflow"):
         assert services[name]["healthcheck"]["test"], name
@@ -47,8 +50,9 @@ def test_data_lives_in_named_volumes(compose):
 def test_mlflow_server_stores_runs_in_postgres_and_artifacts_in_minio(compose):
     mlflow = compose["services"]["mlflow"]
     env = mlflow["environment"]
-    assert re.fullmatch(r"postgresql://mlflow:\$\{POSTGRES_PASSWORD:\?[^}]+\}@postgres:5432/mlflow",
-                        env["MLFLOW_BACKEND_STORE_URI"])
+    assert re.fullmatch(
+        r"postgresql://mlflow:\$\{POSTGRES_PASSWORD:\?[^}]+\}@postgres:5432/mlflow", env["MLFLOW_BACKEND_STORE_URI"]
+    )
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert env["AWS_ACCESS_KEY_ID"].startswith("${MINIO_ROOT_USER:?")
     assert env["AWS_SECRET_ACCESS_KEY"].startswith("${MINIO_ROOT_PASSWORD:?")
@@ -74,15 +78,21 @@ def test_workstation_environment_points_at_the_published_ports(compose):
 def test_secrets_come_from_the_env_file_and_every_variable_is_in_the_example():
     text = (DEPLOY / "compose.yaml").read_text()
     used = set(re.findall(r"\$\{(\w+)", text))
-    example = dict(line.split("=", 1) for line in (DEPLOY / "env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert used == set(example) == {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
     assert not re.search(r"(PASSWORD|SECRET)\w*: (?!\$\{)", text), "no secret written into the compose file"
 
 
 def test_mlflow_image_pins_match_requirements():
-    pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     dockerfile = (DEPLOY / "mlflow.Dockerfile").read_text()
     assert f'"mlflow=={pins["mlflow"]}"' in dockerfile
     assert f'"psycopg[binary]=={pins["psycopg"]}"' in dockerfile and pins["psycopg"] == pins["psycopg-binary"]
