@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install repro test test-fast lint soak ui bench clean-venv
+.PHONY: help install repro test test-fast lint soak ui bench team-up team-down team-status ci clean-venv
 
 help:
 	@echo "make repro     run the pipeline (dvc repro) on the demo data"
@@ -18,6 +18,8 @@ help:
 	@echo "make soak      kill dvc repro at random moments for SOAK_SECONDS (900), check each recovery"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for this project's store"
 	@echo "make bench     input-pipeline / training-step benchmark (small sizes)"
+	@echo "make team-up   PostgreSQL + MLflow tracking server on 127.0.0.1 in .team/ (team-down stops them)"
+	@echo "make ci        dvc pull, dvc repro, then params and metrics against CI_BASE (main) as Markdown"
 
 install: $(STAMP)
 
@@ -54,6 +56,23 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m metallo.cli bench
+
+# The local team stack (metallo/team.py, docs/scaling.md): PostgreSQL + MLflow server, state in .team/.
+team-up: $(STAMP)
+	$(BIN)/python -m metallo.team up
+
+team-down:
+	$(BIN)/python -m metallo.team down
+
+team-status:
+	$(BIN)/python -m metallo.team status
+
+# What CI runs on a pull request (metallo/ci.py, .github/workflows/ci.yml): dvc pull, dvc repro, then
+# dvc params/metrics diff against CI_BASE as Markdown (also written to CI_REPORT when set).
+CI_BASE ?= main
+CI_REPORT ?=
+ci: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m metallo.ci --base $(CI_BASE) $(if $(CI_REPORT),--report $(CI_REPORT))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.processes import processes_in, wait_until
 from tests.helpers.project import TINY_PARAMS, make_project, project_env, run
 
 #: Every wait in this file is bounded by one of these (seconds).
@@ -65,27 +66,6 @@ def _running_stage(session: int) -> str | None:
     return None
 
 
-def _processes_in(folder: Path) -> list[psutil.Process]:
-    """Live processes whose working directory is inside ``folder`` (catches daemonised queue workers)."""
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()).is_relative_to(folder):
-                found.append(proc)
-        except (psutil.Error, OSError, ValueError):
-            continue
-    return found
-
-
-def _wait_until(condition, timeout: float, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(poll)
-
-
 def _start_and_kill(cmd: list[str], root: Path, delay: float, log: Path) -> tuple[str | None, int | None, float]:
     """Start ``cmd`` in a new session, SIGKILL its process group after ``delay`` s.
 
@@ -96,7 +76,7 @@ def _start_and_kill(cmd: list[str], root: Path, delay: float, log: Path) -> tupl
         proc = subprocess.Popen(cmd, cwd=root, env=project_env(), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            ended = _wait_until(lambda: proc.poll() is not None, delay, poll=0.05)
+            ended = wait_until(lambda: proc.poll() is not None, delay, poll=0.05)
             elapsed = time.monotonic() - started
             stage = None if ended else _running_stage(proc.pid)
             try:
@@ -108,7 +88,7 @@ def _start_and_kill(cmd: list[str], root: Path, delay: float, log: Path) -> tupl
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=KILL_WAIT)
-        left = _wait_until(lambda: not _session_processes(proc.pid), KILL_WAIT, poll=0.1)
+        left = wait_until(lambda: not _session_processes(proc.pid), KILL_WAIT, poll=0.1)
         assert left, f"processes of the killed group {proc.pid} still alive: {_session_processes(proc.pid)}"
     return stage, (proc.returncode if ended else None), elapsed
 
@@ -184,7 +164,7 @@ def _queue_two_experiments(root: Path) -> list[str]:
         status = run(["dvc", "queue", "status"], root, check=False).stdout
         return None if re.search(r"\b(Queued|Running)\b", status) else status
 
-    status = _wait_until(done, QUEUE_TIMEOUT, poll=3)
+    status = wait_until(done, QUEUE_TIMEOUT, poll=3)
     if status is None:
         problems.append(f"queued experiments not done within {QUEUE_TIMEOUT} s")
         run(["dvc", "queue", "kill", *names.values()], root, check=False)
@@ -275,10 +255,10 @@ def test_soak_random_kills_then_repro_recovers(shared_project, tmp_path):
     problems += [f"at the end: {p}" for p in _check_project(root, reference)]
 
     # No process of the test outlives it: children, and daemonised DVC queue workers in the project.
-    _wait_until(lambda: not _processes_in(tmp_path)
+    wait_until(lambda: not processes_in(tmp_path)
                 and not [p for p in me.children(recursive=True) if p.pid not in before and p.is_running()
                          and p.status() != psutil.STATUS_ZOMBIE], EXIT_WAIT)
-    leftover = {p.pid: p for p in _processes_in(tmp_path)}
+    leftover = {p.pid: p for p in processes_in(tmp_path)}
     leftover.update({p.pid: p for p in me.children(recursive=True)
                      if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE})
     described = []

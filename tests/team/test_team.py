@@ -1,0 +1,281 @@
+"""The local team stack for real (metallo/team.py): PostgreSQL + an MLflow tracking server on 127.0.0.1,
+two queued DVC experiments running in parallel against it, and the server killed during a training.
+
+Real PostgreSQL (initdb/pg_ctl, as the ``postgres`` user when the tests run as root), a real
+``mlflow server``, the real DVC CLI; nothing is mocked. Every stack is stopped by a fixture finalizer,
+also when a test fails, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import psutil
+import pytest
+
+from metallo import team
+from tests.helpers.pipeline import clone, remove
+from tests.helpers.processes import processes_in, wait_until
+from tests.helpers.project import REPO, project_env, run
+
+#: Every wait in this file is bounded by one of these (seconds).
+QUEUE_TIMEOUT = 900
+REPRO_TIMEOUT = 900
+EXIT_WAIT = 60
+#: Epochs of the training whose server is killed (3 steps each; the kill comes when its params are logged).
+KILL_EPOCHS = 4
+MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "calibration.json")
+
+
+def reachable_folder() -> Path:
+    """A new folder that the ``postgres`` user can enter when the tests run as root (pytest's tmp_path cannot)."""
+    folder = Path(tempfile.mkdtemp(prefix="metallo-team-test-"))
+    folder.chmod(0o711)
+    return folder
+
+
+def team_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -m metallo.team ...`` as a user runs it (``make team-up`` runs the same)."""
+    return subprocess.run(
+        [sys.executable, "-m", "metallo.team", *args],
+        cwd=REPO,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=team.START_TIMEOUT_S * 2 + 60,
+    )
+
+
+def stop_and_remove(folder: Path) -> None:
+    """Finalizer: stop the stack in ``folder`` and delete it; fails if a process of the stack is left."""
+    try:
+        team.down(folder / "team")
+    finally:
+        left = wait_until(lambda: not processes_in(folder), EXIT_WAIT)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert left, f"processes left in {folder}: {processes_in(folder)}"
+
+
+@pytest.fixture
+def stack_folder():
+    folder = reachable_folder()
+    yield folder
+    stop_and_remove(folder)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Path]:
+    """The folder of one stack for the module, started; ``team.up(folder)`` gives its state (and restarts
+    whatever a test killed)."""
+    folder = reachable_folder()
+    try:
+        team.up(folder / "team")
+        yield folder / "team"
+    finally:
+        stop_and_remove(folder)
+
+
+def copy_project(source: Path, root: Path) -> Path:
+    """A copy of a repro'd tiny project without its local MLflow store, everything committed."""
+    clone(source, root)
+    remove(root, "mlflow.db", "mlartifacts")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "baseline results"], root)
+    return root
+
+
+def queue_done(root: Path) -> str | None:
+    """``dvc queue status`` once nothing is queued or running any more, else ``None``."""
+    status = run(["dvc", "queue", "status"], root, check=False).stdout
+    return None if re.search(r"\b(Queued|Running)\b", status) else status
+
+
+def kill_tree(entry: dict) -> None:
+    """SIGKILL a recorded process and its descendants, as a crash would."""
+    process = team.process_of(entry)
+    assert process is not None, f"nothing to kill: {entry}"
+    tree = [*process.children(recursive=True), process]
+    for p in tree:
+        p.kill()
+    _, left = psutil.wait_procs(tree, timeout=EXIT_WAIT)
+    assert not left
+
+
+def pyfunc_predictions(uri: str, run_id: str, root: Path):
+    """Load a run's pyfunc model through the server (artifacts proxied) and predict two processed samples."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/pyfunc_model")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    images = np.load(root / "data/processed/images.npy", mmap_mode="r")[:2]
+    spectra = np.load(root / "data/processed/spectra.npy", mmap_mode="r")[:2]
+    return model.predict({"pixel_values": np.array(images), "spectra": np.array(spectra)})
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_up_without_postgresql_says_how_to_install_it(tmp_path):
+    result = team_cli("up", "--dir", str(tmp_path / "team"), METALLO_PG_BIN=str(tmp_path / "no-postgres"))
+    assert result.returncode == 1
+    assert "apt-get install postgresql" in result.stderr and "initdb" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "team").exists()
+
+
+@pytest.mark.slow
+def test_up_status_down_and_up_again_keeps_the_runs(stack_folder):
+    folder = stack_folder / "team"
+    started = time.monotonic()
+    up = team_cli("up", "--dir", str(folder))
+    print(f"team up (first, with initdb): {time.monotonic() - started:.1f} s")
+    assert up.returncode == 0, up.stderr
+    uri = re.search(r"^export MLFLOW_TRACKING_URI=(http://127\.0\.0\.1:\d+)$", up.stdout, re.MULTILINE).group(1)
+    state = json.loads((folder / "state.json").read_text())
+    assert uri == state["tracking_uri"] and team.healthy(uri)
+    assert {p.pid for p in processes_in(stack_folder)} >= {state["postgres"]["pid"], state["mlflow"]["pid"]}
+    for entry in (state["postgres"], state["mlflow"]):
+        assert not team.port_free(entry["port"])
+        listening = {
+            c.laddr.ip
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == entry["port"]
+        }
+        assert listening == {"127.0.0.1"}
+    assert "pid" in team_cli("status", "--dir", str(folder)).stdout
+
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("team-check")).info.run_id
+    client.log_param(run_id, "answer", "42")
+    note = stack_folder / "note.txt"
+    note.write_text("kept")
+    client.log_artifact(run_id, str(note), "notes")
+    client.set_terminated(run_id)
+    assert list((folder / "artifacts").rglob("note.txt")), "the server stores artifacts in the stack's folder"
+
+    down = team_cli("down", "--dir", str(folder))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.count("stopped") == 2
+    assert wait_until(lambda: not processes_in(stack_folder), EXIT_WAIT), processes_in(stack_folder)
+    assert all(team.port_free(entry["port"]) for entry in (state["postgres"], state["mlflow"]))
+
+    started = time.monotonic()
+    again = team_cli("up", "--dir", str(folder))
+    print(f"team up (again): {time.monotonic() - started:.1f} s")
+    assert again.returncode == 0, again.stderr
+    assert f"export MLFLOW_TRACKING_URI={uri}" in again.stdout, "a restarted stack keeps its ports"
+    client = mlflow.MlflowClient(uri)
+    kept = client.get_run(run_id)
+    assert kept.data.params == {"answer": "42"} and kept.info.status == "FINISHED"
+    assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/note.txt"]
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared_project, tmp_path):
+    uri = team.up(stack)["tracking_uri"]
+    root = copy_project(shared_project, tmp_path / "project")
+    for dim in (20, 24):
+        run(
+            ["dvc", "exp", "run", "--queue", "-S", f"model.hidden_dim={dim}", "-n", f"team-{dim}"],
+            root,
+            MLFLOW_TRACKING_URI=uri,
+        )
+    started = time.monotonic()
+    run(["dvc", "queue", "start", "-j", "2"], root, MLFLOW_TRACKING_URI=uri)
+    try:
+        status = wait_until(lambda: queue_done(root), QUEUE_TIMEOUT, poll=3)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], root, check=False)
+    print(f"two queued experiments, -j 2: {time.monotonic() - started:.0f} s")
+    assert status and status.count("Success") == 2, status
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("metallo")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`dvc.experiment` LIKE 'team-%'")
+    assert sorted(r.data.tags["dvc.experiment"] for r in runs) == ["team-20", "team-24"]
+    starts = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    assert starts[1][0] < starts[0][1], "the two experiments ran at the same time"
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.params["model.hidden_dim"] == r.data.tags["dvc.experiment"].removeprefix("team-")
+        assert "train.learning_rate" in r.data.params
+        assert {"test_rmse", "test_r2", "test_mae", "eval_rmse"} <= set(r.data.metrics)
+        assert len(client.get_metric_history(r.info.run_id, "eval_rmse")) >= 2  # the curve: each epoch
+        top = {f.path for f in client.list_artifacts(r.info.run_id)}
+        assert {"figures", "metrics", "model"} <= top, top
+        figures = {f.path for f in client.list_artifacts(r.info.run_id, "figures")}
+        assert "figures/pred_vs_true.png" in figures
+        assert {f"model/{name}" for name in MODEL_FILES} <= {
+            f.path for f in client.list_artifacts(r.info.run_id, "model")
+        }
+    predictions = pyfunc_predictions(uri, runs[0].info.run_id, root)
+    assert list(predictions.columns) == ["dos", "dos_lower", "dos_upper"] and len(predictions) == 2
+    assert list(root.rglob("mlflow.db")) == [] and not (root / "mlartifacts").exists(), "nothing tracked locally"
+    assert wait_until(lambda: not processes_in(root), EXIT_WAIT), f"queue workers left: {processes_in(root)}"
+
+
+@pytest.mark.slow
+def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(stack, shared_project, tmp_path):
+    state = team.up(stack)
+    uri = state["tracking_uri"]
+    root = copy_project(shared_project, tmp_path / "project")
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("num_train_epochs: 2", f"num_train_epochs: {KILL_EPOCHS}"))
+
+    def training_runs(client) -> list:
+        """The runs of this training (found once it has logged its params)."""
+        experiment = client.get_experiment_by_name("metallo")
+        query = f"params.`train.num_train_epochs` = '{KILL_EPOCHS}'"
+        return client.search_runs([experiment.experiment_id], query) if experiment else []
+
+    log = tmp_path / "repro.log"
+    with open(log, "w") as out:
+        repro = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=root,
+            env=project_env(MLFLOW_TRACKING_URI=uri),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            logged = wait_until(lambda: training_runs(mlflow.MlflowClient(uri)), REPRO_TIMEOUT, poll=0.5)
+            trained_before_kill = (root / "metrics/train.json").exists()
+            kill_tree(state["mlflow"])
+            repro.wait(timeout=REPRO_TIMEOUT)
+        finally:
+            if repro.poll() is None:
+                os.killpg(repro.pid, signal.SIGKILL)
+                repro.wait(timeout=EXIT_WAIT)
+    output = log.read_text()
+    assert logged and not trained_before_kill, "the server was killed during the training"
+    assert repro.returncode == 0, output[-5000:]
+    assert "MLflow tracking disabled" in output, output[-5000:]
+    print(next(line for line in output.splitlines() if "MLflow tracking disabled" in line))
+    for name in MODEL_FILES:
+        assert (root / "models/model" / name).is_file()
+    assert json.loads((root / "metrics/train.json").read_text())["epochs"] == KILL_EPOCHS
+    assert {"rmse", "r2", "n"} <= set(json.loads((root / "metrics/eval.json").read_text()))
+    assert "up to date" in run(["dvc", "status"], root).stdout.lower()
+
+    # `up` restarts only the server; the run and the params logged before the kill are in PostgreSQL.
+    restarted = team.up(stack)
+    assert restarted["postgres"]["pid"] == state["postgres"]["pid"]
+    assert restarted["mlflow"]["pid"] != state["mlflow"]["pid"]
+    assert [r.info.run_id for r in training_runs(mlflow.MlflowClient(restarted["tracking_uri"]))] == [
+        logged[0].info.run_id
+    ]
