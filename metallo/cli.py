@@ -3,6 +3,8 @@
 Stage commands run exactly what ``dvc repro`` runs for that stage (same functions, same
 params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
 """
+# Building the parser imports neither torch nor transformers (seconds): each command imports what it
+# needs when it runs (tests/test_native_cli.py checks it).
 from __future__ import annotations
 
 import argparse
@@ -10,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from metallo import __version__
 from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
 
@@ -56,9 +59,25 @@ STAGES = {
 }
 
 
+def check_predict_manifest(manifest: str) -> None:
+    """Refuse a missing ``--manifest`` with advice for predict (not for the ingest stage's params)."""
+    from pathlib import Path
+
+    path = Path(manifest)
+    if not (path / "manifest.csv" if path.is_dir() else path).is_file():
+        what = f"{path} holds no manifest.csv" if path.is_dir() else f"{path} not found"
+        raise MetalloError(f"{what}. Pass --manifest the CSV that lists the new samples (columns sample_id, "
+                           "slice_id, image, spectra, optional dos; paths relative to its folder), or the folder "
+                           "holding it as manifest.csv.")
+
+
 def _predict(args: argparse.Namespace) -> None:
+    check_predict_manifest(args.manifest)
     from metallo.data.ingest import format_rejections
     from metallo.prediction.manifest import predict, write_predictions
+    from metallo.training.progress import quiet_libraries
+
+    quiet_libraries()
 
     result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size,
                      interval=args.interval)
@@ -103,6 +122,7 @@ def _ui(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metallo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"metallo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, function, sections, text) in STAGES.items():
         p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
