@@ -140,9 +140,8 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
                             lambda: lineage.split_datasets({"test": test}, paths.processed, data_digest))
     test_metrics = {f"test_{k}": v for k, v in metrics.items()}
     lineage.log_model_metrics(tracker, test_metrics, model_id, (datasets or {}).get("test"))
-    for name, values in baselines.items():
-        tracker.log_metrics({f"{name}_baseline_test_{k}": v for k, v in values.items()})
-    tracker.log_metrics({f"test_interval_{k}": v for k, v in interval.items() if v is not None})
+    others = {f"{name}_baseline_test_{k}": v for name, values in baselines.items() for k, v in values.items()}
+    tracker.log_metrics(lineage.unlogged(tracker, {**others, **{f"test_interval_{k}": v for k, v in interval.items()}}))
     tracker.log_artifact(paths.metrics / "figures", "figures")
     for name in ("eval.json", "train.json", "ingest.json", "split.json"):
         tracker.log_artifact(paths.metrics / name, "metrics")

@@ -168,7 +168,7 @@ def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int
         ax_img.text((xs[c] + xs[c + 1]) / 2, (ys[r] + ys[r + 1]) / 2, str(k), color="w", ha="center", va="center",
                     fontsize=8, clip_on=True)
     ax_img.set(xlim=(0, width), ylim=(height, 0))
-    ax_img.set_title(f"{sample_id}: measurement grid {rows}×{cols} (cell k = spectrum k)")
+    ax_img.set_title(f"{sample_id}: grid {rows}×{cols}, cell k = spectrum k", fontsize=10)
     ax_img.axis("off")
     inner = outer[1].subgridspec(rows, cols, hspace=0.08, wspace=0.08)
     lo, hi = float(spectra.min()), float(spectra.max())

@@ -44,21 +44,21 @@ def card_text(config, params: Mapping[str, Any], summary: Mapping[str, Any], dat
     """The model card's Markdown (YAML metadata, then the sections); deterministic for identical inputs."""
     from huggingface_hub import ModelCardData
 
-    model_type = getattr(config, "model_type", "metallo")
-    metadata = ModelCardData(library_name="transformers", tags=["metallo", model_type, "regression",
-                                                                  "metallography", "reflectance-spectroscopy"])
+    name = str((params.get("model") or {}).get("name") or getattr(config, "model_type", "model"))
+    metadata = ModelCardData(library_name="transformers", tags=["metallo", name, "regression", "metallography",
+                                                                  "reflectance-spectroscopy"])
     rows, cols = (int(v) for v in config.grid)
     model_params = {k: v for k, v in (params.get("model") or {}).items()}
     train_params = {k: v for k, v in (params.get("train") or {}).items() if k in CARD_TRAIN_KEYS}
     metrics = {k: summary[k] for k in ("val_mae", "val_rmse", "val_r2", "val_pearson") if k in summary}
-    synthetic = "synthetic" in str(data.get("raw_dir", ""))
+    synthetic = "synthetic" in str((params.get("ingest") or {}).get("raw_dir", ""))
     return f"""---
 {metadata.to_yaml()}
 ---
 
-# Metallo {model_type}: DOS from a micrograph and its reflectance spectra
+# Metallo {name}: DOS from a micrograph and its reflectance spectra
 
-A `{type_name(config)}` trained by the Metallo pipeline (`model.name: {(params.get("model") or {}).get("name")}`).
+A `{type_name(config)}` trained by the Metallo pipeline (`model.name: {name}`).
 It predicts one scalar label, **DOS**, from a metallographic micrograph and {config.n_spectra} reflectance
 spectra of {config.spectrum_length} points measured on a {rows}×{cols} grid over the same field of view.
 

@@ -39,7 +39,9 @@ DATA_KEYS = ("n_spectra", "spectrum_length", "grid", "wavelengths")
 
 def wavelength_range(params: dict) -> tuple[float, float] | None:
     """``data.wavelengths``: the first and last wavelength (nm) of each spectrum, or ``None`` when not given."""
-    values = (params.get("data") or {}).get("wavelengths") or []
+    values = (params.get("data") or {}).get("wavelengths")
+    if values is None or (isinstance(values, (list, tuple)) and not values):
+        return None
     try:
         first, last = (float(v) for v in values)
     except (TypeError, ValueError):

@@ -21,6 +21,7 @@ warns once and the pipeline carries on.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -111,17 +112,27 @@ def find_logged_model(tracker) -> str | None:
     return tracker.call("look up the logged model", _find)
 
 
+def unlogged(tracker, metrics: Mapping[str, float | None]) -> dict[str, float]:
+    """The finite ``metrics`` the run does not hold yet with that value (a re-evaluation of the same model
+    logs nothing twice: one value per metric and step)."""
+    run = tracker.call("read the run", lambda: tracker.client().get_run(tracker.run_id))
+    logged = run.data.metrics if run else {}
+    return {key: float(value) for key, value in metrics.items()
+            if value is not None and math.isfinite(value) and logged.get(key) != float(value)}
+
+
 def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | None, dataset=None) -> None:
-    """Log ``metrics`` once (step 0) to the run, linked to the LoggedModel ``model_id`` and to ``dataset``."""
+    """Log ``metrics`` (step 0) to the run, linked to the LoggedModel ``model_id`` and to ``dataset``."""
     import time
 
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    values = [Metric(key, float(value), now, 0, model_id=model_id, run_id=tracker.run_id,
+    values = [Metric(key, value, now, 0, model_id=model_id, run_id=tracker.run_id,
                      dataset_name=getattr(dataset, "name", None), dataset_digest=getattr(dataset, "digest", None))
-              for key, value in metrics.items() if value is not None and value == value]
-    tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
+              for key, value in unlogged(tracker, metrics).items()]
+    if values:
+        tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
 
 
 def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, float]) -> str | None:
