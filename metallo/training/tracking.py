@@ -266,4 +266,6 @@ class TrackerCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             numbers = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if "loss" not in logs:  # evaluation and end-of-training logs repeat the step's epoch
+                numbers.pop("epoch", None)
             self.tracker.log_metrics(numbers, step=state.global_step)
