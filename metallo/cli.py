@@ -52,10 +52,12 @@ STAGES = {
                 "decode accepted samples into data/processed/*.npy"),
     "split": ("metallo.data.split", "run_split", "split",
               "assign train/val/test and write train-only statistics to data/split"),
-    "train": ("metallo.training.train", "run_train", "model, preprocess, train, tracking, data, convert",
-              "train the model with transformers.Trainer; write models/model and metrics/train.json"),
-    "evaluate": ("metallo.evaluation", "run_evaluate", "evaluate, tracking",
-                 "predict the test split; write metrics/eval.json, predictions and figures"),
+    "train": ("metallo.training.train", "run_train",
+              "model, preprocess, train, tracking.experiment, data, convert, ingest.raw_dir, split",
+              "train the model with transformers.Trainer; write models/model (with a model card), metrics/train.json "
+              "and the live training curve in metrics/live"),
+    "evaluate": ("metallo.evaluation", "run_evaluate", "evaluate, tracking, train.report_to, data.wavelengths",
+                 "predict the test split; write metrics/eval.json, predictions and figures; register the model"),
 }
 
 

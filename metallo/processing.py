@@ -148,10 +148,13 @@ class MetalloProcessor(BaseImageProcessor):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> MetalloProcessor:
         """Load from a model folder (or a Hub repository) holding ``preprocessor_config.json``."""
         path = Path(pretrained_model_name_or_path)
+        problem = f"{path / PROCESSOR_FILE} not found: {path} is not a model directory written by Metallo's train stage"
         if path.is_dir() and not (path / PROCESSOR_FILE).is_file():
-            raise MetalloError(f"{path / PROCESSOR_FILE} not found: {path} is not a model directory written by "
-                               "Metallo's train stage.")
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            raise MetalloError(f"{problem}.")
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, trust_remote_code=False, **kwargs)
+        except (OSError, ValueError) as err:  # neither a folder nor a reachable Hub repository
+            raise MetalloError(f"{problem} (nor a Hub repository: {' '.join(str(err).split())[:200]}).") from None
 
     def preprocess(self, images, spectra=None, return_tensors: str | None = "pt", device=None) -> BatchFeature:
         """Hugging Face style call: micrographs (PIL images or uint8 H×W×3 arrays, any size) and their raw
