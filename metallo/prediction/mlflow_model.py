@@ -21,8 +21,10 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from metallo.prediction.predictor import load_predictor
+        from metallo.training.progress import no_progress_bars
 
-        self.predictor = load_predictor(context.artifacts["model"])
+        with no_progress_bars():
+            self.predictor = load_predictor(context.artifacts["model"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         predictions = self.predictor.predict(np.asarray(model_input["pixel_values"], dtype=np.uint8),
