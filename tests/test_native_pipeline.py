@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, make_project, project_env, run
+from tests.conftest import make_project, project_env, run
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
@@ -29,13 +28,12 @@ from metallo.io import atomic_path, sha256_file, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
-from metallo.training import checkpoints
+from metallo.training import checkpoints, lineage
 from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.progress import quiet_libraries, replace_trainer_output, without_mlflow_hints
-from metallo.training import lineage
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
 from metallo.uncertainty import save_calibration
 
@@ -162,7 +160,8 @@ def launch_torchrun(nproc: int) -> None:
 
 
 def run_train(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
-    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert``."""
+    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert`` (and
+    ``ingest.raw_dir``, ``split`` for the model card)."""
     train_cfg = dict(section(params, "train"))
     nproc = metallo_options(train_cfg).nproc_per_node
     if nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
