@@ -4,7 +4,7 @@ Stage commands run exactly what ``dvc repro`` runs for that stage (same function
 params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
 """
 # Building the parser imports neither torch nor transformers (seconds): each command imports what it
-# needs when it runs (tests/test_native_cli.py checks it).
+# needs when it runs (tests/pipeline/test_cli_fast.py checks it).
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
 
 UI_HOST = "127.0.0.1"
+BENCH_TEXT = "benchmark the input pipeline, the training step and the training loop"
 #: Integer options that must be positive wherever a command has them (bench's are defined in metallo.bench).
 POSITIVE_OPTIONS = ("batch_size", "steps", "passes", "samples", "image_size", "resize", "model_image_size",
                     "spectra_length", "port")
@@ -145,12 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)")
     p.set_defaults(func=_predict)
 
-    text = "benchmark the input pipeline, the training step and the training loop"
-    p = sub.add_parser("bench", help=text, description=f"{text[0].upper()}{text[1:]}.")
-    from metallo.bench import add_arguments, run_from_args
-
-    add_arguments(p)
-    p.set_defaults(func=run_from_args)
+    # bench's options need the model registry (torch): its own parser is built when `metallo bench` runs.
+    sub.add_parser("bench", help=BENCH_TEXT, add_help=False).set_defaults(func=None)
 
     text = "train and evaluate several models over several seeds; mean ± sd beside the baselines"
     p = sub.add_parser("compare", help=text, description=f"{text[0].upper()}{text[1:]}.\nReads every params "
@@ -179,9 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def bench_parser() -> argparse.ArgumentParser:
+    """``metallo bench``'s own parser (imports the benchmark, hence torch)."""
+    from metallo.bench import add_arguments
+
+    return add_arguments(argparse.ArgumentParser(prog="metallo bench",
+                                                 description=f"{BENCH_TEXT[0].upper()}{BENCH_TEXT[1:]}."))
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser that owns the command line and its parsed arguments (``bench`` parses its own)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from metallo.bench import run_from_args
+
+        parser = bench_parser()
+        args = parser.parse_args(rest)
+        args.func = run_from_args
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser, args = parse(argv)
     check_numbers(parser, args)
     with exit_on_error():
         try:

@@ -18,10 +18,10 @@ from metallo.baselines import baseline_metrics
 from metallo.data.convert import grid_extents
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
-from metallo.prediction import load_model, predict_arrays
 from metallo.io import read_json, write_csv, write_json
 from metallo.layout import PATHS, Paths, load_stats, wavelength_range
 from metallo.params import section
+from metallo.prediction import load_model, predict_arrays
 from metallo.training import lineage
 from metallo.training.arguments import tracks_mlflow
 from metallo.training.metrics import regression_metrics
@@ -96,7 +96,8 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         stale.unlink()
 
     log_to_mlflow(params, paths, metrics, baselines, interval["summary"], test)
-    print(f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, n={len(y_true)}; "
+    print(f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, "
+          f"n={len(y_true)}; "
           f"classical baseline R² {baselines['classical']['r2']:.3f}, mean baseline RMSE "
           f"{baselines['mean']['rmse']:.4g} -> {paths.metrics / 'eval.json'}")
     return report

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 CARD_FILE = "README.md"
+SYNTHETIC_NOTE = ("The data are Metallo's synthetic demo set, not measurements: this model demonstrates the "
+                  "pipeline only.")
 #: ``train:`` keys shown in the card (the whole params file is in the MLflow run and in git).
 CARD_TRAIN_KEYS = ("num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay",
                    "lr_scheduler_type", "warmup_steps", "seed", "augment", "early_stopping_patience")
@@ -72,7 +74,8 @@ from transformers import AutoImageProcessor, AutoModel
 
 model = AutoModel.from_pretrained("path/or/repo").eval()
 processor = AutoImageProcessor.from_pretrained("path/or/repo")
-inputs = processor(images, spectra=spectra)   # PIL images or uint8 H×W×3 arrays; spectra N×{config.n_spectra}×{config.spectrum_length}
+# images: PIL images or uint8 H×W×3 arrays; spectra: raw, N×{config.n_spectra}×{config.spectrum_length}
+inputs = processor(images, spectra=spectra)
 dos = model(**inputs).predictions
 ```
 
@@ -83,7 +86,7 @@ From the command line, with intervals: `metallo predict --model path/to/folder -
 {_table(data)}
 
 Labels of the training split: mean {_value(float(config.label_mean))}, sd {_value(float(config.label_std))}.
-{"The data are Metallo's synthetic demo set, not measurements: this model demonstrates the pipeline only." if synthetic else ""}
+{SYNTHETIC_NOTE if synthetic else ""}
 
 ## Parameters
 
@@ -97,7 +100,8 @@ Training (`train:`, selected):
 
 ## Metrics
 
-Best checkpoint on the validation split (model selection; {summary.get('val_samples', '?')} samples), DOS in label units:
+Best checkpoint on the validation split (model selection; {summary.get('val_samples', '?')} samples), DOS in
+label units:
 
 {_table(metrics)}
 

@@ -45,7 +45,8 @@ def wavelength_range(params: dict) -> tuple[float, float] | None:
     try:
         first, last = (float(v) for v in values)
     except (TypeError, ValueError):
-        raise MetalloError(f"data.wavelengths must be [first, last] in nm (e.g. [400, 1000]) or []; got {values!r}.") from None
+        raise MetalloError(f"data.wavelengths must be [first, last] in nm (e.g. [400, 1000]) or []; "
+                           f"got {values!r}.") from None
     if not first < last:
         raise MetalloError(f"data.wavelengths must rise: [first, last] with first < last; got {values!r}.")
     return first, last

@@ -169,7 +169,8 @@ class MetalloProcessor(BaseImageProcessor):
         from metallo.data.geometry import Geometry
 
         if return_tensors not in ("pt", None):
-            raise MetalloError(f"MetalloProcessor returns PyTorch tensors only (return_tensors='pt'); got {return_tensors!r}.")
+            raise MetalloError(f"MetalloProcessor returns PyTorch tensors only (return_tensors='pt'); "
+                               f"got {return_tensors!r}.")
         single = isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 3)
         images = [images] if single else list(images)
         geometry = Geometry(resize=self.resize, crop=self.crop, fit=self.fit)

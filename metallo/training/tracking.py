@@ -236,6 +236,12 @@ class Tracker:
         values = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v == v]  # drop NaN
         self._safely("log metrics", lambda: self.client().log_batch(self.run_id, metrics=values))
 
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        values = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._safely("set tags", lambda: self.client().log_batch(self.run_id, tags=values))
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         path = Path(path)
         if not path.exists():

@@ -8,11 +8,11 @@ that ``evaluate`` logs into; not a DVC output, because a run id differs on every
 from __future__ import annotations
 
 import math
-from datetime import datetime
 import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,9 @@ from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
 from metallo.training import checkpoints, lineage
-from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
+from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.progress import quiet_libraries, replace_trainer_output, without_mlflow_hints
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
@@ -271,12 +271,14 @@ def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, Metallo
         tracker.finish("FAILED")
         raise
     seconds = time.perf_counter() - started
-    tracker.log_metrics({"train_runtime": seconds, "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)})
+    tracker.log_metrics({"train_runtime": seconds,
+                         "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)})
     val = datasets["val"]
     val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
     val_metrics = regression_metrics(val.labels, val_pred)
     summary = {"model": model_name, "epochs": 1.0, "steps": 1, "train_samples": len(datasets["train"]),
-               "val_samples": len(val), "ridge_alpha": alpha, **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES}}
+               "val_samples": len(val), "ridge_alpha": alpha,
+               **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES}}
     live = open_live(paths.metrics)
     log_step(live, {f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}, step=1)
     return save_outputs(model, processor, val, summary, live, tracker, paths, params, val_pred=val_pred)

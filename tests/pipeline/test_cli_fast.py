@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, project_env
+from tests.helpers.project import REPO, project_env
 
 PARSER_IMPORTS = """
 import json, sys, time
 started = time.perf_counter()
 import metallo.cli
 metallo.cli.build_parser()
-print(json.dumps({"seconds": time.perf_counter() - started,
-                  "heavy": sorted(m for m in ("torch", "transformers", "mlflow", "dvclive", "dvc") if m in sys.modules)}))
+heavy = ("torch", "transformers", "mlflow", "dvclive", "dvc")
+print(json.dumps({"seconds": time.perf_counter() - started, "heavy": sorted(m for m in heavy if m in sys.modules)}))
 """
 
 
@@ -53,7 +53,7 @@ def test_version():
 
 @pytest.mark.parametrize("manifest", ["missing.csv", "."])
 def test_missing_predict_manifest_gets_predict_advice(tmp_path, manifest):
-    result = python("from metallo.cli import main; main(['predict', '--manifest', %r])" % manifest, cwd=tmp_path)
+    result = python(f"from metallo.cli import main; main(['predict', '--manifest', {manifest!r}])", cwd=tmp_path)
     assert result.returncode == 1
     message = result.stderr
     assert "--manifest" in message and "manifest.csv" in message

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project, project_env, run
+from tests.helpers.project import make_project, project_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,8 @@ def test_plots_one_per_quantity_with_units_and_no_duplicate_images(project):
 
     def titles(content: dict) -> set[str]:
         layers = [content, *content.get("layer", [])]
-        return {layer.get("encoding", {}).get(axis, {}).get("title") for layer in layers for axis in ("x", "y")} - {None}
+        found = {layer.get("encoding", {}).get(axis, {}).get("title") for layer in layers for axis in ("x", "y")}
+        return found - {None}
 
     assert {"training step", "loss (standardised DOS)"} <= titles(vega["Training loss"])
     assert {"training step", "RMSE (DOS, label units)"} <= titles(vega["Validation RMSE"])
@@ -146,7 +147,8 @@ def test_logged_model_has_test_metrics_input_example_and_is_registered(project):
     c = client(root)
     all_runs = runs(root)
     newest = all_runs[0]
-    models = c.search_logged_models([newest.info.experiment_id], filter_string=f"source_run_id = '{newest.info.run_id}'")
+    models = c.search_logged_models([newest.info.experiment_id],
+                                    filter_string=f"source_run_id = '{newest.info.run_id}'")
     assert len(models) == 1
     metrics = {m.key: m for m in models[0].metrics}
     report = json.loads((root / "metrics/eval.json").read_text())
