@@ -3,6 +3,8 @@
 Stage commands run exactly what ``dvc repro`` runs for that stage (same functions, same
 params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
 """
+# Building the parser imports neither torch nor transformers (seconds): each command imports what it
+# needs when it runs (tests/pipeline/test_cli_fast.py checks it).
 from __future__ import annotations
 
 import argparse
@@ -10,10 +12,12 @@ import os
 import sys
 from collections.abc import Callable
 
+from metallo import __version__
 from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
 
 UI_HOST = "127.0.0.1"
+BENCH_TEXT = "benchmark the input pipeline, the training step and the training loop"
 #: Integer options that must be positive wherever a command has them (bench's are defined in metallo.bench).
 POSITIVE_OPTIONS = ("batch_size", "steps", "passes", "samples", "image_size", "resize", "model_image_size",
                     "spectra_length", "port")
@@ -49,16 +53,34 @@ STAGES = {
                 "decode accepted samples into data/processed/*.npy"),
     "split": ("metallo.data.split", "run_split", "split",
               "assign train/val/test and write train-only statistics to data/split"),
-    "train": ("metallo.training.train", "run_train", "model, preprocess, train, tracking, data, convert",
-              "train the model with transformers.Trainer; write models/model and metrics/train.json"),
-    "evaluate": ("metallo.evaluation", "run_evaluate", "evaluate, tracking",
-                 "predict the test split; write metrics/eval.json, predictions and figures"),
+    "train": ("metallo.training.train", "run_train",
+              "model, preprocess, train, tracking.experiment, data, convert, ingest.raw_dir, split",
+              "train the model with transformers.Trainer; write models/model (with a model card), metrics/train.json "
+              "and the live training curve in metrics/live"),
+    "evaluate": ("metallo.evaluation", "run_evaluate", "evaluate, tracking, train.report_to, data.wavelengths",
+                 "predict the test split; write metrics/eval.json, predictions and figures; register the model"),
 }
 
 
+def check_predict_manifest(manifest: str) -> None:
+    """Refuse a missing ``--manifest`` with advice for predict (not for the ingest stage's params)."""
+    from pathlib import Path
+
+    path = Path(manifest)
+    if not (path / "manifest.csv" if path.is_dir() else path).is_file():
+        what = f"{path} holds no manifest.csv" if path.is_dir() else f"{path} not found"
+        raise MetalloError(f"{what}. Pass --manifest the CSV that lists the new samples (columns sample_id, "
+                           "slice_id, image, spectra, optional dos; paths relative to its folder), or the folder "
+                           "holding it as manifest.csv.")
+
+
 def _predict(args: argparse.Namespace) -> None:
+    check_predict_manifest(args.manifest)
     from metallo.data.ingest import format_rejections
     from metallo.prediction.manifest import predict, write_predictions
+    from metallo.training.progress import quiet_libraries
+
+    quiet_libraries()
 
     result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size,
                      interval=args.interval)
@@ -103,6 +125,7 @@ def _ui(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metallo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"metallo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, function, sections, text) in STAGES.items():
         p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
@@ -123,12 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)")
     p.set_defaults(func=_predict)
 
-    text = "benchmark the input pipeline, the training step and the training loop"
-    p = sub.add_parser("bench", help=text, description=f"{text[0].upper()}{text[1:]}.")
-    from metallo.bench import add_arguments, run_from_args
-
-    add_arguments(p)
-    p.set_defaults(func=run_from_args)
+    # bench's options need the model registry (torch): its own parser is built when `metallo bench` runs.
+    sub.add_parser("bench", help=BENCH_TEXT, add_help=False).set_defaults(func=None)
 
     text = "train and evaluate several models over several seeds; mean ± sd beside the baselines"
     p = sub.add_parser("compare", help=text, description=f"{text[0].upper()}{text[1:]}.\nReads every params "
@@ -157,9 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def bench_parser() -> argparse.ArgumentParser:
+    """``metallo bench``'s own parser (imports the benchmark, hence torch)."""
+    from metallo.bench import add_arguments
+
+    return add_arguments(argparse.ArgumentParser(prog="metallo bench",
+                                                 description=f"{BENCH_TEXT[0].upper()}{BENCH_TEXT[1:]}."))
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser that owns the command line and its parsed arguments (``bench`` parses its own)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from metallo.bench import run_from_args
+
+        parser = bench_parser()
+        args = parser.parse_args(rest)
+        args.func = run_from_args
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser, args = parse(argv)
     check_numbers(parser, args)
     with exit_on_error():
         try:

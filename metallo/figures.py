@@ -27,42 +27,73 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 
 def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, metrics: dict, path: str | os.PathLike) -> Path:
+    """Test predictions against the truth, with the identity line; R², RMSE and n in the title."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(y_true, y_pred, s=14, alpha=0.75, edgecolors="none")
     lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     pad = 0.05 * (hi - lo or 1.0)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="identity")
-    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), xlabel="true DOS", ylabel="predicted DOS",
-           title=f"Test: R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.3f}, n={len(y_true)}")
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="identity (prediction = truth)")
+    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), xlabel="true DOS (label units)",
+           ylabel="predicted DOS (label units)",
+           title=f"Test: R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.3g}, n={len(y_true)}")
     ax.set_aspect("equal")
     ax.legend(loc="upper left")
     return _save(fig, path)
 
 
 def residual_histogram(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike) -> Path:
+    """How the test residuals (predicted − true) are distributed."""
     residuals = y_pred - y_true
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.hist(residuals, bins=min(30, max(5, len(residuals) // 4)), color="tab:blue", alpha=0.8)
     ax.axvline(0, color="k", lw=1)
-    ax.set(xlabel="predicted − true DOS", ylabel="samples",
-           title=f"Residuals: mean {residuals.mean():+.3f}, sd {residuals.std():.3f}")
+    ax.set(xlabel="predicted − true DOS (label units)", ylabel="test samples",
+           title=f"Residuals: mean {residuals.mean():+.3g}, sd {residuals.std():.3g}")
+    return _save(fig, path)
+
+
+def residuals_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike) -> Path:
+    """Test residuals against the true DOS: a trend shows the model shrinking towards the mean."""
+    residuals = y_pred - y_true
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.scatter(y_true, residuals, s=14, alpha=0.75, edgecolors="none")
+    ax.axhline(0, color="k", lw=1, ls="--", label="no error")
+    ax.set(xlabel="true DOS (label units)", ylabel="predicted − true DOS (label units)",
+           title=f"Residuals vs true DOS (test, n={len(y_true)})")
+    ax.legend(loc="upper right")
     return _save(fig, path)
 
 
 def attention_montage(images: np.ndarray, attention: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                      sample_ids: list[str], path: str | os.PathLike, columns: int = 4) -> Path:
-    """Micrographs with MetalloNet's spatial-attention map overlaid; true/predicted DOS in each caption."""
+                      sample_ids: list[str], path: str | os.PathLike, columns: int = 4,
+                      model_image_size: int | None = None) -> Path:
+    """Micrographs with MetalloNet's spatial-attention map overlaid; true/predicted DOS in each caption.
+
+    The map is the sigmoid weight (0..1) on the ResNet trunk's last feature map (stride 32: 4×4 for a
+    128-px model input, 10×10 at 300 px), drawn cell by cell (no interpolation) on one colour scale, 0 to 1,
+    shared by every panel, with a colour bar.
+    """
+    from matplotlib.colors import Normalize
+
     n = len(images)
+    columns = max(1, min(columns, n))
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    norm = Normalize(vmin=0.0, vmax=1.0)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
+    shown = None
     for i, ax in enumerate(axes.ravel()[:n]):
         height, width = images[i].shape[:2]
         ax.imshow(images[i])
-        ax.imshow(attention[i], cmap="inferno", alpha=0.45, extent=(0, width, height, 0), interpolation="bilinear")
-        ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.2f} · pred {y_pred[i]:.2f}", fontsize=9)
-    fig.suptitle("MetalloNet spatial attention (bright = weighted more)", fontsize=11)
+        shown = ax.imshow(attention[i], cmap="inferno", norm=norm, alpha=0.5, extent=(0, width, height, 0),
+                          interpolation="nearest")
+        ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.3g} · pred {y_pred[i]:.3g}", fontsize=9)
+    map_h, map_w = attention.shape[-2:]
+    cell = f"; one cell = {model_image_size / map_w:.3g} px of the {model_image_size}-px model input" \
+        if model_image_size else ""
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="spatial attention weight (0–1)")
+    fig.suptitle(f"MetalloNet spatial attention on the {map_h}×{map_w} feature map{cell}", fontsize=11)
     return _save(fig, path)
 
 
@@ -107,15 +138,19 @@ def cell_contribution_montage(images: np.ndarray, contributions: np.ndarray, ext
 
 
 def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int], sample_id: str,
-                    path: str | os.PathLike, wavelengths: np.ndarray | None = None,
+                    path: str | os.PathLike, wavelengths: tuple[float, float] | np.ndarray | None = None,
                     extent: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> Path:
     """One sample: its micrograph with the measurement grid, and each spectrum in its grid cell.
 
-    ``extent`` is where the measured field lies in the image, normalised (``grid_x0..grid_y1``
-    of the processed samples; beyond 0..1 when convert cropped part of the field away).
+    ``wavelengths``: ``(first, last)`` in nm (``data.wavelengths``; the points are evenly spaced) or one
+    value per point; without it the x axis is the point index. ``extent`` is where the measured field lies
+    in the image, normalised (``grid_x0..grid_y1`` of the processed samples; beyond 0..1 when convert
+    cropped part of the field away).
     """
     rows, cols = grid
-    x = np.arange(spectra.shape[-1]) if wavelengths is None else wavelengths
+    if wavelengths is not None and len(wavelengths) == 2 and spectra.shape[-1] != 2:
+        wavelengths = np.linspace(float(wavelengths[0]), float(wavelengths[1]), spectra.shape[-1])
+    x = np.arange(spectra.shape[-1]) if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
     fig = plt.figure(figsize=(4 + 2.2 * cols, 2.0 * rows))
     outer = fig.add_gridspec(1, 2, width_ratios=[4, 2.2 * cols], wspace=0.15)
     ax_img = fig.add_subplot(outer[0])
@@ -133,7 +168,7 @@ def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int
         ax_img.text((xs[c] + xs[c + 1]) / 2, (ys[r] + ys[r + 1]) / 2, str(k), color="w", ha="center", va="center",
                     fontsize=8, clip_on=True)
     ax_img.set(xlim=(0, width), ylim=(height, 0))
-    ax_img.set_title(f"{sample_id}: grid {rows}×{cols}")
+    ax_img.set_title(f"{sample_id}: grid {rows}×{cols}, cell k = spectrum k", fontsize=10)
     ax_img.axis("off")
     inner = outer[1].subgridspec(rows, cols, hspace=0.08, wspace=0.08)
     lo, hi = float(spectra.min()), float(spectra.max())
@@ -151,5 +186,6 @@ def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int
         if c > 0:
             ax.set_yticklabels([])
         else:
-            ax.set_ylabel("intensity", fontsize=7)
+            ax.set_ylabel("intensity (as measured)", fontsize=7)
+    fig.suptitle(f"{sample_id}: raw spectra on their grid cells (one shared y scale)", fontsize=10)
     return _save(fig, path)

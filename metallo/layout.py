@@ -33,6 +33,25 @@ class Paths:
 PATHS = Paths()
 
 
+#: Keys of the ``data:`` section (``wavelengths`` is optional).
+DATA_KEYS = ("n_spectra", "spectrum_length", "grid", "wavelengths")
+
+
+def wavelength_range(params: dict) -> tuple[float, float] | None:
+    """``data.wavelengths``: the first and last wavelength (nm) of each spectrum, or ``None`` when not given."""
+    values = (params.get("data") or {}).get("wavelengths")
+    if values is None or (isinstance(values, (list, tuple)) and not values):
+        return None
+    try:
+        first, last = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise MetalloError(f"data.wavelengths must be [first, last] in nm (e.g. [400, 1000]) or []; "
+                           f"got {values!r}.") from None
+    if not first < last:
+        raise MetalloError(f"data.wavelengths must rise: [first, last] with first < last; got {values!r}.")
+    return first, last
+
+
 @dataclass(frozen=True)
 class DataShape:
     """``data:`` section: the shape of one sample's spectra and their measurement grid."""
@@ -43,7 +62,7 @@ class DataShape:
 
     @classmethod
     def from_params(cls, params: dict) -> DataShape:
-        data = section(params, "data", ["n_spectra", "spectrum_length", "grid"])
+        data = section(params, "data", DATA_KEYS)
         grid = tuple(int(v) for v in data["grid"])
         shape = cls(int(data["n_spectra"]), int(data["spectrum_length"]), grid)
         if len(grid) != 2 or grid[0] * grid[1] != shape.n_spectra:

@@ -5,6 +5,12 @@ converts, resizes to the model's ``image_size``, normalises with the train-split
 and switches to channels-last, all as tensor operations on whole batches. The processor is
 saved next to the model (``preprocessor_config.json``) so prediction applies exactly the
 preprocessing training used.
+
+:class:`MetalloProcessor` is a ``transformers`` image processor: ``import metallo`` registers it with
+``AutoImageProcessor`` (see :mod:`metallo.hub`), ``save_pretrained``/``from_pretrained``/``push_to_hub``
+come from ``transformers``, and ``processor(images, spectra=...)`` turns PIL images or uint8 arrays of any
+size plus raw spectra into the model's inputs. Files written before it was one (no ``image_processor_type``
+key) still load.
 """
 from __future__ import annotations
 
@@ -12,9 +18,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from metallo.errors import MetalloError
 
@@ -50,8 +59,8 @@ def floored_std(std: list[float], relative_floor: float) -> list[float]:
     return values.clamp_min(floor).tolist()
 
 
-@dataclass
-class MetalloProcessor:
+@dataclass(repr=False)
+class MetalloProcessor(BaseImageProcessor):
     """Normalisation statistics (train split only) and the geometry inputs went through.
 
     Args:
@@ -81,7 +90,9 @@ class MetalloProcessor:
     spectra_norm: str = "standard"
     image_norm: str = "dataset"
     raw_copies: bool = False
-    _buffers: dict = field(default_factory=dict, repr=False, compare=False)
+    _buffers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    model_input_names = ["pixel_values", "spectra"]
 
     def __post_init__(self) -> None:
         if self.spectra_norm not in SPECTRA_NORMS:
@@ -112,16 +123,65 @@ class MetalloProcessor:
                    fit=str(fit), bit_depth=int(bit_depth), spectra_norm=spectra_norm, image_norm=image_norm,
                    raw_copies=bool(raw_copies))
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def to_dict(self) -> dict[str, Any]:
+        """The fields (what ``preprocessor_config.json`` holds) and ``image_processor_type``."""
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        (Path(directory) / PROCESSOR_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        return {**data, "image_processor_type": type(self).__name__}
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> MetalloProcessor:
-        path = Path(directory) / PROCESSOR_FILE
-        if not path.is_file():
-            raise MetalloError(f"{path} not found: {directory} is not a model directory written by Metallo's train stage.")
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+    def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs):
+        """The processor for a ``preprocessor_config.json`` dict (with or without ``image_processor_type``).
+
+        ``kwargs`` naming a field override the file's value (as for other ``transformers`` processors).
+        """
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        names = {f.name for f in cls.__dataclass_fields__.values() if f.init}
+        data = {k: v for k, v in image_processor_dict.items() if k in names}
+        data.update({k: kwargs.pop(k) for k in list(kwargs) if k in names})
+        processor = cls(**data)
+        return (processor, kwargs) if return_unused else processor
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> MetalloProcessor:
+        """Load from a model folder (or a Hub repository) holding ``preprocessor_config.json``."""
+        path = Path(pretrained_model_name_or_path)
+        problem = f"{path / PROCESSOR_FILE} not found: {path} is not a model directory written by Metallo's train stage"
+        if path.is_dir() and not (path / PROCESSOR_FILE).is_file():
+            raise MetalloError(f"{problem}.")
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, trust_remote_code=False, **kwargs)
+        except (OSError, ValueError) as err:  # neither a folder nor a reachable Hub repository
+            raise MetalloError(f"{problem} (nor a Hub repository: {' '.join(str(err).split())[:200]}).") from None
+
+    def preprocess(self, images, spectra=None, return_tensors: str | None = "pt", device=None) -> BatchFeature:
+        """Hugging Face style call: micrographs (PIL images or uint8 H×W×3 arrays, any size) and their raw
+        spectra (N×S×L) → the model's inputs as a :class:`~transformers.BatchFeature`.
+
+        Each image goes through the convert geometry the model was trained with (``fit``, ``resize``,
+        ``crop``), then the batch through the same normalisation as in training. 16-bit images must be
+        scaled to 8 bits first (:func:`metallo.data.readers.read_image_rgb` does it as convert did).
+        """
+        from PIL import Image
+
+        from metallo.data.geometry import Geometry
+
+        if return_tensors not in ("pt", None):
+            raise MetalloError(f"MetalloProcessor returns PyTorch tensors only (return_tensors='pt'); "
+                               f"got {return_tensors!r}.")
+        single = isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 3)
+        images = [images] if single else list(images)
+        geometry = Geometry(resize=self.resize, crop=self.crop, fit=self.fit)
+        pixels = np.stack([geometry.apply(image.convert("RGB") if isinstance(image, Image.Image)
+                                          else Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB"))
+                           for image in images])
+        batch = {"pixel_values": torch.from_numpy(pixels).to(device or "cpu")}
+        if spectra is not None:
+            values = np.asarray(spectra, dtype=np.float32)
+            batch["spectra"] = torch.from_numpy(values[None] if values.ndim == 2 else values).to(device or "cpu")
+        return BatchFeature(self(batch), tensor_type=None)
 
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         key = str(device)
@@ -190,8 +250,10 @@ class MetalloProcessor:
             spectra = snv(spectra)
         return (spectra - mean) / std
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch, *args, **kwargs) -> dict:
         """Apply to a batch dict holding ``pixel_values`` (uint8) and ``spectra`` (raw).
+
+        Anything else (images, with ``spectra=`` raw spectra) goes to :meth:`preprocess`.
 
         Optional ``image_gain`` / ``spectra_gain`` / ``spectra_offset`` entries (from
         :func:`augment_batch`) are consumed. With ``raw_copies`` the batch also gets
@@ -199,6 +261,8 @@ class MetalloProcessor:
         ``raw_spectra`` (as measured), after the
         same augmentation, for models that compute features of their own from them.
         """
+        if not isinstance(batch, dict):
+            return self.preprocess(batch, *args, **kwargs)
         out = dict(batch)
         image_gain, spectra_gain = out.pop("image_gain", None), out.pop("spectra_gain", None)
         spectra_offset = out.pop("spectra_offset", None)
@@ -275,3 +339,19 @@ def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | 
         pixels = torch.where(chosen.view(-1, 1, 1, 1), pixels.flip(image_dim), pixels)
         on_grid = torch.where(chosen.view(-1, 1, 1, 1), on_grid.flip(grid_dim), on_grid)
     return {**batch, "pixel_values": pixels, "spectra": on_grid.reshape(spectra.shape)}
+
+
+def register_image_processor() -> None:
+    """Register :class:`MetalloProcessor` with ``AutoImageProcessor`` for every Metallo model type."""
+    from transformers import AutoImageProcessor
+
+    from metallo.models.configuration_classical import ClassicalConfig
+    from metallo.models.configuration_metallonet import MetalloNetConfig
+    from metallo.models.configuration_toynet import ToyNetConfig
+
+    for config_class in (MetalloNetConfig, ToyNetConfig, ClassicalConfig):
+        AutoImageProcessor.register(config_class, image_processor_classes={"torchvision": MetalloProcessor,
+                                                                           "pil": MetalloProcessor}, exist_ok=True)
+
+
+register_image_processor()

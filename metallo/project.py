@@ -53,7 +53,8 @@ def summary(root: Path = Path(".")) -> None:
         print(comparison_table(report))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")
     print(f"MLflow store: {tracking_uri()}  ->  run `make ui` and open http://127.0.0.1:5000")
-    print("Compare experiments: dvc exp run -S model.hidden_dim=256 && dvc exp show")
+    print("Compare experiments: dvc exp run -S model.hidden_dim=256, then dvc exp show --only-changed "
+          "--drop 'Created|.*/.*' --md")
 
 
 if __name__ == "__main__":

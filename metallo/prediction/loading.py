@@ -92,6 +92,10 @@ def load_processor(directory: str | os.PathLike) -> MetalloProcessor:
                 and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if not isinstance(data, dict):
         raise MetalloError(f"{path} must hold a JSON object with the keys {', '.join(fields)}.")
+    kind = data.pop("image_processor_type", MetalloProcessor.__name__)  # absent in files written before it was kept
+    if kind != MetalloProcessor.__name__:
+        raise MetalloError(f"{path} describes a {kind!r}, not a MetalloProcessor; pass the folder Metallo's train "
+                           "stage wrote (models/model).")
     unknown = sorted(set(data) - set(fields))
     missing = [k for k in required if k not in data]
     if unknown or missing:

@@ -5,6 +5,9 @@ loaded, so the logged model holds no pickled Python object.
 """
 import mlflow
 
-from metallo.prediction.mlflow_model import MetalloPyfuncModel
+from metallo.training.progress import without_mlflow_hints
+
+with without_mlflow_hints():  # the model has an explicit signature: MLflow's hint about type hints does not apply
+    from metallo.prediction.mlflow_model import MetalloPyfuncModel
 
 mlflow.models.set_model(MetalloPyfuncModel())

@@ -21,8 +21,10 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from metallo.prediction.predictor import load_predictor
+        from metallo.training.progress import no_progress_bars
 
-        self.predictor = load_predictor(context.artifacts["model"])
+        with no_progress_bars():
+            self.predictor = load_predictor(context.artifacts["model"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         predictions = self.predictor.predict(np.asarray(model_input["pixel_values"], dtype=np.uint8),
@@ -49,27 +51,31 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in names]
 
 
-def log_pyfunc_model(tracker, model_dir: str | Path) -> None:
-    """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off).
+def log_pyfunc_model(tracker, model_dir: str | Path, input_example: dict | None = None) -> str | None:
+    """Log ``model_dir`` as a pyfunc model into the tracker's run (no-op when tracking is off); return the
+    MLflow LoggedModel id.
 
     The model is logged from code (:mod:`metallo.prediction.mlflow_entry`), not pickled; the
-    ``metallo`` package travels with it as its code path.
+    ``metallo`` package travels with it as its code path. ``input_example``: one sample as the model's
+    input dict (``pixel_values``, ``spectra``), stored with the model.
     """
     if not tracker.enabled:
-        return
+        return None
     import json
     import warnings
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
     package = Path(__file__).resolve().parents[1]  # metallo/
 
-    def _log() -> None:
+    def _log() -> str:
         with mlflow.start_run(run_id=tracker.run_id), warnings.catch_warnings():
             # The signature names both inputs; MLflow's hints about type hints and input examples don't apply.
             warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
-            mlflow.pyfunc.log_model(name=ARTIFACT_NAME, python_model=str(Path(__file__).with_name("mlflow_entry.py")),
-                                    artifacts={"model": str(model_dir)}, code_paths=[str(package)],
-                                    signature=signature(config["n_spectra"], config["spectrum_length"]),
-                                    pip_requirements=pip_requirements())
+            info = mlflow.pyfunc.log_model(name=ARTIFACT_NAME,
+                                           python_model=str(Path(__file__).with_name("mlflow_entry.py")),
+                                           artifacts={"model": str(model_dir)}, code_paths=[str(package)],
+                                           signature=signature(config["n_spectra"], config["spectrum_length"]),
+                                           input_example=input_example, pip_requirements=pip_requirements())
+        return info.model_id
 
-    tracker.call("log the pyfunc model", _log)
+    return tracker.call("log the pyfunc model", _log)

@@ -248,6 +248,12 @@ class Tracker:
         pending, self._pending = self._pending, []
         self._safely("log metrics", lambda: [operations.wait() for operations in pending])
 
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        values = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._safely("set tags", lambda: self.client().log_batch(self.run_id, tags=values))
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         path = Path(path)
         if not path.exists():
@@ -280,6 +286,8 @@ class TrackerCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             numbers = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if "loss" not in logs:  # evaluation and end-of-training logs repeat the step's epoch
+                numbers.pop("epoch", None)
             self.tracker.log_metrics(numbers, step=state.global_step, synchronous=False)
 
     def on_epoch_end(self, args, state, control, **kwargs):

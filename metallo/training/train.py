@@ -1,22 +1,22 @@
 """The ``train`` stage: build the model from ``model:``, train it with ``transformers.Trainer``.
 
-Outputs: the best model (``models/model``: config.json, model.safetensors and the
-preprocessor), ``metrics/train.json``, ``metrics/train_log.csv`` and ``models/run.json``
-(the MLflow run that ``evaluate`` logs into).
+Outputs: the best model (``models/model``: config.json, model.safetensors, the preprocessor and a model
+card), ``metrics/train.json`` and the training curve in ``metrics/live/`` (both written by dvclive while
+training runs, see :mod:`metallo.training.live`), and the untracked ``models/run.json`` (the MLflow run
+that ``evaluate`` logs into; not a DVC output, because a run id differs on every run).
 """
 from __future__ import annotations
 
 import math
-from datetime import datetime
 import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import default_collate
 from transformers import EarlyStoppingCallback, Trainer, set_seed
@@ -24,20 +24,23 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from metallo.data.convert import grid_extents, processor_settings
 from metallo.data.dataset import InMemoryDataset, MetalloDataset, load_splits
 from metallo.errors import MetalloError
-from metallo.io import atomic_path, sha256_file, write_csv, write_json
+from metallo.io import atomic_path, sha256_file, write_json
 from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
-from metallo.training import checkpoints, distributed
+from metallo.training import checkpoints, distributed, lineage
 from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.profiles import apply_profile
+from metallo.training.progress import quiet_libraries, replace_trainer_output, without_mlflow_hints
 from metallo.training.tracking import Tracker, TrackerCallback, git_commit
 from metallo.uncertainty import save_calibration
 
 RUN_FILE = "run.json"
+#: Keys of the ``tracking:`` params section.
+TRACKING_KEYS = ("experiment", "register")
 
 
 class MetalloTrainer(Trainer):
@@ -157,20 +160,6 @@ def data_hash(paths: Paths = PATHS) -> str:
     return digest.hexdigest()[:16]
 
 
-def training_log(log_history: list[dict]) -> pd.DataFrame:
-    """Per-step training loss and per-epoch validation metrics as one table."""
-    rows = []
-    for entry in log_history:
-        if "loss" in entry:
-            rows.append({"step": entry["step"], "epoch": entry.get("epoch"), "train_loss": entry["loss"],
-                         "learning_rate": entry.get("learning_rate")})
-        elif "eval_rmse" in entry:
-            rows.append({"step": entry["step"], "epoch": entry.get("epoch"),
-                         **{f"val_{m}": entry.get(f"eval_{m}") for m in METRIC_NAMES}})
-    columns = ["step", "epoch", "train_loss", "learning_rate", *[f"val_{m}" for m in METRIC_NAMES]]
-    return pd.DataFrame(rows, columns=columns)
-
-
 def launch_torchrun(nproc: int) -> None:
     """Re-run this stage under ``torchrun`` with ``nproc`` processes (Trainer runs DDP)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -182,19 +171,20 @@ def launch_torchrun(nproc: int) -> None:
 
 
 def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict[str, Any]:
-    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert``.
+    """Train and save the best model. Reads ``model``, ``train``, ``tracking``, ``data``, ``convert`` (and
+    ``ingest.raw_dir``, ``split`` for the model card).
 
     ``train.profile`` fills the keys set to ``auto`` first; ``callbacks``: more ``TrainerCallback`` objects
     (``metallo bench`` times the run with one).
     """
     params = apply_profile(params)
     train_cfg = dict(section(params, "train"))
-    tracking_cfg = section(params, "tracking", ["experiment"])
     nproc = metallo_options(train_cfg).nproc_per_node
     if nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
         launch_torchrun(nproc)
         return {}
     args, options = build_training_arguments(train_cfg, paths.checkpoints)
+    quiet_libraries()
 
     stats = load_stats(paths)
     fingerprint = checkpoints.fingerprint(params, paths)
@@ -207,37 +197,39 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         raise MetalloError("the validation split is empty; raise split.val_fraction or add training samples.")
 
     is_main = args.process_index == 0
-    tracker = Tracker(tracking_cfg["experiment"], enabled=tracks_mlflow(train_cfg) and is_main)
-    model_name = section(params, "model")["name"]
-    experiment_name = os.environ.get("DVC_EXP_NAME", "")
-    tags = {"git.commit": git_commit(), "data.hash": data_hash(paths), "model.name": model_name,
-            "mlflow.source.name": "metallo train", **({"dvc.experiment": experiment_name} if experiment_name else {})}
-    tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
-    tracker.log_params(params)
+    tracker = start_tracking(params, train_cfg, datasets, is_main, paths)
 
     train_dataset = datasets["train"]
     if use_data_on_device(options.data_on_device, train_dataset, args):
         train_dataset = InMemoryDataset(train_dataset, args.device)
         args.dataloader_pin_memory, args.dataloader_num_workers = False, 0
         print(f"train: the train split ({InMemoryDataset.nbytes(datasets['train']) / 2**20:.0f} MiB) is held on {args.device}")
+    model_name = section(params, "model")["name"]
     if getattr(model.config, "fitted_in_closed_form", False):
-        return fit_and_save(model, processor, datasets, model_name, tracker, paths)
+        return fit_and_save(model, processor, datasets, model_name, tracker, paths, params)
     if getattr(model.config, "classical_branch", False) and not resume:
         alpha = initialise_classical_branch(model, processor, datasets["train"])
         print(f"train: classical branch fitted by ridge (alpha {alpha:g}); training starts from its predictions")
     if args.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    callbacks = [TrackerCallback(tracker), checkpoints.FingerprintCallback(fingerprint), *callbacks]
+    from metallo.training.live import LiveCallback, open_live
+
+    live = open_live(paths.metrics) if is_main else None
+    loggers = [TrackerCallback(tracker), *([LiveCallback(live)] if live else [])]
+    callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     if options.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
     trainer = MetalloTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=datasets["val"],
                              data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
                              grid=tuple(model.config.grid),
                              augmentation=build_augmentation(params) if options.augment else None)
+    progress = replace_trainer_output(trainer, enabled=not args.disable_tqdm)
     try:
-        result = trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=resume)
         distributed.broadcast_from_main(trainer.model)  # every rank evaluates the best model rank 0 loaded
+        for callback in (*loggers, progress):  # the best model's metrics are the summary, not one more step
+            trainer.remove_callback(callback)
         best = trainer.evaluate()
         best_metric = f"eval_{args.metric_for_best_model or 'loss'}".replace("eval_eval_", "eval_")
         if not all(math.isfinite(float(best.get(k, 0.0))) for k in ("eval_loss", best_metric)):
@@ -256,18 +248,37 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         "steps": int(trainer.state.global_step),
         "train_samples": len(datasets["train"]),
         "val_samples": len(datasets["val"]),
-        "train_runtime_s": round(float(result.metrics.get("train_runtime", math.nan)), 1),
-        "train_samples_per_second": round(float(result.metrics.get("train_samples_per_second", math.nan)), 2),
         **{f"val_{m}": float(best[f"eval_{m}"]) for m in METRIC_NAMES},
     }
-    return save_outputs(trainer.model, processor, datasets["val"], summary, training_log(trainer.state.log_history),
-                        tracker, paths)
+    return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
+
+
+def start_tracking(params: dict, train_cfg: dict, datasets: dict[str, MetalloDataset], is_main: bool,
+                   paths: Paths) -> Tracker:
+    """Open the MLflow run with the standard source tags, Metallo's tags, the params and the datasets."""
+    tracking_cfg = section(params, "tracking", TRACKING_KEYS)
+    tracker = Tracker(tracking_cfg["experiment"], enabled=tracks_mlflow(train_cfg) and is_main)
+    if not tracker.enabled:
+        return tracker
+    model_name = section(params, "model")["name"]
+    experiment_name = os.environ.get("DVC_EXP_NAME", "")
+    digest = data_hash(paths)
+    tags = {**(tracker.call("read the source tags", lambda: lineage.source_tags(git_commit())) or {}),
+            "data.hash": digest, "model.name": model_name,
+            **({"dvc.experiment": experiment_name} if experiment_name else {})}
+    tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
+    tracker.log_params(params)
+    inputs = tracker.call("describe the datasets", lambda: lineage.split_datasets(datasets, paths.processed, digest))
+    if inputs:
+        lineage.log_datasets(tracker, inputs)
+    return tracker
 
 
 def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, MetalloDataset], model_name: str,
-                 tracker: Tracker, paths: Paths) -> dict[str, Any]:
+                 tracker: Tracker, paths: Paths, params: dict) -> dict[str, Any]:
     """Fit a closed-form model (the classical baseline) on the train split and save it like a trained one."""
     from metallo.prediction import predict_arrays
+    from metallo.training.live import log_step, open_live
     from metallo.training.metrics import regression_metrics
 
     started = time.perf_counter()
@@ -277,25 +288,36 @@ def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, Metallo
         tracker.finish("FAILED")
         raise
     seconds = time.perf_counter() - started
+    tracker.log_metrics({"train_runtime": seconds,
+                         "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)})
     val = datasets["val"]
     val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
     val_metrics = regression_metrics(val.labels, val_pred)
     summary = {"model": model_name, "epochs": 1.0, "steps": 1, "train_samples": len(datasets["train"]),
-               "val_samples": len(val), "train_runtime_s": round(seconds, 1),
-               "train_samples_per_second": round(len(datasets["train"]) / max(seconds, 1e-9), 2),
-               "ridge_alpha": alpha, **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES}}
-    log = pd.DataFrame([{"step": 1, "epoch": 1.0, **{f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}}],
-                       columns=["step", "epoch", "train_loss", "learning_rate", *[f"val_{m}" for m in METRIC_NAMES]])
-    return save_outputs(model, processor, val, summary, log, tracker, paths, val_pred=val_pred)
+               "val_samples": len(val), "ridge_alpha": alpha,
+               **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES}}
+    live = open_live(paths.metrics)
+    log_step(live, {f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}, step=1)
+    return save_outputs(model, processor, val, summary, live, tracker, paths, params, val_pred=val_pred)
 
 
-def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summary: dict[str, Any], log: pd.DataFrame,
-                 tracker: Tracker, paths: Paths, val_pred: np.ndarray | None = None) -> dict[str, Any]:
-    """Save the model with its processor and calibration, the metrics and the run file; log them to MLflow.
+def input_example(dataset: MetalloDataset) -> dict[str, np.ndarray]:
+    """The first sample of ``dataset`` as the pyfunc model's input (uint8 image, raw spectra)."""
+    images, spectra = dataset.arrays()
+    return {"pixel_values": images[:1].numpy(), "spectra": spectra[:1].numpy()}
 
-    ``val_pred``: the model's validation predictions when the caller has them (else computed here).
+
+def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summary: dict[str, Any], live,
+                 tracker: Tracker, paths: Paths, params: dict, val_pred: np.ndarray | None = None) -> dict[str, Any]:
+    """Save the model with its processor, calibration and model card, the metrics and the run file; log them
+    to MLflow.
+
+    ``summary`` becomes ``metrics/train.json``; ``live`` (the dvclive logger) is ended here. ``val_pred``: the
+    model's validation predictions when the caller has them (else computed here).
     """
+    from metallo.hub import write_model_card
     from metallo.prediction import predict_arrays
+    from metallo.training.live import finish
 
     if val_pred is None:
         val_pred, _ = predict_arrays(model.eval(), processor, *(array.numpy() for array in val.arrays()))
@@ -303,16 +325,20 @@ def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summar
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
         save_calibration(tmp, val.labels, val_pred)
+        write_model_card(tmp, model.config, params, summary, paths)
     write_json(paths.metrics / "train.json", summary)
-    write_csv(paths.metrics / "train_log.csv", log)
+    finish(live)
+    digest = lineage.model_digest(paths.model)
+    tracker.set_tags({lineage.MODEL_DIGEST_TAG: digest})
     write_json(paths.model.parent / RUN_FILE, {"run_id": tracker.run_id if tracker.enabled else None,
-                                              "experiment": tracker.experiment})
+                                              "experiment": tracker.experiment, "model_digest": digest})
     tracker.log_metrics({k: v for k, v in summary.items() if k.startswith("val_") or k == "ridge_alpha"})
     tracker.log_artifact(paths.metrics / "train.json", "metrics")
     tracker.log_artifact(paths.model, "model")
-    from metallo.prediction.mlflow_model import log_pyfunc_model
+    with without_mlflow_hints():
+        from metallo.prediction.mlflow_model import log_pyfunc_model
 
-    log_pyfunc_model(tracker, paths.model)
+        log_pyfunc_model(tracker, paths.model, input_example(val))
     tracker.finish()
     print(f"train: best validation RMSE {summary['val_rmse']:.4g}, R² {summary['val_r2']:.3f} -> {paths.model}")
     return summary

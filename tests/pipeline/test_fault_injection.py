@@ -262,7 +262,7 @@ def train_faults(shared_project, tmp_path_factory):
     for i, (name, (edit, change, env)) in enumerate(TRAIN_FAULTS.items()):
         root = clone(shared_project, base / f"case{i}")
         assert list((root / "checkpoints").glob("checkpoint-*/metallo_fingerprint.json")), "no fingerprinted checkpoint"
-        remove(root, "models/model", "models/run.json", "metrics/train.json", "metrics/train_log.csv")
+        remove(root, "models/model", "models/run.json", "metrics/train.json", "metrics/live")
         if edit:
             edit_params(root, edit)
         if change:

@@ -96,7 +96,7 @@ def test_resume_passes_over_checkpoints_a_kill_left_half_written(tmp_path):
 @pytest.mark.slow
 def test_killed_training_leaves_no_model_and_resumes_from_its_last_checkpoint(shared, tmp_path):
     root = clone(shared, tmp_path / "project")
-    remove(root, "checkpoints", "models/model", "metrics/train.json", "metrics/train_log.csv")
+    remove(root, "checkpoints", "models/model", "metrics/train.json", "metrics/live")
     edit_params(root, lambda p: p["train"].update(num_train_epochs=4, save_strategy="epoch", save_total_limit=2))
 
     log_path = tmp_path / "killed.log"
@@ -153,5 +153,5 @@ def test_killed_training_leaves_no_model_and_resumes_from_its_last_checkpoint(sh
         assert (root / "models/model" / name).is_file()
     assert list((root / "models").glob(".model.tmp-*")) == []
     # The training curve holds every step once: the steps run after the checkpoint by the killed run are redone.
-    log = pd.read_csv(root / "metrics/train_log.csv")
-    assert sorted(log.dropna(subset=["train_loss"])["step"]) == list(range(1, total + 1))
+    log = pd.read_csv(root / "metrics/live/plots/metrics/train_loss.tsv", sep="\t")  # dvclive
+    assert sorted(log["step"]) == list(range(1, total + 1))

@@ -38,13 +38,13 @@ def test_repro_builds_every_stage_and_writes_metrics(repro_project):
         assert set(baseline) == {"mae", "rmse", "r2", "pearson"}
     assert report["interval"]["level"] == 0.9
     predictions = (root / "metrics/predictions.csv").read_text().splitlines()
-    assert predictions[0] == "sample_id,y_true,y_pred,y_lower,y_upper"
+    assert predictions[0] == "sample_id,y_true,y_pred,residual,y_lower,y_upper"
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "calibration.json"):
         assert (root / "models/model" / name).is_file()
     figures = {p.name for p in (root / "metrics/figures").glob("*.png")}
     assert {"pred_vs_true.png", "residuals.png", "spectra_grid.png", "cells.png"} <= figures
-    log = (root / "metrics/train_log.csv").read_text().splitlines()
-    assert log[0].startswith("step,epoch,train_loss")
+    log = (root / "metrics/live/plots/metrics/train_loss.tsv").read_text().splitlines()  # dvclive
+    assert log[0] == "step\ttrain_loss"
     assert len(log) > 3
 
 

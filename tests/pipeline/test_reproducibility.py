@@ -29,11 +29,11 @@ def test_same_seed_on_cpu_gives_the_same_training(shared, tmp_path):
 
     def outcome(project: Path) -> dict:
         return {"train.json": json.loads((project / "metrics/train.json").read_text()),
-                "log": (project / "metrics/train_log.csv").read_text(),
+                "log": (project / "metrics/live/plots/metrics/train_loss.tsv").read_text(),
                 "weights": hashlib.sha256((project / "models/model/model.safetensors").read_bytes()).hexdigest()}
 
     def train_on_cpu() -> dict:
-        remove(root, "models/model", "metrics/train.json", "metrics/train_log.csv")
+        remove(root, "models/model", "metrics/train.json", "metrics/live")
         result = stage(root, "train", CUDA_VISIBLE_DEVICES="")
         assert result.returncode == 0, result.stderr[-5000:]
         return outcome(root)

@@ -1,0 +1,156 @@
+"""MLflow conventions: where a run came from, what data it used, which model it made, and the registry.
+
+* **Source tags** (``mlflow.user``, ``mlflow.source.name``, ``mlflow.source.type``,
+  ``mlflow.source.git.commit``): the tags MLflow's own ``start_run`` sets, which the UI shows as the run's
+  source and commit.
+* **Dataset inputs**: the train, validation and test splits as MLflow datasets (sample ids and labels;
+  digest = the processed data and split hash + the split name; source = the processed data folder), logged
+  as run inputs with the contexts ``training``, ``validation``, ``testing``.
+* **Logged model**: the pyfunc model ``train`` logs is an MLflow ``LoggedModel``; ``evaluate`` links the
+  test metrics to it (and to the test dataset) and finds it again by its source run.
+* **Model registry**: with ``tracking.register: <name>`` (default ``metallo``; empty = off) ``evaluate``
+  registers the model as a new version of ``<name>``, tags the version with its test metrics and points
+  the alias :data:`BEST_ALIAS` at the version with the lowest test RMSE.
+* **Run lookup**: the run is tagged with the digest of the weights it produced (``metallo.model_digest``),
+  so ``evaluate`` finds the run of the model it evaluates even when DVC restored ``models/model`` from its
+  run cache and the untracked ``models/run.json`` is stale or missing.
+
+Every call goes through the :class:`~metallo.training.tracking.Tracker`'s failure policy: an MLflow error
+warns once and the pipeline carries on.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from metallo.io import sha256_file
+
+MODEL_DIGEST_TAG = "metallo.model_digest"
+#: Alias of the registered version with the lowest test RMSE.
+BEST_ALIAS = "best"
+#: Split name → MLflow's dataset context.
+CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+WEIGHTS_FILE = "model.safetensors"
+
+
+def model_digest(model_dir: str | os.PathLike) -> str:
+    """sha256 of the model's weights (``model.safetensors``); ``""`` when there are none."""
+    weights = Path(model_dir) / WEIGHTS_FILE
+    return sha256_file(weights) if weights.is_file() else ""
+
+
+def entry_point() -> str:
+    """The script that runs (``stages/train.py`` under DVC), relative to the working folder when inside it."""
+    script = Path(sys.argv[0] or "metallo").resolve()
+    try:
+        return script.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return script.name
+
+
+def source_tags(commit: str = "") -> dict[str, str]:
+    """MLflow's standard source tags for this process (user, source name and type, git commit)."""
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME
+
+    tags = {MLFLOW_SOURCE_NAME: entry_point(), **({MLFLOW_GIT_COMMIT: commit} if commit else {})}
+    return {key: str(value) for key, value in resolve_tags(tags).items()}
+
+
+def split_datasets(datasets: Mapping[str, Any], source: str | os.PathLike, data_digest: str) -> dict[str, Any]:
+    """One MLflow dataset per split (``sample_id``, ``dos``), named by the split."""
+    import mlflow.data
+    import pandas as pd
+
+    out = {}
+    for split, dataset in datasets.items():
+        frame = pd.DataFrame({"sample_id": list(dataset.sample_ids), "dos": dataset.labels.astype("float64")})
+        digest = hashlib.sha256(f"{data_digest}:{split}".encode()).hexdigest()[:10]
+        out[split] = mlflow.data.from_pandas(frame, source=str(Path(source).resolve()), targets="dos",
+                                             name=split, digest=digest)
+    return out
+
+
+def log_datasets(tracker, datasets: Mapping[str, Any]) -> None:
+    """Log the splits' MLflow datasets as inputs of the tracker's run (``mlflow.data.context`` tags)."""
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
+              for split, dataset in datasets.items()]
+    tracker.call("log the datasets", lambda: tracker.client().log_inputs(tracker.run_id, datasets=inputs))
+
+
+def find_run(tracker, digest: str) -> str | None:
+    """The newest run of the tracker's experiment tagged with the model digest ``digest``."""
+    def _find() -> str | None:
+        client = tracker.client()
+        experiment = client.get_experiment_by_name(tracker.experiment)
+        if experiment is None or not digest:
+            return None
+        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{MODEL_DIGEST_TAG}` = '{digest}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    return tracker.call("look up the run of this model", _find)
+
+
+def find_logged_model(tracker) -> str | None:
+    """The id of the LoggedModel the tracker's run produced (the pyfunc model), or ``None``."""
+    def _find() -> str | None:
+        client = tracker.client()
+        run = client.get_run(tracker.run_id)
+        models = client.search_logged_models([run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{tracker.run_id}'")
+        return models[0].model_id if models else None
+
+    return tracker.call("look up the logged model", _find)
+
+
+def unlogged(tracker, metrics: Mapping[str, float | None]) -> dict[str, float]:
+    """The finite ``metrics`` the run does not hold yet with that value (a re-evaluation of the same model
+    logs nothing twice: one value per metric and step)."""
+    run = tracker.call("read the run", lambda: tracker.client().get_run(tracker.run_id))
+    logged = run.data.metrics if run else {}
+    return {key: float(value) for key, value in metrics.items()
+            if value is not None and math.isfinite(value) and logged.get(key) != float(value)}
+
+
+def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | None, dataset=None) -> None:
+    """Log ``metrics`` (step 0) to the run, linked to the LoggedModel ``model_id`` and to ``dataset``."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    values = [Metric(key, value, now, 0, model_id=model_id, run_id=tracker.run_id,
+                     dataset_name=getattr(dataset, "name", None), dataset_digest=getattr(dataset, "digest", None))
+              for key, value in unlogged(tracker, metrics).items()]
+    if values:
+        tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
+
+
+def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, float]) -> str | None:
+    """Register ``model_id`` as a version of ``name`` (once per run), tag it with ``metrics`` and move the
+    :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
+    def _register() -> str:
+        client = tracker.client()
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name, description="Metallo DOS regressors (registered by `evaluate`).")
+        existing = client.search_model_versions(f"name = '{name}' and run_id = '{tracker.run_id}'")
+        version = existing[0] if existing else client.create_model_version(
+            name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id)
+        for key, value in metrics.items():
+            if value is not None and value == value:
+                client.set_model_version_tag(name, version.version, key, f"{float(value):.6g}")
+        best = min(client.search_model_versions(f"name = '{name}'"),
+                   key=lambda v: float(v.tags.get("test_rmse", "inf")))
+        client.set_registered_model_alias(name, BEST_ALIAS, best.version)
+        return str(version.version)
+
+    return tracker.call(f"register the model as {name!r}", _register)
