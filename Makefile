@@ -35,7 +35,7 @@ repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m metallo.project summary
 
-test: $(STAMP)
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

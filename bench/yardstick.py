@@ -8,6 +8,7 @@ by metallo.data.variants), then `metallo compare` runs every model × seed with 
 params.yaml plus only the data set's documented shape and split params (as a new user would set
 them) and the --set overrides. Prints one mean ± sd table per data set; writes all runs as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,14 @@ def prepare(name: str, data_dir: Path, params: dict) -> list[str]:
     info_file = folder / "dataset.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else make_variant(folder, name, seed=0)
     data, split = info["data"], info["split"]
-    return [f"ingest.raw_dir={folder}", f"data.n_spectra={data['n_spectra']}",
-            f"data.spectrum_length={data['spectrum_length']}", f"data.grid={json.dumps(data['grid'])}",
-            f"split.train_slices={json.dumps(split['train_slices'])}",
-            f"split.test_slices={json.dumps(split['test_slices'])}"]
+    return [
+        f"ingest.raw_dir={folder}",
+        f"data.n_spectra={data['n_spectra']}",
+        f"data.spectrum_length={data['spectrum_length']}",
+        f"data.grid={json.dumps(data['grid'])}",
+        f"split.train_slices={json.dumps(split['train_slices'])}",
+        f"split.test_slices={json.dumps(split['test_slices'])}",
+    ]
 
 
 def main() -> None:
@@ -60,8 +65,12 @@ def main() -> None:
     for name in args.datasets:
         started = time.perf_counter()
         overrides = [*prepare(name, args.data_dir, params), *args.set]
-        result = run_compare(apply_overrides(params, overrides), models=args.models.split(","), seeds=args.seeds,
-                             work_dir=args.work_dir / name)
+        result = run_compare(
+            apply_overrides(params, overrides),
+            models=args.models.split(","),
+            seeds=args.seeds,
+            work_dir=args.work_dir / name,
+        )
         result.update(overrides=overrides, wall_s=round(time.perf_counter() - started, 1))
         results[name] = result
         write_json(args.out, results)

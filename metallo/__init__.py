@@ -16,6 +16,7 @@ imported, and otherwise as soon as it is (an import hook, :class:`_RegisterWithT
     result = predict("models/model", "new/manifest.csv")
     print(result.predictions)
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -33,8 +34,10 @@ def register_auto_classes() -> None:
     AutoModel; ``metallo.processing``: AutoImageProcessor and, through the configs, the models). When one
     of them is being imported right now (it is what imported ``transformers``), it will do so itself.
     """
-    if any(getattr(getattr(sys.modules.get(name), "__spec__", None), "_initializing", False)
-           for name in ("metallo.models", "metallo.processing")):
+    if any(
+        getattr(getattr(sys.modules.get(name), "__spec__", None), "_initializing", False)
+        for name in ("metallo.models", "metallo.processing")
+    ):
         return
     import metallo.models  # noqa: F401
     import metallo.processing  # noqa: F401

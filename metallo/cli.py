@@ -3,6 +3,7 @@
 Stage commands run exactly what ``dvc repro`` runs for that stage (same functions, same
 params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
 """
+
 # Building the parser imports neither torch nor transformers (seconds): each command imports what it
 # needs when it runs (tests/pipeline/test_cli_fast.py checks it).
 from __future__ import annotations
@@ -19,8 +20,17 @@ from metallo.params import PARAMS_FILE, load_params
 UI_HOST = "127.0.0.1"
 BENCH_TEXT = "benchmark the input pipeline, the training step and the training loop"
 #: Integer options that must be positive wherever a command has them (bench's are defined in metallo.bench).
-POSITIVE_OPTIONS = ("batch_size", "steps", "passes", "samples", "image_size", "resize", "model_image_size",
-                    "spectra_length", "port")
+POSITIVE_OPTIONS = (
+    "batch_size",
+    "steps",
+    "passes",
+    "samples",
+    "image_size",
+    "resize",
+    "model_image_size",
+    "spectra_length",
+    "port",
+)
 #: Integer options that may be 0 but not negative.
 NON_NEGATIVE_OPTIONS = ("workers", "warmup_steps")
 
@@ -29,7 +39,11 @@ def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     """Refuse ``--batch-size 0`` and the like with argparse's one-line usage error (exit 2)."""
     for name in POSITIVE_OPTIONS + NON_NEGATIVE_OPTIONS:
         value = getattr(args, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE_OPTIONS)):
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (value < 0 or (value == 0 and name in POSITIVE_OPTIONS))
+        ):
             kind = "a positive integer" if name in POSITIVE_OPTIONS else "0 or a positive integer"
             parser.error(f"argument --{name.replace('_', '-')}: must be {kind}; got {value}")
 
@@ -45,20 +59,43 @@ def _stage(module: str, function: str) -> Callable[[argparse.Namespace], None]:
 
 #: name -> (module, function, params sections read, one-line help)
 STAGES = {
-    "synth": ("metallo.data.synthesize", "run_synthesize", "synthesize, data",
-              "generate the demo raw data set in data/synthetic"),
-    "ingest": ("metallo.data.ingest", "run_ingest", "ingest, data",
-               "validate ingest.raw_dir/manifest.csv; write data/interim and metrics/ingest.json"),
-    "convert": ("metallo.data.convert", "run_convert", "convert, ingest.raw_dir, data",
-                "decode accepted samples into data/processed/*.npy"),
-    "split": ("metallo.data.split", "run_split", "split",
-              "assign train/val/test and write train-only statistics to data/split"),
-    "train": ("metallo.training.train", "run_train",
-              "model, preprocess, train, tracking.experiment, data, convert, ingest.raw_dir, split",
-              "train the model with transformers.Trainer; write models/model (with a model card), metrics/train.json "
-              "and the live training curve in metrics/live"),
-    "evaluate": ("metallo.evaluation", "run_evaluate", "evaluate, tracking, train.report_to, data.wavelengths",
-                 "predict the test split; write metrics/eval.json, predictions and figures; register the model"),
+    "synth": (
+        "metallo.data.synthesize",
+        "run_synthesize",
+        "synthesize, data",
+        "generate the demo raw data set in data/synthetic",
+    ),
+    "ingest": (
+        "metallo.data.ingest",
+        "run_ingest",
+        "ingest, data",
+        "validate ingest.raw_dir/manifest.csv; write data/interim and metrics/ingest.json",
+    ),
+    "convert": (
+        "metallo.data.convert",
+        "run_convert",
+        "convert, ingest.raw_dir, data",
+        "decode accepted samples into data/processed/*.npy",
+    ),
+    "split": (
+        "metallo.data.split",
+        "run_split",
+        "split",
+        "assign train/val/test and write train-only statistics to data/split",
+    ),
+    "train": (
+        "metallo.training.train",
+        "run_train",
+        "model, preprocess, train, tracking.experiment, data, convert, ingest.raw_dir, split",
+        "train the model with transformers.Trainer; write models/model (with a model card), metrics/train.json "
+        "and the live training curve in metrics/live",
+    ),
+    "evaluate": (
+        "metallo.evaluation",
+        "run_evaluate",
+        "evaluate, tracking, train.report_to, data.wavelengths",
+        "predict the test split; write metrics/eval.json, predictions and figures; register the model",
+    ),
 }
 
 
@@ -69,9 +106,11 @@ def check_predict_manifest(manifest: str) -> None:
     path = Path(manifest)
     if not (path / "manifest.csv" if path.is_dir() else path).is_file():
         what = f"{path} holds no manifest.csv" if path.is_dir() else f"{path} not found"
-        raise MetalloError(f"{what}. Pass --manifest the CSV that lists the new samples (columns sample_id, "
-                           "slice_id, image, spectra, optional dos; paths relative to its folder), or the folder "
-                           "holding it as manifest.csv.")
+        raise MetalloError(
+            f"{what}. Pass --manifest the CSV that lists the new samples (columns sample_id, "
+            "slice_id, image, spectra, optional dos; paths relative to its folder), or the folder "
+            "holding it as manifest.csv."
+        )
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -82,22 +121,31 @@ def _predict(args: argparse.Namespace) -> None:
 
     quiet_libraries()
 
-    result = predict(args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size,
-                     interval=args.interval)
+    result = predict(
+        args.model, args.manifest, on_error=args.on_error, batch_size=args.batch_size, interval=args.interval
+    )
     out = write_predictions(result, args.out)
     print(f"predict: {result.summary()} -> {out}")
     if len(result.rejected):
         print(f"rejected rows (also in {out.with_suffix('.rejected.csv')}):\n{format_rejections(result.rejected)}")
     if result.predictions.empty:
-        raise MetalloError(f"no row of {args.manifest} could be predicted: every row was rejected (listed above). "
-                           "Fix the rows, then run predict again.")
+        raise MetalloError(
+            f"no row of {args.manifest} could be predicted: every row was rejected (listed above). "
+            "Fix the rows, then run predict again."
+        )
 
 
 def _compare(args: argparse.Namespace) -> None:
     from metallo.compare import compare_command
 
-    compare_command(load_params(args.params), models=[m.strip() for m in args.models.split(",") if m.strip()],
-                    seeds=args.seeds, work_dir=args.work_dir, out=args.out, overrides=args.set)
+    compare_command(
+        load_params(args.params),
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        seeds=args.seeds,
+        work_dir=args.work_dir,
+        out=args.out,
+        overrides=args.set,
+    )
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -110,8 +158,20 @@ def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
     from metallo.training.tracking import artifact_root, tracking_uri
 
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
-            "--default-artifact-root", artifact_root(), "--host", UI_HOST, "--port", str(int(port))]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(),
+        "--default-artifact-root",
+        artifact_root(),
+        "--host",
+        UI_HOST,
+        "--port",
+        str(int(port)),
+    ]
 
 
 def _ui(args: argparse.Namespace) -> None:
@@ -123,43 +183,76 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metallo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="metallo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"metallo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, function, sections, text) in STAGES.items():
-        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
         p.set_defaults(func=_stage(module, function))
 
-    p = sub.add_parser("predict", help="predict DOS for a new manifest (dos column optional)",
-                       description="Validate a manifest exactly as ingest does, apply the training geometry, and "
-                                   "write sample_id,dos_pred. Rejected rows are reported and written beside --out.")
-    p.add_argument("--model", default="models/model", help="model directory from the train stage (default: %(default)s)")
+    p = sub.add_parser(
+        "predict",
+        help="predict DOS for a new manifest (dos column optional)",
+        description="Validate a manifest exactly as ingest does, apply the training geometry, and "
+        "write sample_id,dos_pred. Rejected rows are reported and written beside --out.",
+    )
+    p.add_argument(
+        "--model", default="models/model", help="model directory from the train stage (default: %(default)s)"
+    )
     p.add_argument("--manifest", required=True, help="manifest.csv of the new samples (paths relative to its folder)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default: %(default)s)")
-    p.add_argument("--on-error", choices=("skip", "fail"), default="skip",
-                   help="skip: predict the valid rows and report the rest; fail: stop if any row is invalid")
+    p.add_argument(
+        "--on-error",
+        choices=("skip", "fail"),
+        default="skip",
+        help="skip: predict the valid rows and report the rest; fail: stop if any row is invalid",
+    )
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--interval", type=float, default=0.9,
-                   help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=0.9,
+        help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)",
+    )
     p.set_defaults(func=_predict)
 
     # bench's options need the model registry (torch): its own parser is built when `metallo bench` runs.
     sub.add_parser("bench", help=BENCH_TEXT, add_help=False).set_defaults(func=None)
 
     text = "train and evaluate several models over several seeds; mean ± sd beside the baselines"
-    p = sub.add_parser("compare", help=text, description=f"{text[0].upper()}{text[1:]}.\nReads every params "
-                       "section; runs the stages in --work-dir with MLflow off.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "compare",
+        help=text,
+        description=f"{text[0].upper()}{text[1:]}.\nReads every params "
+        "section; runs the stages in --work-dir with MLflow off.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
-    p.add_argument("--models", default="metallonet,toynet,classical",
-                   help="comma-separated model names (default: %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="seeds; each sets split.seed and train.seed (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a param for these runs, as dvc exp run -S (repeatable)")
+    p.add_argument(
+        "--models", default="metallonet,toynet,classical", help="comma-separated model names (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="seeds; each sets split.seed and train.seed (default: %(default)s)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a param for these runs, as dvc exp run -S (repeatable)",
+    )
     p.add_argument("--work-dir", default="compare-runs", help="scratch folder for the runs (default: %(default)s)")
     p.add_argument("--out", default=None, help="write all results as JSON here")
     p.set_defaults(func=_compare)
@@ -180,8 +273,9 @@ def bench_parser() -> argparse.ArgumentParser:
     """``metallo bench``'s own parser (imports the benchmark, hence torch)."""
     from metallo.bench import add_arguments
 
-    return add_arguments(argparse.ArgumentParser(prog="metallo bench",
-                                                 description=f"{BENCH_TEXT[0].upper()}{BENCH_TEXT[1:]}."))
+    return add_arguments(
+        argparse.ArgumentParser(prog="metallo bench", description=f"{BENCH_TEXT[0].upper()}{BENCH_TEXT[1:]}.")
+    )
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:

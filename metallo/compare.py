@@ -6,6 +6,7 @@ runs, in a scratch folder, with MLflow off. Every evaluation also fits the class
 mean baselines on the same split, so each table row set shares its test slices. Use it to
 choose defaults on your own data before you commit to one (``docs/results.md`` holds ours).
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,15 +46,24 @@ def apply_overrides(params: dict, overrides: Iterable[str]) -> dict:
 
 def _paths(work: Path, *parts: str) -> Paths:
     run = work.joinpath(*parts)
-    return Paths(synthetic=work / "synthetic", interim=work / "interim", processed=work / "processed",
-                 split=work / "split" / parts[0], model=run / "model", checkpoints=run / "checkpoints",
-                 metrics=run / "metrics")
+    return Paths(
+        synthetic=work / "synthetic",
+        interim=work / "interim",
+        processed=work / "processed",
+        split=work / "split" / parts[0],
+        model=run / "model",
+        checkpoints=run / "checkpoints",
+        metrics=run / "metrics",
+    )
 
 
 def _mean_sd(values: list[float]) -> dict[str, float | None]:
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    return {"mean": statistics.fmean(finite) if finite else None,
-            "sd": statistics.stdev(finite) if len(finite) > 1 else None, "n": len(finite)}
+    return {
+        "mean": statistics.fmean(finite) if finite else None,
+        "sd": statistics.stdev(finite) if len(finite) > 1 else None,
+        "n": len(finite),
+    }
 
 
 def run_compare(params: dict, *, models: list[str], seeds: list[int], work_dir: str | os.PathLike) -> dict[str, Any]:
@@ -82,10 +92,16 @@ def run_compare(params: dict, *, models: list[str], seeds: list[int], work_dir: 
             run_train(apply_overrides(seeded, [f"model.name={name}"]), paths)
             train_s = time.perf_counter() - started
             report = run_evaluate(seeded, paths)
-            runs.append({"model": name, "seed": seed, "train_s": round(train_s, 1),
-                         **{m: report[m] for m in METRICS},
-                         "baselines": {b: {m: v[m] for m in METRICS} for b, v in report["baselines"].items()},
-                         "interval_coverage": (report.get("interval") or {}).get("coverage")})
+            runs.append(
+                {
+                    "model": name,
+                    "seed": seed,
+                    "train_s": round(train_s, 1),
+                    **{m: report[m] for m in METRICS},
+                    "baselines": {b: {m: v[m] for m in METRICS} for b, v in report["baselines"].items()},
+                    "interval_coverage": (report.get("interval") or {}).get("coverage"),
+                }
+            )
     return {"models": models, "seeds": seeds, "runs": runs, "summary": summarise(runs)}
 
 
@@ -106,6 +122,7 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
 
 def format_table(summary: dict[str, dict]) -> str:
     """Markdown table: one row per model / baseline, mean ± sd over seeds."""
+
     def cell(stat: dict, spec: str) -> str:
         if stat.get("mean") is None:
             return "—"
@@ -115,13 +132,16 @@ def format_table(summary: dict[str, dict]) -> str:
     lines = ["| model | test R² | test RMSE | test MAE | train time (s) | seeds |", "|---|---:|---:|---:|---:|---:|"]
     for row, stats in summary.items():
         train = cell(stats["train_s"], ".0f") if "train_s" in stats else "—"
-        lines.append(f"| {row} | {cell(stats['r2'], '.3f')} | {cell(stats['rmse'], '.4g')} | "
-                     f"{cell(stats['mae'], '.4g')} | {train} | {stats['r2']['n']} |")
+        lines.append(
+            f"| {row} | {cell(stats['r2'], '.3f')} | {cell(stats['rmse'], '.4g')} | "
+            f"{cell(stats['mae'], '.4g')} | {train} | {stats['r2']['n']} |"
+        )
     return "\n".join(lines)
 
 
-def compare_command(params: dict, *, models: list[str], seeds: list[int], work_dir: str, out: str | None,
-                    overrides: list[str]) -> dict[str, Any]:
+def compare_command(
+    params: dict, *, models: list[str], seeds: list[int], work_dir: str, out: str | None, overrides: list[str]
+) -> dict[str, Any]:
     """What ``metallo compare`` runs: overrides, the runs, the table on stdout, JSON to ``out``."""
     result = run_compare(apply_overrides(params, overrides), models=models, seeds=seeds, work_dir=work_dir)
     result["overrides"] = list(overrides)

@@ -4,6 +4,7 @@ Anything a user can fix (a bad param, a missing folder, a malformed manifest) ra
 :class:`MetalloError` with a message that says what is wrong and what to do. Entry points
 (stage scripts, the CLI) print that message without a traceback and exit non-zero.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ MLflow: the test metrics are logged into the run that trained the model (found t
 to the run's LoggedModel and to the test dataset; with ``tracking.register`` the model is registered (see
 :mod:`metallo.training.lineage`).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,12 @@ def prediction_interval(paths: Paths, y_true: np.ndarray, y_pred: np.ndarray, le
     residuals = load_calibration(paths.model)
     halfwidth = conformal_halfwidth(residuals, level) if residuals is not None else math.nan
     lower, upper = y_pred - halfwidth, y_pred + halfwidth
-    summary = {"level": level, "halfwidth": halfwidth, "coverage": coverage(y_true, lower, upper),
-               "calibration_n": int(len(residuals)) if residuals is not None else 0}
+    summary = {
+        "level": level,
+        "halfwidth": halfwidth,
+        "coverage": coverage(y_true, lower, upper),
+        "calibration_n": int(len(residuals)) if residuals is not None else 0,
+    }
     return {"summary": _finite_or_none(summary), "lower": lower.astype(np.float64), "upper": upper.astype(np.float64)}
 
 
@@ -60,46 +65,93 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         raise MetalloError("the test split is empty: no sample has a slice_id in split.test_slices.")
     images, spectra = test.arrays()
     wants_attention = getattr(model.config, "explanation_maps", False)
-    y_pred, attention = predict_arrays(model, processor, images.numpy(), spectra.numpy(),
-                                       batch_size=int(cfg["batch_size"]), return_attention=wants_attention)
+    y_pred, attention = predict_arrays(
+        model,
+        processor,
+        images.numpy(),
+        spectra.numpy(),
+        batch_size=int(cfg["batch_size"]),
+        return_attention=wants_attention,
+    )
     y_true = test.labels.astype(np.float64)
     metrics = regression_metrics(y_true, y_pred)
     baselines = baseline_metrics(load_stats(paths), splits["train"], test, model.config, processor)
     interval = prediction_interval(paths, y_true, y_pred, float(cfg.get("interval", 0.9)))
-    report = {**_finite_or_none(metrics), "n": int(len(y_true)), "interval": interval["summary"],
-              "baselines": {name: _finite_or_none(values) for name, values in baselines.items()}}
+    report = {
+        **_finite_or_none(metrics),
+        "n": int(len(y_true)),
+        "interval": interval["summary"],
+        "baselines": {name: _finite_or_none(values) for name, values in baselines.items()},
+    }
     write_json(paths.metrics / "eval.json", report)
     y_pred = y_pred.astype(np.float64)
-    write_csv(paths.metrics / "predictions.csv",
-              pd.DataFrame({"sample_id": test.sample_ids, "y_true": y_true, "y_pred": y_pred,
-                            "residual": y_pred - y_true, "y_lower": interval["lower"], "y_upper": interval["upper"]}),
-              float_format="%.6g")
+    write_csv(
+        paths.metrics / "predictions.csv",
+        pd.DataFrame(
+            {
+                "sample_id": test.sample_ids,
+                "y_true": y_true,
+                "y_pred": y_pred,
+                "residual": y_pred - y_true,
+                "y_lower": interval["lower"],
+                "y_upper": interval["upper"],
+            }
+        ),
+        float_format="%.6g",
+    )
 
     out = paths.metrics / "figures"
     extents = grid_extents(paths.processed)[test.index]  # where each test sample's grid lies in its image
-    written = [figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
-               figures.residual_histogram(y_true, y_pred, out / "residuals.png"),
-               figures.residuals_vs_true(y_true, y_pred, out / "residuals_vs_true.png"),
-               figures.spectra_on_grid(images[0].numpy(), spectra[0].numpy(), tuple(model.config.grid),
-                                       test.sample_ids[0], out / "spectra_grid.png", wavelengths=wavelengths,
-                                       extent=tuple(extents[0]))]
+    written = [
+        figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
+        figures.residual_histogram(y_true, y_pred, out / "residuals.png"),
+        figures.residuals_vs_true(y_true, y_pred, out / "residuals_vs_true.png"),
+        figures.spectra_on_grid(
+            images[0].numpy(),
+            spectra[0].numpy(),
+            tuple(model.config.grid),
+            test.sample_ids[0],
+            out / "spectra_grid.png",
+            wavelengths=wavelengths,
+            extent=tuple(extents[0]),
+        ),
+    ]
     if attention is not None:
         k = min(int(cfg["attention_examples"]), len(y_true))
         if getattr(model.config, "fusion", None) == "grid":
-            written.append(figures.cell_contribution_montage(images[:k].numpy(), attention[:k], extents[:k], y_true[:k],
-                                                             y_pred[:k], test.sample_ids[:k], out / "cells.png"))
+            written.append(
+                figures.cell_contribution_montage(
+                    images[:k].numpy(),
+                    attention[:k],
+                    extents[:k],
+                    y_true[:k],
+                    y_pred[:k],
+                    test.sample_ids[:k],
+                    out / "cells.png",
+                )
+            )
         else:
-            written.append(figures.attention_montage(images[:k].numpy(), attention[:k], y_true[:k], y_pred[:k],
-                                                     test.sample_ids[:k], out / "attention.png",
-                                                     model_image_size=int(model.config.image_size)))
+            written.append(
+                figures.attention_montage(
+                    images[:k].numpy(),
+                    attention[:k],
+                    y_true[:k],
+                    y_pred[:k],
+                    test.sample_ids[:k],
+                    out / "attention.png",
+                    model_image_size=int(model.config.image_size),
+                )
+            )
     for stale in set(out.glob("*.png")) - set(written):
         stale.unlink()
 
     log_to_mlflow(params, paths, metrics, baselines, interval["summary"], test)
-    print(f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, "
-          f"n={len(y_true)}; "
-          f"classical baseline R² {baselines['classical']['r2']:.3f}, mean baseline RMSE "
-          f"{baselines['mean']['rmse']:.4g} -> {paths.metrics / 'eval.json'}")
+    print(
+        f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, "
+        f"n={len(y_true)}; "
+        f"classical baseline R² {baselines['classical']['r2']:.3f}, mean baseline RMSE "
+        f"{baselines['mean']['rmse']:.4g} -> {paths.metrics / 'eval.json'}"
+    )
     return report
 
 
@@ -122,8 +174,10 @@ def open_train_run(params: dict, paths: Paths) -> Tracker:
     tracker.run_id = lineage.find_run(tracker, digest)
     if tracker.run_id is None:
         if tracker.enabled:
-            print(f"evaluate: no MLflow run in {tracker.uri} trained this model; the test metrics are in "
-                  f"{paths.metrics / 'eval.json'} only")
+            print(
+                f"evaluate: no MLflow run in {tracker.uri} trained this model; the test metrics are in "
+                f"{paths.metrics / 'eval.json'} only"
+            )
         tracker.enabled = False
     return tracker
 
@@ -137,8 +191,9 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     model_id = lineage.find_logged_model(tracker)
     run = tracker.call("read the run", lambda: tracker.client().get_run(tracker.run_id))
     data_digest = run.data.tags.get("data.hash", "") if run else ""
-    datasets = tracker.call("describe the test dataset",
-                            lambda: lineage.split_datasets({"test": test}, paths.processed, data_digest))
+    datasets = tracker.call(
+        "describe the test dataset", lambda: lineage.split_datasets({"test": test}, paths.processed, data_digest)
+    )
     test_metrics = {f"test_{k}": v for k, v in metrics.items()}
     lineage.log_model_metrics(tracker, test_metrics, model_id, (datasets or {}).get("test"))
     others = {f"{name}_baseline_test_{k}": v for name, values in baselines.items() for k, v in values.items()}
@@ -151,5 +206,7 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     if name and model_id:
         version = lineage.register_model(tracker, name, model_id, test_metrics)
         if version:
-            print(f"evaluate: registered as {name!r} version {version} in the MLflow Model Registry "
-                  f"(alias {lineage.BEST_ALIAS!r} = lowest test RMSE)")
+            print(
+                f"evaluate: registered as {name!r} version {version} in the MLflow Model Registry "
+                f"(alias {lineage.BEST_ALIAS!r} = lowest test RMSE)"
+            )

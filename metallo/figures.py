@@ -2,6 +2,7 @@
 
 All functions take arrays and a path, write one PNG, and return the path (Agg backend, no display).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,9 +34,13 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, metrics: dict, pat
     lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="identity (prediction = truth)")
-    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), xlabel="true DOS (label units)",
-           ylabel="predicted DOS (label units)",
-           title=f"Test: R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.3g}, n={len(y_true)}")
+    ax.set(
+        xlim=(lo - pad, hi + pad),
+        ylim=(lo - pad, hi + pad),
+        xlabel="true DOS (label units)",
+        ylabel="predicted DOS (label units)",
+        title=f"Test: R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.3g}, n={len(y_true)}",
+    )
     ax.set_aspect("equal")
     ax.legend(loc="upper left")
     return _save(fig, path)
@@ -47,8 +52,11 @@ def residual_histogram(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.Pa
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.hist(residuals, bins=min(30, max(5, len(residuals) // 4)), color="tab:blue", alpha=0.8)
     ax.axvline(0, color="k", lw=1)
-    ax.set(xlabel="predicted − true DOS (label units)", ylabel="test samples",
-           title=f"Residuals: mean {residuals.mean():+.3g}, sd {residuals.std():.3g}")
+    ax.set(
+        xlabel="predicted − true DOS (label units)",
+        ylabel="test samples",
+        title=f"Residuals: mean {residuals.mean():+.3g}, sd {residuals.std():.3g}",
+    )
     return _save(fig, path)
 
 
@@ -58,15 +66,25 @@ def residuals_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.Pat
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.scatter(y_true, residuals, s=14, alpha=0.75, edgecolors="none")
     ax.axhline(0, color="k", lw=1, ls="--", label="no error")
-    ax.set(xlabel="true DOS (label units)", ylabel="predicted − true DOS (label units)",
-           title=f"Residuals vs true DOS (test, n={len(y_true)})")
+    ax.set(
+        xlabel="true DOS (label units)",
+        ylabel="predicted − true DOS (label units)",
+        title=f"Residuals vs true DOS (test, n={len(y_true)})",
+    )
     ax.legend(loc="upper right")
     return _save(fig, path)
 
 
-def attention_montage(images: np.ndarray, attention: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                      sample_ids: list[str], path: str | os.PathLike, columns: int = 4,
-                      model_image_size: int | None = None) -> Path:
+def attention_montage(
+    images: np.ndarray,
+    attention: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    sample_ids: list[str],
+    path: str | os.PathLike,
+    columns: int = 4,
+    model_image_size: int | None = None,
+) -> Path:
     """Micrographs with MetalloNet's spatial-attention map overlaid; true/predicted DOS in each caption.
 
     The map is the sigmoid weight (0..1) on the ResNet trunk's last feature map (stride 32: 4×4 for a
@@ -86,20 +104,31 @@ def attention_montage(images: np.ndarray, attention: np.ndarray, y_true: np.ndar
     for i, ax in enumerate(axes.ravel()[:n]):
         height, width = images[i].shape[:2]
         ax.imshow(images[i])
-        shown = ax.imshow(attention[i], cmap="inferno", norm=norm, alpha=0.5, extent=(0, width, height, 0),
-                          interpolation="nearest")
+        shown = ax.imshow(
+            attention[i], cmap="inferno", norm=norm, alpha=0.5, extent=(0, width, height, 0), interpolation="nearest"
+        )
         ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.3g} · pred {y_pred[i]:.3g}", fontsize=9)
     map_h, map_w = attention.shape[-2:]
-    cell = f"; one cell = {model_image_size / map_w:.3g} px of the {model_image_size}-px model input" \
-        if model_image_size else ""
+    cell = (
+        f"; one cell = {model_image_size / map_w:.3g} px of the {model_image_size}-px model input"
+        if model_image_size
+        else ""
+    )
     fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="spatial attention weight (0–1)")
     fig.suptitle(f"MetalloNet spatial attention on the {map_h}×{map_w} feature map{cell}", fontsize=11)
     return _save(fig, path)
 
 
-def cell_contribution_montage(images: np.ndarray, contributions: np.ndarray, extents: list, y_true: np.ndarray,
-                              y_pred: np.ndarray, sample_ids: list[str], path: str | os.PathLike,
-                              columns: int = 4) -> Path:
+def cell_contribution_montage(
+    images: np.ndarray,
+    contributions: np.ndarray,
+    extents: list,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    sample_ids: list[str],
+    path: str | os.PathLike,
+    columns: int = 4,
+) -> Path:
     """Micrographs with each measurement cell coloured by its contribution to the prediction.
 
     ``contributions`` is (N, rows, cols) in label units (their mean is the local part of each
@@ -120,8 +149,14 @@ def cell_contribution_montage(images: np.ndarray, contributions: np.ndarray, ext
         height, width = images[i].shape[:2]
         x0, y0, x1, y1 = extents[i]
         ax.imshow(images[i])
-        shown = ax.imshow(contributions[i], cmap="coolwarm", norm=norm, alpha=0.5, interpolation="nearest",
-                          extent=(x0 * width, x1 * width, y1 * height, y0 * height))
+        shown = ax.imshow(
+            contributions[i],
+            cmap="coolwarm",
+            norm=norm,
+            alpha=0.5,
+            interpolation="nearest",
+            extent=(x0 * width, x1 * width, y1 * height, y0 * height),
+        )
         grid_rows, grid_cols = contributions[i].shape
         for r in range(grid_rows + 1):
             y = (y0 + (y1 - y0) * r / grid_rows) * height
@@ -132,14 +167,19 @@ def cell_contribution_montage(images: np.ndarray, contributions: np.ndarray, ext
         ax.set(xlim=(0, width), ylim=(height, 0))
         ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.3g} · pred {y_pred[i]:.3g}", fontsize=9)
     fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="cell contribution to DOS (label units)")
-    fig.suptitle("MetalloNet: contribution of each measured cell (grid outlined; red raises, blue lowers)",
-                 fontsize=11)
+    fig.suptitle("MetalloNet: contribution of each measured cell (grid outlined; red raises, blue lowers)", fontsize=11)
     return _save(fig, path)
 
 
-def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int], sample_id: str,
-                    path: str | os.PathLike, wavelengths: tuple[float, float] | np.ndarray | None = None,
-                    extent: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> Path:
+def spectra_on_grid(
+    image: np.ndarray,
+    spectra: np.ndarray,
+    grid: tuple[int, int],
+    sample_id: str,
+    path: str | os.PathLike,
+    wavelengths: tuple[float, float] | np.ndarray | None = None,
+    extent: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+) -> Path:
     """One sample: its micrograph with the measurement grid, and each spectrum in its grid cell.
 
     ``wavelengths``: ``(first, last)`` in nm (``data.wavelengths``; the points are evenly spaced) or one
@@ -165,8 +205,16 @@ def spectra_on_grid(image: np.ndarray, spectra: np.ndarray, grid: tuple[int, int
         ax_img.plot([xs[c], xs[c]], [ys[0], ys[-1]], color="w", lw=0.8)
     for k in range(rows * cols):
         r, c = divmod(k, cols)
-        ax_img.text((xs[c] + xs[c + 1]) / 2, (ys[r] + ys[r + 1]) / 2, str(k), color="w", ha="center", va="center",
-                    fontsize=8, clip_on=True)
+        ax_img.text(
+            (xs[c] + xs[c + 1]) / 2,
+            (ys[r] + ys[r + 1]) / 2,
+            str(k),
+            color="w",
+            ha="center",
+            va="center",
+            fontsize=8,
+            clip_on=True,
+        )
     ax_img.set(xlim=(0, width), ylim=(height, 0))
     ax_img.set_title(f"{sample_id}: grid {rows}×{cols}, cell k = spectrum k", fontsize=10)
     ax_img.axis("off")

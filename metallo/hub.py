@@ -15,6 +15,7 @@ intended use and limits. ``model.push_to_hub(...)`` and ``processor.push_to_hub(
 Nothing is executed from the repository (no ``auto_map``, no ``trust_remote_code``): the code comes from
 the installed ``metallo`` package.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,11 +24,21 @@ from pathlib import Path
 from typing import Any
 
 CARD_FILE = "README.md"
-SYNTHETIC_NOTE = ("The data are Metallo's synthetic demo set, not measurements: this model demonstrates the "
-                  "pipeline only.")
+SYNTHETIC_NOTE = (
+    "The data are Metallo's synthetic demo set, not measurements: this model demonstrates the pipeline only."
+)
 #: ``train:`` keys shown in the card (the whole params file is in the MLflow run and in git).
-CARD_TRAIN_KEYS = ("num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay",
-                   "lr_scheduler_type", "warmup_steps", "seed", "augment", "early_stopping_patience")
+CARD_TRAIN_KEYS = (
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "learning_rate",
+    "weight_decay",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "seed",
+    "augment",
+    "early_stopping_patience",
+)
 
 
 def _table(rows: Mapping[str, Any]) -> str:
@@ -47,8 +58,9 @@ def card_text(config, params: Mapping[str, Any], summary: Mapping[str, Any], dat
     from huggingface_hub import ModelCardData
 
     name = str((params.get("model") or {}).get("name") or getattr(config, "model_type", "model"))
-    metadata = ModelCardData(library_name="transformers", tags=["metallo", name, "regression", "metallography",
-                                                                  "reflectance-spectroscopy"])
+    metadata = ModelCardData(
+        library_name="transformers", tags=["metallo", name, "regression", "metallography", "reflectance-spectroscopy"]
+    )
     rows, cols = (int(v) for v in config.grid)
     model_params = {k: v for k, v in (params.get("model") or {}).items()}
     train_params = {k: v for k, v in (params.get("train") or {}).items() if k in CARD_TRAIN_KEYS}
@@ -100,7 +112,7 @@ Training (`train:`, selected):
 
 ## Metrics
 
-Best checkpoint on the validation split (model selection; {summary.get('val_samples', '?')} samples), DOS in
+Best checkpoint on the validation split (model selection; {summary.get("val_samples", "?")} samples), DOS in
 label units:
 
 {_table(metrics)}
@@ -117,7 +129,7 @@ from the validation residuals (`calibration.json`, `metallo predict --interval`)
 
 ## Limitations
 
-- Trained on {summary.get('train_samples', '?')} samples; specimens, microscopes or spectrometers unlike the
+- Trained on {summary.get("train_samples", "?")} samples; specimens, microscopes or spectrometers unlike the
   training data shift the predictions, and the intervals assume new samples resemble the validation split
   (the evaluate stage reports the coverage reached on the test specimen).
 - Compare with the classical baseline (ridge on SNV spectra and image statistics) reported by every
@@ -136,16 +148,19 @@ def data_card(params: Mapping[str, Any], summary: Mapping[str, Any], data_digest
     """The "Training data" rows: where the data came from, its digest, the split, the shape."""
     split = params.get("split") or {}
     convert = params.get("convert") or {}
-    return {"raw data folder (ingest.raw_dir)": (params.get("ingest") or {}).get("raw_dir", "?"),
-            "processed data + split digest": data_digest,
-            "train / validation samples": f"{summary.get('train_samples', '?')} / {summary.get('val_samples', '?')}",
-            "training slices (split.train_slices)": split.get("train_slices", "?"),
-            "test slices (split.test_slices)": split.get("test_slices", "?"),
-            "image geometry (convert.fit, convert.crop)": f"{convert.get('fit', '?')}, {convert.get('crop', '?')}"}
+    return {
+        "raw data folder (ingest.raw_dir)": (params.get("ingest") or {}).get("raw_dir", "?"),
+        "processed data + split digest": data_digest,
+        "train / validation samples": f"{summary.get('train_samples', '?')} / {summary.get('val_samples', '?')}",
+        "training slices (split.train_slices)": split.get("train_slices", "?"),
+        "test slices (split.test_slices)": split.get("test_slices", "?"),
+        "image geometry (convert.fit, convert.crop)": f"{convert.get('fit', '?')}, {convert.get('crop', '?')}",
+    }
 
 
-def write_model_card(directory: str | os.PathLike, config, params: Mapping[str, Any], summary: Mapping[str, Any],
-                     paths) -> Path:
+def write_model_card(
+    directory: str | os.PathLike, config, params: Mapping[str, Any], summary: Mapping[str, Any], paths
+) -> Path:
     """Write ``README.md`` (the model card) into the model folder ``directory``."""
     from huggingface_hub import ModelCard
 

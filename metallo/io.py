@@ -4,6 +4,7 @@ Every output is written under a temporary name in its destination folder and mov
 place with :func:`os.replace`, so an interrupted stage never leaves a half-written file
 that DVC or a later stage could take as complete.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -2,6 +2,7 @@
 
 The paths mirror ``dvc.yaml``; every stage reads and writes through :data:`PATHS`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ def wavelength_range(params: dict) -> tuple[float, float] | None:
     try:
         first, last = (float(v) for v in values)
     except (TypeError, ValueError):
-        raise MetalloError(f"data.wavelengths must be [first, last] in nm (e.g. [400, 1000]) or []; "
-                           f"got {values!r}.") from None
+        raise MetalloError(
+            f"data.wavelengths must be [first, last] in nm (e.g. [400, 1000]) or []; got {values!r}."
+        ) from None
     if not first < last:
         raise MetalloError(f"data.wavelengths must rise: [first, last] with first < last; got {values!r}.")
     return first, last
@@ -66,7 +68,9 @@ class DataShape:
         grid = tuple(int(v) for v in data["grid"])
         shape = cls(int(data["n_spectra"]), int(data["spectrum_length"]), grid)
         if len(grid) != 2 or grid[0] * grid[1] != shape.n_spectra:
-            raise MetalloError(f"data.grid {list(grid)} must be [rows, cols] with rows*cols == data.n_spectra ({shape.n_spectra}).")
+            raise MetalloError(
+                f"data.grid {list(grid)} must be [rows, cols] with rows*cols == data.n_spectra ({shape.n_spectra})."
+            )
         return shape
 
     @property

@@ -5,6 +5,7 @@ for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and, on every pla
 watchdog thread exits the worker within :data:`PARENT_POLL_S` once its parent is gone. So a
 ``kill -9`` of a stage never leaves workers blocked on the pool's pipes.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,15 +73,24 @@ def resolve_workers(workers: int | None) -> int:
         return os.cpu_count() or 1
 
 
-def progress(iterable: Iterable[T], *, total: int | None = None, desc: str, unit: str = "sample",
-             enabled: bool | None = None) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], *, total: int | None = None, desc: str, unit: str = "sample", enabled: bool | None = None
+) -> Iterator[T]:
     """A tqdm bar with counts and rate; silent when stderr is not a terminal (CI, DVC logs)."""
     disable = not sys.stderr.isatty() if enabled is None else not enabled
     return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True))
 
 
-def map_ordered(fn: Callable[[T], R], items: list[T], *, workers: int | None = None, desc: str,
-                unit: str = "sample", chunksize: int = 8, show_progress: bool | None = None) -> Iterator[R]:
+def map_ordered(
+    fn: Callable[[T], R],
+    items: list[T],
+    *,
+    workers: int | None = None,
+    desc: str,
+    unit: str = "sample",
+    chunksize: int = 8,
+    show_progress: bool | None = None,
+) -> Iterator[R]:
     """Apply ``fn`` to ``items`` in worker processes, yielding results in input order."""
     n_workers = min(resolve_workers(workers), max(1, len(items)))
     if n_workers == 1:

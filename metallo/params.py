@@ -1,4 +1,5 @@
 """Reading ``params.yaml``: one section per stage, unknown keys refused with a suggestion."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,7 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MetalloError(
-            f"{path} not found. Run Metallo from the project root (the folder holding dvc.yaml), "
-            "or pass --params PATH."
+            f"{path} not found. Run Metallo from the project root (the folder holding dvc.yaml), or pass --params PATH."
         )
     with open(path, encoding="utf-8") as f:
         params = yaml.safe_load(f) or {}
@@ -45,7 +45,8 @@ def check_keys(where: str, given: Iterable[str], allowed: Iterable[str]) -> None
     if unknown:
         lines = [f"  {where}.{key}:{did_you_mean(key, allowed)}" for key in unknown]
         raise MetalloError(
-            f"unknown parameter(s) in '{where}':\n" + "\n".join(lines)
+            f"unknown parameter(s) in '{where}':\n"
+            + "\n".join(lines)
             + f"\nValid keys: {', '.join(sorted(allowed))}. Fix params.yaml or the -S option."
         )
 

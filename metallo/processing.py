@@ -12,6 +12,7 @@ come from ``transformers``, and ``processor(images, spectra=...)`` turns PIL ima
 size plus raw spectra into the model's inputs. Files written before it was one (no ``image_processor_type``
 key) still load.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,14 +97,27 @@ class MetalloProcessor(BaseImageProcessor):
 
     def __post_init__(self) -> None:
         if self.spectra_norm not in SPECTRA_NORMS:
-            raise MetalloError(f"preprocess.spectra must be one of {', '.join(SPECTRA_NORMS)}; got {self.spectra_norm!r}.")
+            raise MetalloError(
+                f"preprocess.spectra must be one of {', '.join(SPECTRA_NORMS)}; got {self.spectra_norm!r}."
+            )
         if self.image_norm not in IMAGE_NORMS:
             raise MetalloError(f"preprocess.image must be one of {', '.join(IMAGE_NORMS)}; got {self.image_norm!r}.")
 
     @classmethod
-    def from_stats(cls, stats: dict, *, image_size: int, resize: int, crop: int, fit: str = "crop",
-                   bit_depth: int = 16, spectra_norm: str = "snv", image_norm: str = "dataset",
-                   std_floor: float = 0.01, raw_copies: bool = False) -> MetalloProcessor:
+    def from_stats(
+        cls,
+        stats: dict,
+        *,
+        image_size: int,
+        resize: int,
+        crop: int,
+        fit: str = "crop",
+        bit_depth: int = 16,
+        spectra_norm: str = "snv",
+        image_norm: str = "dataset",
+        std_floor: float = 0.01,
+        raw_copies: bool = False,
+    ) -> MetalloProcessor:
         """The processor for the train split's ``stats`` (``data/split/stats.json``) and convert's geometry."""
         if spectra_norm == "none":
             length = len(stats["spectra"]["mean"])
@@ -111,17 +125,30 @@ class MetalloProcessor(BaseImageProcessor):
         else:
             key = "spectra_snv" if spectra_norm == "snv" else "spectra"
             if key not in stats:
-                raise MetalloError(f"the split statistics have no {key!r} entry (written by an older split stage); "
-                                   "re-run `dvc repro split`.")
+                raise MetalloError(
+                    f"the split statistics have no {key!r} entry (written by an older split stage); "
+                    "re-run `dvc repro split`."
+                )
             moments = stats[key]
             mean, std = moments["mean"], floored_std(moments["std"], std_floor)
         if image_norm == "none":
             image_mean, image_std = [0.0] * 3, [1.0] * 3
         else:
             image_mean, image_std = stats["image"]["mean"], stats["image"]["std"]
-        return cls(image_mean, image_std, mean, std, image_size=int(image_size), resize=int(resize), crop=int(crop),
-                   fit=str(fit), bit_depth=int(bit_depth), spectra_norm=spectra_norm, image_norm=image_norm,
-                   raw_copies=bool(raw_copies))
+        return cls(
+            image_mean,
+            image_std,
+            mean,
+            std,
+            image_size=int(image_size),
+            resize=int(resize),
+            crop=int(crop),
+            fit=str(fit),
+            bit_depth=int(bit_depth),
+            spectra_norm=spectra_norm,
+            image_norm=image_norm,
+            raw_copies=bool(raw_copies),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields (what ``preprocessor_config.json`` holds) and ``image_processor_type``."""
@@ -169,14 +196,22 @@ class MetalloProcessor(BaseImageProcessor):
         from metallo.data.geometry import Geometry
 
         if return_tensors not in ("pt", None):
-            raise MetalloError(f"MetalloProcessor returns PyTorch tensors only (return_tensors='pt'); "
-                               f"got {return_tensors!r}.")
+            raise MetalloError(
+                f"MetalloProcessor returns PyTorch tensors only (return_tensors='pt'); got {return_tensors!r}."
+            )
         single = isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 3)
         images = [images] if single else list(images)
         geometry = Geometry(resize=self.resize, crop=self.crop, fit=self.fit)
-        pixels = np.stack([geometry.apply(image.convert("RGB") if isinstance(image, Image.Image)
-                                          else Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB"))
-                           for image in images])
+        pixels = np.stack(
+            [
+                geometry.apply(
+                    image.convert("RGB")
+                    if isinstance(image, Image.Image)
+                    else Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+                )
+                for image in images
+            ]
+        )
         batch = {"pixel_values": torch.from_numpy(pixels).to(device or "cpu")}
         if spectra is not None:
             values = np.asarray(spectra, dtype=np.float32)
@@ -187,8 +222,12 @@ class MetalloProcessor(BaseImageProcessor):
         key = str(device)
         if key not in self._buffers:
             as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=device)  # noqa: E731
-            self._buffers[key] = (as_tensor(self.image_mean).view(1, 3, 1, 1), as_tensor(self.image_std).view(1, 3, 1, 1),
-                                  as_tensor(self.spectra_mean), as_tensor(self.spectra_std))
+            self._buffers[key] = (
+                as_tensor(self.image_mean).view(1, 3, 1, 1),
+                as_tensor(self.image_std).view(1, 3, 1, 1),
+                as_tensor(self.spectra_mean),
+                as_tensor(self.spectra_std),
+            )
         return self._buffers[key]
 
     def stored_intensities(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,8 +246,9 @@ class MetalloProcessor(BaseImageProcessor):
     def to_model_size(self, x: torch.Tensor) -> torch.Tensor:
         """float B×3×H×W → B×3×s×s at the model's ``image_size`` (antialiased bilinear)."""
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
+            )
         return x
 
     def intensities(self, pixels: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
@@ -227,8 +267,9 @@ class MetalloProcessor(BaseImageProcessor):
             x = x / level
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
-    def raw_spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,
-                    offset: torch.Tensor | None = None) -> torch.Tensor:
+    def raw_spectra(
+        self, spectra: torch.Tensor, gain: torch.Tensor | None = None, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """float B×S×L spectra as measured, with the augmentation's gain and dark offset applied."""
         spectra = spectra.float()
         if offset is not None:
@@ -237,15 +278,18 @@ class MetalloProcessor(BaseImageProcessor):
             spectra = spectra * gain.view(-1, 1, 1)
         return spectra
 
-    def spectra(self, spectra: torch.Tensor, gain: torch.Tensor | None = None,
-                offset: torch.Tensor | None = None) -> torch.Tensor:
+    def spectra(
+        self, spectra: torch.Tensor, gain: torch.Tensor | None = None, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """float B×S×L raw spectra → normalised float32 (see :data:`SPECTRA_NORMS`)."""
         return self.normalise_spectra(self.raw_spectra(spectra, gain, offset))
 
     def normalise_spectra(self, spectra: torch.Tensor) -> torch.Tensor:
         _, _, mean, std = self._tensors(spectra.device)
         if spectra.shape[-1] != mean.shape[0]:
-            raise ValueError(f"spectra have length {spectra.shape[-1]}, but the processor was fitted on length {mean.shape[0]}")
+            raise ValueError(
+                f"spectra have length {spectra.shape[-1]}, but the processor was fitted on length {mean.shape[0]}"
+            )
         if self.spectra_norm == "snv":
             spectra = snv(spectra)
         return (spectra - mean) / std
@@ -303,8 +347,9 @@ class Augmentation:
             raise MetalloError(f"preprocess.augment_spectra_offset must be in [0, 10]; got {self.spectra_offset!r}.")
 
 
-def augment_batch(batch: dict, grid: tuple[int, int], ranges: Augmentation = Augmentation(),
-                  generator: torch.Generator | None = None) -> dict:
+def augment_batch(
+    batch: dict, grid: tuple[int, int], ranges: Augmentation = Augmentation(), generator: torch.Generator | None = None
+) -> dict:
     """Training augmentation of a raw batch: grid-consistent flips plus per-sample gains.
 
     The random numbers are drawn on the batch's device (no host round trip); the processor
@@ -350,8 +395,11 @@ def register_image_processor() -> None:
     from metallo.models.configuration_toynet import ToyNetConfig
 
     for config_class in (MetalloNetConfig, ToyNetConfig, ClassicalConfig):
-        AutoImageProcessor.register(config_class, image_processor_classes={"torchvision": MetalloProcessor,
-                                                                           "pil": MetalloProcessor}, exist_ok=True)
+        AutoImageProcessor.register(
+            config_class,
+            image_processor_classes={"torchvision": MetalloProcessor, "pil": MetalloProcessor},
+            exist_ok=True,
+        )
 
 
 register_image_processor()

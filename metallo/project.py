@@ -1,4 +1,5 @@
 """Project set-up and the end-of-run summary used by ``make repro``."""
+
 from __future__ import annotations
 
 import json
@@ -35,13 +36,17 @@ def comparison_table(report: dict) -> str:
     rows = [("model", report), *((f"{name} baseline", values) for name, values in report.get("baselines", {}).items())]
     lines = [f"\nTest split (n={report['n']})      R²       RMSE        MAE   Pearson r"]
     for name, values in rows:
-        lines.append(f"  {name:<22} {_number(values.get('r2'), '7.3f')} {_number(values.get('rmse'), '10.4g')} "
-                     f"{_number(values.get('mae'), '10.4g')} {_number(values.get('pearson'), '9.3f')}")
+        lines.append(
+            f"  {name:<22} {_number(values.get('r2'), '7.3f')} {_number(values.get('rmse'), '10.4g')} "
+            f"{_number(values.get('mae'), '10.4g')} {_number(values.get('pearson'), '9.3f')}"
+        )
     interval = report.get("interval") or {}
     if interval.get("halfwidth") is not None:
-        lines.append(f"  {interval['level']:.0%} prediction interval: ± {interval['halfwidth']:.4g} "
-                     f"(split conformal, {interval['calibration_n']} validation residuals); "
-                     f"test coverage {_number(interval.get('coverage'), '.2f')}")
+        lines.append(
+            f"  {interval['level']:.0%} prediction interval: ± {interval['halfwidth']:.4g} "
+            f"(split conformal, {interval['calibration_n']} validation residuals); "
+            f"test coverage {_number(interval.get('coverage'), '.2f')}"
+        )
     return "\n".join(lines)
 
 
@@ -53,8 +58,10 @@ def summary(root: Path = Path(".")) -> None:
         print(comparison_table(report))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")
     print(f"MLflow store: {tracking_uri()}  ->  run `make ui` and open http://127.0.0.1:5000")
-    print("Compare experiments: dvc exp run -S model.hidden_dim=256, then dvc exp show --only-changed "
-          "--drop 'Created|.*/.*' --md")
+    print(
+        "Compare experiments: dvc exp run -S model.hidden_dim=256, then dvc exp show --only-changed "
+        "--drop 'Created|.*/.*' --md"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ are exchangeable, at least 1 − α of new samples fall inside ``prediction ± h
 A shift between specimens breaks exchangeability; the evaluate stage therefore reports the
 coverage it actually reached on the test split.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,15 @@ def save_calibration(directory: str | os.PathLike, y_true: np.ndarray, y_pred: n
     """Write the sorted absolute validation residuals into ``directory``."""
     residuals = np.sort(np.abs(np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)))
     path = Path(directory) / CALIBRATION_FILE
-    write_json(path, {"method": "split conformal", "split": "val", "n": int(len(residuals)),
-                      "abs_residuals": [float(f"{r:.9g}") for r in residuals]})
+    write_json(
+        path,
+        {
+            "method": "split conformal",
+            "split": "val",
+            "n": int(len(residuals)),
+            "abs_residuals": [float(f"{r:.9g}") for r in residuals],
+        },
+    )
     return path
 
 

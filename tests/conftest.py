@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny, real Metallo project (git + DVC) in a temporary folder (see tests/helpers/project.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -22,6 +22,7 @@ and :mod:`~metallo.bench.convert_child` (convert scaling, the child run as a sub
 :mod:`~metallo.bench.report` (table and JSON) and :mod:`~metallo.bench.cli` (the options).
 See docs/performance.md.
 """
+
 from metallo.bench.benchmark import run_benchmark
 from metallo.bench.cli import add_arguments, build_parser, main, run_from_args
 from metallo.bench.config import SECTIONS, BenchConfig

@@ -1,4 +1,5 @@
 """``python -m metallo.bench``: see :mod:`metallo.bench`."""
+
 import sys
 
 from metallo.bench.cli import main

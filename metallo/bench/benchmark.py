@@ -15,6 +15,7 @@
     checkpoints and MLflow logging as configured; samples/s after the warm-up with and without the
     evaluation/checkpoint time (:mod:`metallo.bench.train_path`).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -80,18 +81,32 @@ class Bench:
 
 def _old_png_pipeline(b: Bench) -> dict[str, Any]:
     c = b.config
-    old = PngDataset(b.data.raw, b.data.table["image"].tolist(), b.data.table["spectra"].tolist(), b.data.labels,
-                     resize=c.resize, crop=c.image_size, mean=b.stats["image"]["mean"], std=b.stats["image"]["std"])
+    old = PngDataset(
+        b.data.raw,
+        b.data.table["image"].tolist(),
+        b.data.table["spectra"].tolist(),
+        b.data.labels,
+        resize=c.resize,
+        crop=c.image_size,
+        mean=b.stats["image"]["mean"],
+        std=b.stats["image"]["std"],
+    )
     batches = loader(old, batch_size=c.batch_size, workers=c.workers, device=b.device)
-    return {**time_input_pipeline(batches, b.device, passes=c.passes), "workers": c.workers,
-            "output_size": c.image_size}
+    return {
+        **time_input_pipeline(batches, b.device, passes=c.passes),
+        "workers": c.workers,
+        "output_size": c.image_size,
+    }
 
 
 def _metallo_input_pipeline(b: Bench) -> dict[str, Any]:
     c = b.config
     batches = loader(b.dataset, batch_size=c.batch_size, workers=c.workers, device=b.device)
-    return {**time_input_pipeline(batches, b.device, passes=c.passes, process=b.processor), "workers": c.workers,
-            "output_size": c.model_image_size}
+    return {
+        **time_input_pipeline(batches, b.device, passes=c.passes, process=b.processor),
+        "workers": c.workers,
+        "output_size": c.model_image_size,
+    }
 
 
 def _train_step_on_device(b: Bench) -> dict[str, Any]:
@@ -99,8 +114,9 @@ def _train_step_on_device(b: Bench) -> dict[str, Any]:
     from torch.utils.data import default_collate
 
     first = default_collate([b.dataset[i] for i in range(b.config.batch_size)])  # the first batch, as (b) has it
-    result = time_train_step(build_model(b.config, b.stats), b.processor(to_device(first, b.device)), b.device,
-                             b.config, b.precision)
+    result = time_train_step(
+        build_model(b.config, b.stats), b.processor(to_device(first, b.device)), b.device, b.config, b.precision
+    )
     if b.device.type == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -110,8 +126,12 @@ def _train_stage(b: Bench) -> dict[str, Any]:
     return time_train_stage(b.data, b.config, b.device, b.precision, b.root)
 
 
-MEASUREMENTS = {"old_png_pipeline": _old_png_pipeline, "metallo_input_pipeline": _metallo_input_pipeline,
-                "train_step_on_device": _train_step_on_device, "train_stage": _train_stage}
+MEASUREMENTS = {
+    "old_png_pipeline": _old_png_pipeline,
+    "metallo_input_pipeline": _metallo_input_pipeline,
+    "train_step_on_device": _train_step_on_device,
+    "train_stage": _train_stage,
+}
 
 
 def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
@@ -120,21 +140,45 @@ def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
 
     data = prepare_data(root, config)
     stats = data_statistics(data.processed, data.labels)
-    processor = MetalloProcessor.from_stats(stats, image_size=config.model_image_size, resize=config.resize,
-                                            crop=config.image_size)
-    dataset = MetalloDataset(data.processed / "images.npy", data.processed / "spectra.npy",
-                             np.arange(len(data.table)), data.labels, data.table["sample_id"].tolist())
+    processor = MetalloProcessor.from_stats(
+        stats, image_size=config.model_image_size, resize=config.resize, crop=config.image_size
+    )
+    dataset = MetalloDataset(
+        data.processed / "images.npy",
+        data.processed / "spectra.npy",
+        np.arange(len(data.table)),
+        data.labels,
+        data.table["sample_id"].tolist(),
+    )
     return Bench(config, device, precision, data, stats, processor, dataset, root)
 
 
 def _report_config(c: BenchConfig, device, precision: str, threads: int) -> dict[str, Any]:
     """The sizes and settings as the report lists them."""
-    return {"samples": c.samples, "image_size": c.image_size, "resize": c.resize, "crop": c.image_size,
-            "model_image_size": c.model_image_size, "n_spectra": c.n_spectra, "spectra_length": c.spectra_length,
-            "grid": list(c.grid), "batch_size": c.batch_size, "model": c.model, "backbone": c.backbone,
-            "steps": c.steps, "warmup_steps": c.warmup_steps, "passes": c.passes, "workers": c.workers,
-            "device": str(device), "precision": precision, "compile": c.compile, "seed": c.seed,
-            "torch_threads": threads, "params": str(c.params), "profile": c.profile}
+    return {
+        "samples": c.samples,
+        "image_size": c.image_size,
+        "resize": c.resize,
+        "crop": c.image_size,
+        "model_image_size": c.model_image_size,
+        "n_spectra": c.n_spectra,
+        "spectra_length": c.spectra_length,
+        "grid": list(c.grid),
+        "batch_size": c.batch_size,
+        "model": c.model,
+        "backbone": c.backbone,
+        "steps": c.steps,
+        "warmup_steps": c.warmup_steps,
+        "passes": c.passes,
+        "workers": c.workers,
+        "device": str(device),
+        "precision": precision,
+        "compile": c.compile,
+        "seed": c.seed,
+        "torch_threads": threads,
+        "params": str(c.params),
+        "profile": c.profile,
+    }
 
 
 @contextmanager
@@ -157,8 +201,13 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     with torch_threads(config.threads) as threads:
         device = resolve_device(config.device)
         precision = resolve_precision(config.precision, device)
-        result: dict[str, Any] = {"benchmark": "metallo bench", "created": now(), "machine": machine_info(),
-                                  "config": _report_config(config, device, precision, threads), "sections": {}}
+        result: dict[str, Any] = {
+            "benchmark": "metallo bench",
+            "created": now(),
+            "machine": machine_info(),
+            "config": _report_config(config, device, precision, threads),
+            "sections": {},
+        }
         with work_folder(config.work_dir, "metallo-bench-") as root:
             bench = _prepare(config, device, precision, root)
             result["setup"] = bench.data.timings
@@ -166,8 +215,9 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                 if name in config.sections:
                     result["sections"][name] = measure(bench)
     rate = {k: v["samples_per_s"] for k, v in result["sections"].items()}
-    result["ratios"] = {key: ratio(rate[num], rate[den]) for key, (num, den) in RATIOS.items()
-                        if num in rate and den in rate}
+    result["ratios"] = {
+        key: ratio(rate[num], rate[den]) for key, (num, den) in RATIOS.items() if num in rate and den in rate
+    }
     if "train_stage" in result["sections"] and "train_step_on_device" in rate:
         steps_only = result["sections"]["train_stage"]["samples_per_s_without_eval_checkpoint"]
         result["ratios"]["train_steps_efficiency_d_over_c"] = ratio(steps_only, rate["train_step_on_device"])

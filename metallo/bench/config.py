@@ -5,6 +5,7 @@ ratio is the convert :class:`~metallo.data.geometry.Geometry`'s default, the num
 their grid, the spectrum length and the model's input side are the model config's defaults, and
 the model and backbone choices come from the model registry.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,6 @@ from dataclasses import MISSING, dataclass, field, fields
 from metallo.data.geometry import Geometry
 from metallo.errors import MetalloError
 from metallo.models import config_fields, get_config_class, list_models
-from metallo.models.configuration_common import BACKBONE_NAMES
 
 #: Section key -> the label the report prints.
 SECTIONS = {
@@ -31,8 +31,11 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEFAULT_MODEL = "metallonet"
 #: ``--convert-scaling`` measures convert at the pipeline's sizes unless told otherwise.
-SCALING_SIZES = {"samples": 150, "image_size": REFERENCE.crop,
-                 "spectra_length": get_config_class(DEFAULT_MODEL)().spectrum_length}
+SCALING_SIZES = {
+    "samples": 150,
+    "image_size": REFERENCE.crop,
+    "spectra_length": get_config_class(DEFAULT_MODEL)().spectrum_length,
+}
 
 
 def default_resize(crop: int) -> int:
@@ -99,11 +102,17 @@ class BenchConfig:
         """Refuse sizes the benchmark cannot run with, naming the option."""
         if self.threads is not None and self.threads < 1:
             raise MetalloError(f"--threads must be at least 1; got {self.threads}.")
-        for name, value, low in (("--samples", self.samples, 1), ("--image-size", self.image_size, 8),
-                                 ("--batch-size", self.batch_size, 1), ("--steps", self.steps, 1),
-                                 ("--warmup-steps", self.warmup_steps, 0), ("--passes", self.passes, 1),
-                                 ("--workers", self.workers, 0), ("--spectra-length", self.spectra_length, 8),
-                                 ("--model-image-size", self.model_image_size, 32)):
+        for name, value, low in (
+            ("--samples", self.samples, 1),
+            ("--image-size", self.image_size, 8),
+            ("--batch-size", self.batch_size, 1),
+            ("--steps", self.steps, 1),
+            ("--warmup-steps", self.warmup_steps, 0),
+            ("--passes", self.passes, 1),
+            ("--workers", self.workers, 0),
+            ("--spectra-length", self.spectra_length, 8),
+            ("--model-image-size", self.model_image_size, 32),
+        ):
             if value < low:
                 raise MetalloError(f"{name} must be at least {low}; got {value}.")
         self.check_crop()
@@ -111,10 +120,12 @@ class BenchConfig:
             raise MetalloError(f"--samples ({self.samples}) must be at least --batch-size ({self.batch_size}).")
         batches = self.samples // self.batch_size
         if "old_png_pipeline" in self.sections and batches < 2 * self.workers:
-            raise MetalloError(f"--samples {self.samples} at --batch-size {self.batch_size} gives {batches} batches "
-                               f"per pass, fewer than 2 per worker (--workers {self.workers}): the old pipeline's "
-                               f"workers would idle and (a) would be under-counted; use --samples >= "
-                               f"{2 * self.workers * self.batch_size}.")
+            raise MetalloError(
+                f"--samples {self.samples} at --batch-size {self.batch_size} gives {batches} batches "
+                f"per pass, fewer than 2 per worker (--workers {self.workers}): the old pipeline's "
+                f"workers would idle and (a) would be under-counted; use --samples >= "
+                f"{2 * self.workers * self.batch_size}."
+            )
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown:
             raise MetalloError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}.")
@@ -122,8 +133,9 @@ class BenchConfig:
     def check_scaling(self) -> None:
         """Refuse sizes ``--convert-scaling`` cannot run with."""
         if self.samples < 1 or self.scaling_factor < 2:
-            raise MetalloError(f"--samples must be >= 1 and --scaling-factor >= 2; got {self.samples} and "
-                               f"{self.scaling_factor}.")
+            raise MetalloError(
+                f"--samples must be >= 1 and --scaling-factor >= 2; got {self.samples} and {self.scaling_factor}."
+            )
         self.check_crop()
 
     def check_crop(self) -> None:

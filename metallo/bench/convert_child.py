@@ -7,6 +7,7 @@ converted), ``raw``, ``out``, ``resize``, ``crop``, ``spectra_shape`` and ``work
 line of stdout is ``BENCH-RESULT {json}`` with ``seconds``, ``baseline_rss_kb`` (before convert),
 ``peak_rss_kb`` (this process) and ``peak_rss_workers_kb`` (its worker processes).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,15 +27,27 @@ def main(argv: list[str]) -> None:
     samples = pd.read_parquet(spec["samples"]).head(spec["n"])
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    convert(samples, spec["raw"], spec["out"], geometry=Geometry(spec["resize"], spec["crop"]),
-            spectra_shape=tuple(spec["spectra_shape"]), workers=spec["workers"], show_progress=False)
+    convert(
+        samples,
+        spec["raw"],
+        spec["out"],
+        geometry=Geometry(spec["resize"], spec["crop"]),
+        spectra_shape=tuple(spec["spectra_shape"]),
+        workers=spec["workers"],
+        show_progress=False,
+    )
     seconds = time.perf_counter() - t0
-    print(RESULT_PREFIX + json.dumps({
-        "seconds": seconds,
-        "baseline_rss_kb": baseline,
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "peak_rss_workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-    }))
+    print(
+        RESULT_PREFIX
+        + json.dumps(
+            {
+                "seconds": seconds,
+                "baseline_rss_kb": baseline,
+                "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_rss_workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

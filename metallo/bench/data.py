@@ -4,6 +4,7 @@
 pipeline (:class:`PngDataset`, reading the PNGs) and Metallo's (the uint8 memory maps) read the same
 samples.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,14 +31,24 @@ def synthesize_raw(raw: Path, config: BenchConfig, samples: int) -> tuple[pd.Dat
 
     workers = config.convert_workers or None
     t0 = time.perf_counter()
-    synthesize(raw, seed=config.seed, samples_per_slice={"1": samples}, image_size=config.image_size,
-               n_spectra=config.n_spectra, spectrum_length=config.spectra_length, grid=config.grid,
-               workers=workers, progress=False)
+    synthesize(
+        raw,
+        seed=config.seed,
+        samples_per_slice={"1": samples},
+        image_size=config.image_size,
+        n_spectra=config.n_spectra,
+        spectrum_length=config.spectra_length,
+        grid=config.grid,
+        workers=workers,
+        progress=False,
+    )
     t1 = time.perf_counter()
     result = validate_manifest(raw, spectra_shape=config.spectra_shape, workers=workers, show_progress=False)
     if len(result.rejected):
-        raise MetalloError(f"bench: {len(result.rejected)} synthetic samples were rejected by ingest:\n"
-                           f"{result.rejected.head().to_string()}")
+        raise MetalloError(
+            f"bench: {len(result.rejected)} synthetic samples were rejected by ingest:\n"
+            f"{result.rejected.head().to_string()}"
+        )
     return result.accepted, {"synthesize_s": t1 - t0, "ingest_s": time.perf_counter() - t1}
 
 
@@ -63,8 +74,15 @@ def prepare_data(work_dir: Path, config: BenchConfig) -> BenchData:
     processed.mkdir(parents=True, exist_ok=True)
     accepted, timings = synthesize_raw(raw, config, config.samples)
     t0 = time.perf_counter()
-    table = convert(accepted, raw, processed, geometry=Geometry(config.resize, config.image_size),
-                    spectra_shape=config.spectra_shape, workers=config.convert_workers or None, show_progress=False)
+    table = convert(
+        accepted,
+        raw,
+        processed,
+        geometry=Geometry(config.resize, config.image_size),
+        spectra_shape=config.spectra_shape,
+        workers=config.convert_workers or None,
+        show_progress=False,
+    )
     timings["convert_s"] = time.perf_counter() - t0
     timings["convert_images_per_s"] = rate(len(table), timings["convert_s"])
     return BenchData(raw, processed, table, timings)
@@ -82,8 +100,18 @@ def data_statistics(processed: Path, labels: np.ndarray) -> dict:
 class PngDataset:
     """The original system's Dataset: PIL decode + torchvision transforms per sample, on the host."""
 
-    def __init__(self, raw_dir: str | os.PathLike, images: list[str], spectra: list[str], labels: np.ndarray,
-                 *, resize: int, crop: int, mean: list[float], std: list[float]):
+    def __init__(
+        self,
+        raw_dir: str | os.PathLike,
+        images: list[str],
+        spectra: list[str],
+        labels: np.ndarray,
+        *,
+        resize: int,
+        crop: int,
+        mean: list[float],
+        std: list[float],
+    ):
         self.raw_dir = Path(raw_dir)
         self.images, self.spectra = list(images), list(spectra)
         self.labels = np.asarray(labels, dtype=np.float32)
@@ -98,8 +126,9 @@ class PngDataset:
         if self._transform is None:
             from torchvision import transforms as T
 
-            self._transform = T.Compose([T.ToTensor(), T.Resize(self.resize), T.CenterCrop(self.crop),
-                                         T.Normalize(self.mean, self.std)])
+            self._transform = T.Compose(
+                [T.ToTensor(), T.Resize(self.resize), T.CenterCrop(self.crop), T.Normalize(self.mean, self.std)]
+            )
         return self._transform
 
     def __getitem__(self, i: int) -> dict:
@@ -116,9 +145,15 @@ def loader(dataset, *, batch_size: int, workers: int, device):
     """A DataLoader as the training stage builds one (pinned memory on CUDA)."""
     from torch.utils.data import DataLoader, default_collate
 
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=default_collate, pin_memory=device.type == "cuda",
-                      persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=default_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
 
 
 def to_device(batch: dict, device) -> dict:

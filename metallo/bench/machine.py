@@ -1,4 +1,5 @@
 """The machine a benchmark ran on, and the device and precision it runs with."""
+
 from __future__ import annotations
 
 import os
@@ -55,9 +56,12 @@ def machine_info() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
-                    gpu_memory_gb=round(props.total_memory / 1024**3, 1),
-                    bf16_supported=bool(torch.cuda.is_bf16_supported()))
+        info.update(
+            gpu=torch.cuda.get_device_name(0),
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gb=round(props.total_memory / 1024**3, 1),
+            bf16_supported=bool(torch.cuda.is_bf16_supported()),
+        )
     return info
 
 

@@ -1,4 +1,5 @@
 """The benchmark's report: a table on the terminal and the JSON file."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]], notes: l
 def machine_line(machine: dict) -> str:
     """CPU, cores, GPU and library versions in one line."""
     gpu = machine.get("gpu") or "no GPU"
-    return (f"{machine['cpu_model']}, {machine['cpu_cores_usable']} cores, {gpu}; torch {machine['torch']}, "
-            f"transformers {machine['transformers']}")
+    return (
+        f"{machine['cpu_model']}, {machine['cpu_cores_usable']} cores, {gpu}; torch {machine['torch']}, "
+        f"transformers {machine['transformers']}"
+    )
 
 
 #: Ratio key -> what the report calls it.
@@ -59,14 +62,34 @@ def print_report(result: dict) -> None:
 
 def _print_scaling(result: dict) -> None:
     cfg = result["config"]
-    rows = [[str(r["samples"]), _fmt(r["seconds"], 2), _fmt(r["images_per_s"]), _fmt(r["baseline_rss_mb"], 0),
-             _fmt(r["peak_rss_mb"], 0), _fmt(r["rss_growth_mb"], 1), _fmt(r["peak_rss_workers_mb"], 0),
-             _fmt(r["output_mb"], 0)] for r in result["runs"]]
+    rows = [
+        [
+            str(r["samples"]),
+            _fmt(r["seconds"], 2),
+            _fmt(r["images_per_s"]),
+            _fmt(r["baseline_rss_mb"], 0),
+            _fmt(r["peak_rss_mb"], 0),
+            _fmt(r["rss_growth_mb"], 1),
+            _fmt(r["peak_rss_workers_mb"], 0),
+            _fmt(r["output_mb"], 0),
+        ]
+        for r in result["runs"]
+    ]
     title = f"convert scaling: {cfg['crop']}x{cfg['crop']} crop, spectra {cfg['n_spectra']}x{cfg['spectra_length']}"
-    columns = ["samples", "seconds", "images/s", "RSS before MB", "peak RSS MB", "growth MB", "worker peak RSS MB",
-               "output MB"]
-    notes = [f"peak RSS ratio {_fmt(result['peak_rss_ratio'], 2)}x for {_fmt(result['output_ratio'], 1)}x the output",
-             f"machine: {machine_line(result['machine'])}"]
+    columns = [
+        "samples",
+        "seconds",
+        "images/s",
+        "RSS before MB",
+        "peak RSS MB",
+        "growth MB",
+        "worker peak RSS MB",
+        "output MB",
+    ]
+    notes = [
+        f"peak RSS ratio {_fmt(result['peak_rss_ratio'], 2)}x for {_fmt(result['output_ratio'], 1)}x the output",
+        f"machine: {machine_line(result['machine'])}",
+    ]
     _print_table(title, columns, rows, notes)
 
 
@@ -79,14 +102,22 @@ def _print_benchmark(result: dict) -> None:
             rows.append([label, _fmt(sec["samples_per_s"]), str(sec["samples"]), _fmt(sec["seconds"], 3)])
             if "samples_per_s_without_eval_checkpoint" in sec:
                 steps_only = sec["samples_per_s_without_eval_checkpoint"]
-                rows.append(["    (d) without eval/checkpoint time", _fmt(steps_only), str(sec["samples"]),
-                             _fmt(sec["seconds"] - sec["eval_checkpoint_s"], 3)])
+                rows.append(
+                    [
+                        "    (d) without eval/checkpoint time",
+                        _fmt(steps_only),
+                        str(sec["samples"]),
+                        _fmt(sec["seconds"] - sec["eval_checkpoint_s"], 3),
+                    ]
+                )
     notes = [f"{RATIO_LABELS[k]}: {_fmt(v, 2)}x" for k, v in result["ratios"].items()]
     notes.append(f"machine: {machine_line(result['machine'])}")
-    title = (f"metallo bench: {cfg['model']}/{cfg['backbone']}, {cfg['samples']} samples, crop {cfg['crop']} -> "
-             f"model {cfg['model_image_size']}, spectra {cfg['n_spectra']}x{cfg['spectra_length']}, batch "
-             f"{cfg['batch_size']}, {cfg['workers']} workers, {cfg['device']} {cfg['precision']}"
-             f"{' compiled' if cfg['compile'] else ''}")
+    title = (
+        f"metallo bench: {cfg['model']}/{cfg['backbone']}, {cfg['samples']} samples, crop {cfg['crop']} -> "
+        f"model {cfg['model_image_size']}, spectra {cfg['n_spectra']}x{cfg['spectra_length']}, batch "
+        f"{cfg['batch_size']}, {cfg['workers']} workers, {cfg['device']} {cfg['precision']}"
+        f"{' compiled' if cfg['compile'] else ''}"
+    )
     _print_table(title, ["measurement", "samples/s", "samples", "seconds"], rows, notes)
 
 

@@ -4,6 +4,7 @@ The raw folder (factor × N samples) is synthesised and ingested once; each conv
 fresh process (:mod:`metallo.bench.convert_child`) over the first rows and reports its own peak
 RSS (``ru_maxrss`` of itself and of its worker processes), so the two sizes' memory can be compared.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,22 +29,38 @@ def convert_in_subprocess(spec: dict) -> dict:
     env = dict(os.environ)
     project_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = project_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "metallo.bench.convert_child", json.dumps(spec)],
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "metallo.bench.convert_child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode or not lines:
-        raise MetalloError(f"bench: the convert subprocess failed (status {proc.returncode}):\n"
-                           f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+        raise MetalloError(
+            f"bench: the convert subprocess failed (status {proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 def _run(config: BenchConfig, root: Path, raw: Path, n: int) -> dict[str, Any]:
     """Convert the first ``n`` rows in a fresh process; its time, memory and output size."""
     out = root / f"processed-{n}"
     out.mkdir()
-    child = convert_in_subprocess({"samples": str(root / "samples.parquet"), "n": n, "raw": str(raw),
-                                   "out": str(out), "resize": config.resize, "crop": config.image_size,
-                                   "spectra_shape": list(config.spectra_shape), "workers": config.convert_workers})
+    child = convert_in_subprocess(
+        {
+            "samples": str(root / "samples.parquet"),
+            "n": n,
+            "raw": str(raw),
+            "out": str(out),
+            "resize": config.resize,
+            "crop": config.image_size,
+            "spectra_shape": list(config.spectra_shape),
+            "workers": config.convert_workers,
+        }
+    )
     shutil.rmtree(out, ignore_errors=True)
     row_mb = (config.image_size * config.image_size * 3 + config.n_spectra * config.spectra_length * 4) / 1024**2
     return {
@@ -62,12 +79,24 @@ def run_convert_scaling(config: BenchConfig) -> dict[str, Any]:
     """Convert throughput (images/s) and peak RSS at ``config.samples`` and ``scaling_factor`` times that."""
     config.check_scaling()
     sizes = [config.samples, config.samples * config.scaling_factor]
-    report = {"sizes": sizes, "image_size": config.image_size, "resize": config.resize, "crop": config.image_size,
-              "n_spectra": config.n_spectra, "spectra_length": config.spectra_length,
-              "workers": config.convert_workers, "workers_resolved": resolve_workers(config.convert_workers or None),
-              "seed": config.seed}
-    result: dict[str, Any] = {"benchmark": "metallo bench --convert-scaling", "created": now(),
-                              "machine": machine_info(), "config": report, "runs": []}
+    report = {
+        "sizes": sizes,
+        "image_size": config.image_size,
+        "resize": config.resize,
+        "crop": config.image_size,
+        "n_spectra": config.n_spectra,
+        "spectra_length": config.spectra_length,
+        "workers": config.convert_workers,
+        "workers_resolved": resolve_workers(config.convert_workers or None),
+        "seed": config.seed,
+    }
+    result: dict[str, Any] = {
+        "benchmark": "metallo bench --convert-scaling",
+        "created": now(),
+        "machine": machine_info(),
+        "config": report,
+        "runs": [],
+    }
     with work_folder(config.work_dir, "metallo-bench-convert-") as root:
         raw = root / "raw"
         accepted, timings = synthesize_raw(raw, config, sizes[-1])

@@ -3,6 +3,7 @@
 Each returns a dict with at least ``samples_per_s``, ``samples`` and ``seconds`` (the timed part,
 after an untimed warm-up).
 """
+
 from __future__ import annotations
 
 import time
@@ -16,6 +17,7 @@ from metallo.bench.machine import synchronize
 
 def time_input_pipeline(loader, device, *, passes: int, process=None) -> dict[str, Any]:
     """Samples/s over ``passes`` full passes after one untimed warm-up pass (workers start, caches fill)."""
+
     def one_pass() -> int:
         seen = 0
         for batch in loader:
@@ -34,8 +36,14 @@ def time_input_pipeline(loader, device, *, passes: int, process=None) -> dict[st
     for _ in range(passes):
         seen += one_pass()
     seconds = time.perf_counter() - t0
-    return {"samples_per_s": rate(seen, seconds), "samples": seen, "seconds": seconds,
-            "passes": passes, "warmup_pass_s": warmup_s, "batches_per_pass": len(loader)}
+    return {
+        "samples_per_s": rate(seen, seconds),
+        "samples": seen,
+        "seconds": seconds,
+        "passes": passes,
+        "warmup_pass_s": warmup_s,
+        "batches_per_pass": len(loader),
+    }
 
 
 def build_model(config: BenchConfig, stats: dict):
@@ -45,9 +53,10 @@ def build_model(config: BenchConfig, stats: dict):
     from metallo.training.train import build_model as build_training_model
 
     set_seed(config.seed)
-    params = {"model": {"name": config.model, "backbone": config.backbone, "image_size": config.model_image_size},
-              "data": {"n_spectra": config.n_spectra, "spectrum_length": config.spectra_length,
-                       "grid": list(config.grid)}}
+    params = {
+        "model": {"name": config.model, "backbone": config.backbone, "image_size": config.model_image_size},
+        "data": {"n_spectra": config.n_spectra, "spectrum_length": config.spectra_length, "grid": list(config.grid)},
+    }
     return build_training_model(params, stats)
 
 
@@ -72,8 +81,7 @@ def time_train_step(model, batch: dict, device, config: BenchConfig, precision: 
     model.train()
     optimizer = _adamw(model)
     step_model = torch.compile(model) if config.compile else model
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else nullcontext())
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     def step() -> None:
         with autocast:
@@ -92,6 +100,14 @@ def time_train_step(model, batch: dict, device, config: BenchConfig, precision: 
     warmup_s = timed(config.warmup_steps)
     seconds = timed(config.steps)
     samples = config.steps * int(batch["pixel_values"].shape[0])
-    return {"samples_per_s": rate(samples, seconds), "samples": samples, "seconds": seconds,
-            "steps": config.steps, "warmup_steps": config.warmup_steps, "warmup_s": warmup_s,
-            "precision": precision, "channels_last": cuda, "compile": config.compile}
+    return {
+        "samples_per_s": rate(samples, seconds),
+        "samples": samples,
+        "seconds": seconds,
+        "steps": config.steps,
+        "warmup_steps": config.warmup_steps,
+        "warmup_s": warmup_s,
+        "precision": precision,
+        "channels_last": cuda,
+        "compile": config.compile,
+    }

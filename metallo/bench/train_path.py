@@ -11,6 +11,7 @@ A :class:`StageTimer` callback measures, after the warm-up steps, samples/s **wi
 evaluating and checkpointing (and loading the best model at the end) and **without** it, and which
 share of the whole stage's wall time went into training steps.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,17 +82,31 @@ def _stage_timer(device, warmup: int):
 def stage_params(base: dict, config, device, precision: str) -> dict:
     """``base`` (the project's params) with only what describes the bench's data and run replaced."""
     params = copy.deepcopy(base)
-    params["data"] = {"n_spectra": config.n_spectra, "spectrum_length": config.spectra_length,
-                      "grid": list(config.grid)}
-    params["model"] = {**params.get("model", {}), "name": config.model, "backbone": config.backbone,
-                       "image_size": config.model_image_size}
+    params["data"] = {
+        "n_spectra": config.n_spectra,
+        "spectrum_length": config.spectra_length,
+        "grid": list(config.grid),
+    }
+    params["model"] = {
+        **params.get("model", {}),
+        "name": config.model,
+        "backbone": config.backbone,
+        "image_size": config.model_image_size,
+    }
     params["split"] = {**params.get("split", {}), "train_slices": ["1"], "test_slices": []}
     train = params.setdefault("train", {})
     if config.profile:
         train["profile"] = config.profile
-    train.update(per_device_train_batch_size=config.batch_size, max_steps=config.warmup_steps + config.steps,
-                 dataloader_num_workers=config.workers, use_cpu=device.type != "cuda", bf16=precision == "bf16",
-                 nproc_per_node=1, resume=False, disable_tqdm=True)
+    train.update(
+        per_device_train_batch_size=config.batch_size,
+        max_steps=config.warmup_steps + config.steps,
+        dataloader_num_workers=config.workers,
+        use_cpu=device.type != "cuda",
+        bf16=precision == "bf16",
+        nproc_per_node=1,
+        resume=False,
+        disable_tqdm=True,
+    )
     if config.compile:
         train["compile"] = True
     return params
@@ -118,10 +133,19 @@ def _paths(root: Path, data, config):
     from metallo.layout import Paths
 
     write_parquet(data.processed / "samples.parquet", data.table)
-    write_json(data.processed / "convert.json", {**Geometry(config.resize, config.image_size).to_dict(),
-                                                 "bit_depth": 8, "grid": list(config.grid)})
-    return Paths(synthetic=data.raw, interim=root / "interim", processed=data.processed, split=root / "split",
-                 model=root / "models" / "model", checkpoints=root / "checkpoints", metrics=root / "metrics")
+    write_json(
+        data.processed / "convert.json",
+        {**Geometry(config.resize, config.image_size).to_dict(), "bit_depth": 8, "grid": list(config.grid)},
+    )
+    return Paths(
+        synthetic=data.raw,
+        interim=root / "interim",
+        processed=data.processed,
+        split=root / "split",
+        model=root / "models" / "model",
+        checkpoints=root / "checkpoints",
+        metrics=root / "metrics",
+    )
 
 
 def time_train_stage(data, config, device, precision: str, root: Path) -> dict[str, Any]:
@@ -131,8 +155,10 @@ def time_train_stage(data, config, device, precision: str, root: Path) -> dict[s
     from metallo.training.train import run_train
 
     if not Path(config.params).is_file():
-        raise MetalloError(f"bench: section (d) runs the train stage with {config.params}, which does not exist; "
-                           "run it in the project folder or pass --params.")
+        raise MetalloError(
+            f"bench: section (d) runs the train stage with {config.params}, which does not exist; "
+            "run it in the project folder or pass --params."
+        )
     params = stage_params(load_params(config.params), config, device, precision)
     paths = _paths(root, data, config)
     run_split(params, paths)
@@ -142,8 +168,10 @@ def time_train_stage(data, config, device, precision: str, root: Path) -> dict[s
         summary = run_train(params, paths, callbacks=(timer,))
     stage_s = time.perf_counter() - started
     if timer.mark is None or timer.end is None or summary.get("steps") != config.warmup_steps + config.steps:
-        raise MetalloError(f"bench: the train stage stopped after {summary.get('steps')} steps, before "
-                           f"{config.warmup_steps + config.steps} (early stopping?).")
+        raise MetalloError(
+            f"bench: the train stage stopped after {summary.get('steps')} steps, before "
+            f"{config.warmup_steps + config.steps} (early stopping?)."
+        )
     return _stage_result(timer, summary, config, precision, stage_s)
 
 
@@ -152,9 +180,21 @@ def _stage_result(timer, summary: dict, config, precision: str, stage_s: float) 
     paused = sum(s for step, s in timer.pauses if step >= config.warmup_steps)
     samples = config.steps * config.batch_size
     in_steps = (timer.end - timer.begin) - sum(s for _, s in timer.pauses)
-    return {"samples_per_s": rate(samples, seconds), "samples": samples, "seconds": seconds,
-            "samples_per_s_without_eval_checkpoint": rate(samples, seconds - paused),
-            "eval_checkpoint_s": paused, "eval_checkpoint_pauses": len(timer.pauses), "steps": config.steps,
-            "warmup_steps": config.warmup_steps, "stage_s": stage_s, "steps_share_of_stage": in_steps / stage_s,
-            "precision": precision, "compile": config.compile, "workers": config.workers,
-            "val_rmse": summary.get("val_rmse"), "params": str(config.params), "profile": config.profile}
+    return {
+        "samples_per_s": rate(samples, seconds),
+        "samples": samples,
+        "seconds": seconds,
+        "samples_per_s_without_eval_checkpoint": rate(samples, seconds - paused),
+        "eval_checkpoint_s": paused,
+        "eval_checkpoint_pauses": len(timer.pauses),
+        "steps": config.steps,
+        "warmup_steps": config.warmup_steps,
+        "stage_s": stage_s,
+        "steps_share_of_stage": in_steps / stage_s,
+        "precision": precision,
+        "compile": config.compile,
+        "workers": config.workers,
+        "val_rmse": summary.get("val_rmse"),
+        "params": str(config.params),
+        "profile": config.profile,
+    }

@@ -9,6 +9,7 @@ Rows are written by worker processes straight into the files at their offsets, s
 does not grow with N. ``convert.json`` records the resolved geometry and bit depth; training
 stores them in the model's processor so prediction scales and maps images the same way.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,31 +59,43 @@ def resolve_bit_depth(samples: pd.DataFrame, setting: str | int = "auto") -> dic
     setting = parse_bit_depth(setting)
     missing = [c for c in ("image_bit_depth", "image_max_value") if c not in samples.columns]
     if missing:
-        raise MetalloError(f"the samples table has no column(s) {', '.join(missing)}: it was written by an older "
-                           "ingest. Re-run ingest (`dvc repro ingest` or `metallo ingest`), then convert.")
+        raise MetalloError(
+            f"the samples table has no column(s) {', '.join(missing)}: it was written by an older "
+            "ingest. Re-run ingest (`dvc repro ingest` or `metallo ingest`), then convert."
+        )
     sixteen = samples.loc[samples["image_bit_depth"].astype(int) == 16, "image_max_value"].astype(int)
     max_value = int(sixteen.max()) if len(sixteen) else None
     used = bits_for_max(max_value) if max_value is not None else None
     bits = setting if setting != "auto" else (used or 16)
     if used is not None and used < LOW_BIT_WARNING:
-        print(f"convert: WARNING: the {len(sixteen)} 16-bit image(s) use only {used} bits (largest value "
-              f"{max_value}); they are scaled with bit_depth {bits}. Check that they are not 8-bit data or "
-              "badly under-exposed, and set convert.bit_depth in params.yaml to the camera's bit depth if auto "
-              "guessed wrong.")
+        print(
+            f"convert: WARNING: the {len(sixteen)} 16-bit image(s) use only {used} bits (largest value "
+            f"{max_value}); they are scaled with bit_depth {bits}. Check that they are not 8-bit data or "
+            "badly under-exposed, and set convert.bit_depth in params.yaml to the camera's bit depth if auto "
+            "guessed wrong."
+        )
     if max_value is not None and max_value > (1 << bits) - 1:
         clipped = int((sixteen > (1 << bits) - 1).sum())
-        print(f"convert: WARNING: {clipped} 16-bit image(s) hold values above {(1 << bits) - 1} "
-              f"(largest {max_value}), which convert.bit_depth: {bits} clips to white; use auto or a larger value.")
-    return {"bit_depth": int(bits), "bit_depth_param": setting, "images_16bit": int(len(sixteen)),
-            "max_value_16bit": max_value}
+        print(
+            f"convert: WARNING: {clipped} 16-bit image(s) hold values above {(1 << bits) - 1} "
+            f"(largest {max_value}), which convert.bit_depth: {bits} clips to white; use auto or a larger value."
+        )
+    return {
+        "bit_depth": int(bits),
+        "bit_depth_param": setting,
+        "images_16bit": int(len(sixteen)),
+        "max_value_16bit": max_value,
+    }
 
 
 def load_convert_info(processed: str | os.PathLike) -> dict:
     """``convert.json`` of a processed folder: fit, resize, crop, bit_depth (and provenance)."""
     path = Path(processed) / CONVERT_INFO
     if not path.is_file():
-        raise MetalloError(f"{path} not found: the processed data was written by an older convert. "
-                           "Re-run convert (`dvc repro convert`).")
+        raise MetalloError(
+            f"{path} not found: the processed data was written by an older convert. "
+            "Re-run convert (`dvc repro convert`)."
+        )
     return read_json(path)
 
 
@@ -112,8 +125,9 @@ def _describe(row: int | None, sample_id: str) -> str:
 
 def _convert_one(task: tuple) -> int:
     """Decode sample ``i`` and write its rows into the two arrays (runs in a worker process)."""
-    (i, where, files, geometry, bit_depth, spectra_shape, images_file, images_offset, spectra_file,
-     spectra_offset) = task
+    (i, where, files, geometry, bit_depth, spectra_shape, images_file, images_offset, spectra_file, spectra_offset) = (
+        task
+    )
     for relative, path, digest in files:
         if digest is not None:
             try:
@@ -130,11 +144,15 @@ def _convert_one(task: tuple) -> int:
     try:
         pixels = geometry.apply(read_image_rgb(image_path, bit_depth=bit_depth))
     except SampleError as err:
-        raise MetalloError(f"convert: {where}: {image_rel}: {err}. Fix the file and re-run ingest, then convert.") from None
+        raise MetalloError(
+            f"convert: {where}: {image_rel}: {err}. Fix the file and re-run ingest, then convert."
+        ) from None
     try:
         spectra = read_spectra(spectra_path, spectra_shape)
     except SampleError as err:
-        raise MetalloError(f"convert: {where}: {spectra_rel}: {err}. Fix the file and re-run ingest, then convert.") from None
+        raise MetalloError(
+            f"convert: {where}: {spectra_rel}: {err}. Fix the file and re-run ingest, then convert."
+        ) from None
     for file, offset, row in ((images_file, images_offset, pixels), (spectra_file, spectra_offset, spectra)):
         data = np.ascontiguousarray(row).tobytes()
         fd = os.open(file, os.O_WRONLY)
@@ -152,9 +170,17 @@ def _resolve(raw_dir, relative: str, where: str) -> Path:
         raise MetalloError(f"convert: {where}: {relative}: {err}. Re-run ingest, then convert.") from None
 
 
-def convert(samples: pd.DataFrame, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-            geometry: Geometry, spectra_shape: tuple[int, int], bit_depth: int = 16, workers: int | None = None,
-            show_progress: bool | None = None) -> pd.DataFrame:
+def convert(
+    samples: pd.DataFrame,
+    raw_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    geometry: Geometry,
+    spectra_shape: tuple[int, int],
+    bit_depth: int = 16,
+    workers: int | None = None,
+    show_progress: bool | None = None,
+) -> pd.DataFrame:
     """Write ``images.npy``, ``spectra.npy`` (row i ↔ array row i) into ``out_dir``; return the samples table.
 
     Each file's SHA-256 is checked against the one ingest recorded (columns ``image_sha256``,
@@ -175,15 +201,29 @@ def convert(samples: pd.DataFrame, raw_dir: str | os.PathLike, out_dir: str | os
             where = _describe(row.get("row"), row.get("sample_id"))
             files = tuple(
                 (row[column], _resolve(raw_dir, row[column], where), row[f"{column}_sha256"] if has_digest else None)
-                for column in ("image", "spectra"))
-            tasks.append((i, where, files, geometry, int(bit_depth), tuple(spectra_shape), str(images_tmp),
-                          images_offset, str(spectra_tmp), spectra_offset))
+                for column in ("image", "spectra")
+            )
+            tasks.append(
+                (
+                    i,
+                    where,
+                    files,
+                    geometry,
+                    int(bit_depth),
+                    tuple(spectra_shape),
+                    str(images_tmp),
+                    images_offset,
+                    str(spectra_tmp),
+                    spectra_offset,
+                )
+            )
         for _ in map_ordered(_convert_one, tasks, workers=workers, desc="convert", show_progress=show_progress):
             pass
     table.insert(0, "index", np.arange(n, dtype=np.int64))
     if {"width", "height"} <= set(table.columns):
-        extents = np.array([geometry.grid_extent(int(w), int(h)) for w, h in zip(table["width"], table["height"])],
-                           dtype=np.float64).reshape(n, 4)
+        extents = np.array(
+            [geometry.grid_extent(int(w), int(h)) for w, h in zip(table["width"], table["height"])], dtype=np.float64
+        ).reshape(n, 4)
         for k, column in enumerate(GRID_COLUMNS):
             table[column] = extents[:, k]
     return table
@@ -200,10 +240,19 @@ def run_convert(params: dict, paths: Paths = PATHS) -> int:
     shape = DataShape.from_params(params)
     samples = pd.read_parquet(paths.interim / "samples.parquet")
     depth = resolve_bit_depth(samples, cfg.get("bit_depth", "auto"))
-    table = convert(samples, section(params, "ingest")["raw_dir"], paths.processed, geometry=geometry,
-                    spectra_shape=shape.spectra, bit_depth=depth["bit_depth"], workers=int(cfg["workers"]))
+    table = convert(
+        samples,
+        section(params, "ingest")["raw_dir"],
+        paths.processed,
+        geometry=geometry,
+        spectra_shape=shape.spectra,
+        bit_depth=depth["bit_depth"],
+        workers=int(cfg["workers"]),
+    )
     write_parquet(paths.processed / "samples.parquet", table)
     write_json(paths.processed / CONVERT_INFO, {**geometry.to_dict(), **depth, "grid": list(shape.grid)})
-    print(f"convert: {len(table)} samples -> {paths.processed}/images.npy, spectra.npy "
-          f"(fit {geometry.fit}, {geometry.crop}x{geometry.crop}, 16-bit images scaled as {depth['bit_depth']}-bit)")
+    print(
+        f"convert: {len(table)} samples -> {paths.processed}/images.npy, spectra.npy "
+        f"(fit {geometry.fit}, {geometry.crop}x{geometry.crop}, 16-bit images scaled as {depth['bit_depth']}-bit)"
+    )
     return len(table)

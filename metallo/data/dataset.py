@@ -1,4 +1,5 @@
 """Training datasets: rows of the convert stage's memory-mapped arrays, selected by split."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,14 @@ class MetalloDataset(Dataset):
     own); nothing is decoded or normalised here.
     """
 
-    def __init__(self, images_path: str | os.PathLike, spectra_path: str | os.PathLike, index: np.ndarray,
-                 labels: np.ndarray | None, sample_ids: list[str]):
+    def __init__(
+        self,
+        images_path: str | os.PathLike,
+        spectra_path: str | os.PathLike,
+        index: np.ndarray,
+        labels: np.ndarray | None,
+        sample_ids: list[str],
+    ):
         self.images_path, self.spectra_path = Path(images_path), Path(spectra_path)
         self.index = np.asarray(index, dtype=np.int64)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
@@ -41,8 +48,10 @@ class MetalloDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         images, spectra = self._arrays()
         row = self.index[i]
-        item = {"pixel_values": torch.from_numpy(np.array(images[row])),
-                "spectra": torch.from_numpy(np.array(spectra[row], dtype=np.float32))}
+        item = {
+            "pixel_values": torch.from_numpy(np.array(images[row])),
+            "spectra": torch.from_numpy(np.array(spectra[row], dtype=np.float32)),
+        }
         if self.labels is not None:
             item["labels"] = torch.tensor(self.labels[i])
         return item
@@ -51,7 +60,8 @@ class MetalloDataset(Dataset):
         """The whole split as two tensors (uint8 images, float32 spectra), for on-device data."""
         images, spectra = self._arrays()
         return torch.from_numpy(np.ascontiguousarray(images[self.index])), torch.from_numpy(
-            np.ascontiguousarray(spectra[self.index], dtype=np.float32))
+            np.ascontiguousarray(spectra[self.index], dtype=np.float32)
+        )
 
 
 def load_splits(paths: Paths = PATHS) -> dict[str, MetalloDataset]:
@@ -65,8 +75,13 @@ def load_splits(paths: Paths = PATHS) -> dict[str, MetalloDataset]:
     for name in ("train", "val", "test"):
         rows = split[split["split"] == name]
         index = rows["index"].to_numpy()
-        datasets[name] = MetalloDataset(paths.processed / "images.npy", paths.processed / "spectra.npy", index,
-                                        samples["dos"].to_numpy()[index], rows["sample_id"].tolist())
+        datasets[name] = MetalloDataset(
+            paths.processed / "images.npy",
+            paths.processed / "spectra.npy",
+            index,
+            samples["dos"].to_numpy()[index],
+            rows["sample_id"].tolist(),
+        )
     return datasets
 
 

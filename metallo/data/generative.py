@@ -91,8 +91,6 @@ SLICE_PROFILES: dict[str, dict] = {
 }
 
 
-
-
 # ----------------------------------------------------------------------------------------------
 # Latents
 # ----------------------------------------------------------------------------------------------
@@ -210,8 +208,9 @@ def etched_grains(labels: np.ndarray, n_grains: int, lat: ImageLatents, rng: np.
     return np.where(boundary, grey * (1.0 - lat.etch_depth), grey)
 
 
-def finish_micrograph(grey: np.ndarray, lat: ImageLatents, rng: np.random.Generator, size: int,
-                      prof: dict) -> tuple[np.ndarray, np.ndarray]:
+def finish_micrograph(
+    grey: np.ndarray, lat: ImageLatents, rng: np.random.Generator, size: int, prof: dict
+) -> tuple[np.ndarray, np.ndarray]:
     """Grain grey levels -> the uint8 RGB micrograph: second phase, then the microscope's optics.
 
     Returns the image and the second-phase mask. ``prof`` is a slice's illumination profile.

@@ -13,6 +13,7 @@ image in one of two ways (``convert.fit``):
 :meth:`Geometry.grid_extent` says where the source frame lies in normalised output
 coordinates and :func:`cell_boxes` turns that into one pixel box per grid cell.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,12 +44,16 @@ class Geometry:
         if self.fit not in FIT_CHOICES:
             raise MetalloError(f"convert.fit must be one of {', '.join(FIT_CHOICES)}; got {self.fit!r}.")
         if not 0 < self.crop <= self.resize:
-            raise MetalloError(f"convert.crop ({self.crop}) must be positive and at most convert.resize ({self.resize}).")
+            raise MetalloError(
+                f"convert.crop ({self.crop}) must be positive and at most convert.resize ({self.resize})."
+            )
 
     def apply(self, image: Image.Image) -> np.ndarray:
         """Return the transformed RGB image as a uint8 crop×crop×3 array."""
         if self.fit == "full":
-            image = TF.resize(image, [self.crop, self.crop], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+            image = TF.resize(
+                image, [self.crop, self.crop], interpolation=TF.InterpolationMode.BILINEAR, antialias=True
+            )
         else:
             image = TF.resize(image, [self.resize], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
             image = TF.center_crop(image, [self.crop])

@@ -7,6 +7,7 @@ whole (missing, not UTF-8, a missing, extra or repeated column, no rows) or with
 folder (a FIFO, socket, device file or symbolic-link loop in it) stops ingest before the rows
 are checked. Row numbers are the manifest's real line numbers (a quoted field may span lines).
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,8 @@ from metallo.data.readers import SampleError, read_image, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import PathEscapeError, resolve_inside, sha256_file, write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
-from metallo.params import section
 from metallo.parallel import map_ordered
+from metallo.params import section
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("sample_id", "slice_id", "image", "spectra", "dos")
@@ -36,16 +37,28 @@ ON_ERROR_CHOICES = ("fail", "skip")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 #: Columns of samples.parquet, the accepted rows.
-ACCEPTED_COLUMNS = ("row", "sample_id", "slice_id", "image", "spectra", "dos", "image_sha256", "spectra_sha256",
-                    "width", "height", "image_bit_depth", "image_max_value")
+ACCEPTED_COLUMNS = (
+    "row",
+    "sample_id",
+    "slice_id",
+    "image",
+    "spectra",
+    "dos",
+    "image_sha256",
+    "spectra_sha256",
+    "width",
+    "height",
+    "image_bit_depth",
+    "image_max_value",
+)
 
 
 @dataclass
 class IngestResult:
     """Outcome of checking a manifest: every row is in ``accepted`` or ``rejected``."""
 
-    accepted: pd.DataFrame   # ACCEPTED_COLUMNS: manifest columns + row, digests, size, bit depth, max value
-    rejected: pd.DataFrame   # row, sample_id, reason
+    accepted: pd.DataFrame  # ACCEPTED_COLUMNS: manifest columns + row, digests, size, bit depth, max value
+    rejected: pd.DataFrame  # row, sample_id, reason
     total: int
 
     @property
@@ -87,7 +100,9 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
             f"{path} is not UTF-8 text ({err.reason} at byte {err.start}, line {line}); save it as UTF-8."
         ) from None
     except pd.errors.EmptyDataError:
-        raise MetalloError(f"{path} is empty; it needs a header line {','.join(MANIFEST_COLUMNS)} and one row per sample.") from None
+        raise MetalloError(
+            f"{path} is empty; it needs a header line {','.join(MANIFEST_COLUMNS)} and one row per sample."
+        ) from None
     except pd.errors.ParserError as err:
         raise MetalloError(f"{path} is not a readable CSV file: {err}") from None
     header, lines = _header_and_lines(path)
@@ -132,11 +147,14 @@ def _check_manifest_file(path: Path) -> None:
     except FileNotFoundError:
         raise MetalloError(f"{path} not found: a raw data folder must hold {MANIFEST} (see docs/data.md).") from None
     except OSError as err:
-        raise MetalloError(f"{path} cannot be opened ({err.strerror or err}); it must be a regular file "
-                           "(a symbolic-link loop?).") from None
+        raise MetalloError(
+            f"{path} cannot be opened ({err.strerror or err}); it must be a regular file (a symbolic-link loop?)."
+        ) from None
     if not stat.S_ISREG(info.st_mode):
-        raise MetalloError(f"{path} is not a regular file (a folder, FIFO or device?); {MANIFEST} must be a plain "
-                           "CSV file (see docs/data.md).")
+        raise MetalloError(
+            f"{path} is not a regular file (a folder, FIFO or device?); {MANIFEST} must be a plain "
+            "CSV file (see docs/data.md)."
+        )
 
 
 def _header_and_lines(path: Path) -> tuple[list[str] | None, list[int] | None]:
@@ -178,8 +196,10 @@ def parse_dos(text: str) -> tuple[float, str | None]:
     if NON_FINITE.fullmatch(text):
         return math.nan, f"dos is not finite ({text})"
     if not NUMBER.fullmatch(text):
-        return math.nan, (f"dos {text!r} is not a number (use plain decimal or scientific notation such as "
-                          "1.25 or -3e-2, without digit separators)")
+        return math.nan, (
+            f"dos {text!r} is not a number (use plain decimal or scientific notation such as "
+            "1.25 or -3e-2, without digit separators)"
+        )
     value = float(text)
     if not math.isfinite(value):
         return math.nan, f"dos is not finite ({text})"
@@ -218,8 +238,9 @@ def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> 
                 continue
             if column == "image":
                 image = read_image(path)
-                out.update(width=image.width, height=image.height, image_bit_depth=image.bits,
-                           image_max_value=image.max_value)
+                out.update(
+                    width=image.width, height=image.height, image_bit_depth=image.bits, image_max_value=image.max_value
+                )
             else:
                 read_spectra(path, spectra_shape)
             out[f"{column}_sha256"] = sha256_file(path)
@@ -231,8 +252,14 @@ def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> 
     return out
 
 
-def validate_manifest(raw_dir: str | os.PathLike, *, spectra_shape: tuple[int, int], require_label: bool = True,
-                      workers: int | None = None, show_progress: bool | None = None) -> IngestResult:
+def validate_manifest(
+    raw_dir: str | os.PathLike,
+    *,
+    spectra_shape: tuple[int, int],
+    require_label: bool = True,
+    workers: int | None = None,
+    show_progress: bool | None = None,
+) -> IngestResult:
     """Check every row of a manifest (``raw_dir`` or a .csv in it); never stops at the first bad row."""
     manifest = read_manifest(raw_dir, require_label=require_label)
     raw_dir, _ = locate_manifest(raw_dir)
@@ -254,15 +281,29 @@ def validate_manifest(raw_dir: str | os.PathLike, *, spectra_shape: tuple[int, i
         if reasons:
             rejected.append({"row": check["row"], "sample_id": sample_id, "reason": "; ".join(reasons)})
         else:
-            accepted.append({
-                "row": check["row"], "sample_id": sample_id, "slice_id": check["slice_id"],
-                "image": record["image"].strip(), "spectra": record["spectra"].strip(), "dos": check["dos"],
-                **{key: check[key] for key in ACCEPTED_COLUMNS[6:]},
-            })
+            accepted.append(
+                {
+                    "row": check["row"],
+                    "sample_id": sample_id,
+                    "slice_id": check["slice_id"],
+                    "image": record["image"].strip(),
+                    "spectra": record["spectra"].strip(),
+                    "dos": check["dos"],
+                    **{key: check[key] for key in ACCEPTED_COLUMNS[6:]},
+                }
+            )
     accepted_frame = pd.DataFrame(accepted, columns=list(ACCEPTED_COLUMNS))
     rejected_frame = pd.DataFrame(rejected, columns=["row", "sample_id", "reason"])
-    accepted_frame = accepted_frame.astype({"row": "int64", "dos": "float64", "width": "int64", "height": "int64",
-                                            "image_bit_depth": "int64", "image_max_value": "int64"})
+    accepted_frame = accepted_frame.astype(
+        {
+            "row": "int64",
+            "dos": "float64",
+            "width": "int64",
+            "height": "int64",
+            "image_bit_depth": "int64",
+            "image_max_value": "int64",
+        }
+    )
     result = IngestResult(accepted_frame, rejected_frame, total=len(records))
     assert result.counts["accepted"] + result.counts["rejected"] == result.total
     return result
@@ -352,8 +393,10 @@ def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int
     write_csv(paths.interim / "rejected.csv", result.rejected)
     written.add(paths.interim / "rejected.csv")
     counts = result.counts
-    print(f"ingest: {counts['total']} rows, {counts['accepted']} accepted, {counts['rejected']} rejected "
-          f"(details: {paths.interim / 'rejected.csv'})")
+    print(
+        f"ingest: {counts['total']} rows, {counts['accepted']} accepted, {counts['rejected']} rejected "
+        f"(details: {paths.interim / 'rejected.csv'})"
+    )
     if counts["rejected"]:
         listing = format_rejections(result.rejected)
         if cfg["on_error"] == "fail":

@@ -10,15 +10,16 @@ Images are PNG or single-page TIFF, recognised from their first bytes (not the s
 the caller passes in (``value * 255 / (2**bit_depth - 1)``, rounded, clipped): a 12-bit
 camera saved as 16-bit keeps its 4096 levels' contrast. The readers hold no global state.
 """
+
 from __future__ import annotations
 
 import os
 import stat
 import tokenize
 import warnings
-from struct import error as struct_error
 from dataclasses import dataclass
 from pathlib import Path
+from struct import error as struct_error
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -48,9 +49,13 @@ class SampleError(ValueError):
 
 
 def _special_kind(mode: int) -> str | None:
-    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISDIR, "a folder")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return name
     return None
@@ -81,11 +86,15 @@ def check_image_size(width: int, height: int) -> None:
         )
     short, long = min(width, height), max(width, height)
     if short < MIN_SIDE:
-        raise SampleError(f"image is {width}x{height} pixels: its shorter side is below the minimum of "
-                          f"{MIN_SIDE} px (a line scan or a corrupt header?)")
+        raise SampleError(
+            f"image is {width}x{height} pixels: its shorter side is below the minimum of "
+            f"{MIN_SIDE} px (a line scan or a corrupt header?)"
+        )
     if long > MAX_ASPECT * short:
-        raise SampleError(f"image is {width}x{height} pixels: aspect ratio {long / short:.1f}:1 is above the "
-                          f"limit of {MAX_ASPECT:g}:1 (crop it to the micrograph)")
+        raise SampleError(
+            f"image is {width}x{height} pixels: aspect ratio {long / short:.1f}:1 is above the "
+            f"limit of {MAX_ASPECT:g}:1 (crop it to the micrograph)"
+        )
 
 
 def bits_for_max(max_value: int) -> int:
@@ -115,8 +124,8 @@ class StoredImage:
     format: str
     bits: int
     max_value: int
-    image8: Image.Image | None = None      # 8-bit images: the decoded PIL image
-    values16: np.ndarray | None = None     # 16-bit images: uint16 H×W or H×W×3
+    image8: Image.Image | None = None  # 8-bit images: the decoded PIL image
+    values16: np.ndarray | None = None  # 16-bit images: uint16 H×W or H×W×3
 
     def rgb8(self, bit_depth: int = 16) -> Image.Image:
         """8-bit RGB; 16-bit values are scaled with ``bit_depth`` (8-bit images are unchanged)."""
@@ -207,8 +216,9 @@ def _decode(image: Image.Image, fmt: str) -> StoredImage:
     width, height = image.size
     check_image_size(width, height)
     if image.mode not in ACCEPTED_MODES:
-        raise SampleError(f"image mode {image.mode!r} is not supported (use 8-bit RGB/RGBA/L, palette, "
-                          "or 16-bit greyscale/RGB)")
+        raise SampleError(
+            f"image mode {image.mode!r} is not supported (use 8-bit RGB/RGBA/L, palette, or 16-bit greyscale/RGB)"
+        )
     rgb16 = False
     if fmt == "TIFF":
         pages = getattr(image, "n_frames", 1)
@@ -217,7 +227,9 @@ def _decode(image: Image.Image, fmt: str) -> StoredImage:
         bits = _tiff_bits(image)
         if image.mode in ("RGB", "RGBA") and max(bits) > 8:
             if bits != (16, 16, 16):
-                raise SampleError(f"TIFF with {bits} bits per sample is not supported (use 8- or 16-bit RGB without alpha)")
+                raise SampleError(
+                    f"TIFF with {bits} bits per sample is not supported (use 8- or 16-bit RGB without alpha)"
+                )
             rgb16 = True
     if rgb16:
         values = _decode_rgb16_tiff(image)
@@ -340,4 +352,6 @@ def _check_npy_dtype(dtype: np.dtype) -> None:
 
 def _check_shape(actual: tuple[int, ...], shape: tuple[int, int]) -> None:
     if tuple(actual) != tuple(shape):
-        raise SampleError(f"spectra has shape {tuple(actual)}, expected {tuple(shape)} (data.n_spectra, data.spectrum_length)")
+        raise SampleError(
+            f"spectra has shape {tuple(actual)}, expected {tuple(shape)} (data.n_spectra, data.spectrum_length)"
+        )

@@ -1,10 +1,12 @@
 """Split: assign each sample to train / val / test by slice, and compute train-only statistics.
 
 By default slice ``1`` is shuffled (seeded) into 85 % train and 15 % val, and slice ``2`` is
-the test set; with several training slices each gives the same share to validation. Rows whose slice is in neither list are reported, never silently dropped.
+the test set; with several training slices each gives the same share to validation. Rows whose slice is in
+neither list are reported, never silently dropped.
 Normalisation statistics come from the train rows only, so no later stage can leak
 validation or test information into the model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class SplitResult:
-    table: pd.DataFrame                                  # sample_id, split (train | val | test), index
+    table: pd.DataFrame  # sample_id, split (train | val | test), index
     unassigned: dict[str, int] = field(default_factory=dict)  # slice_id -> rows in neither list
 
     @property
@@ -32,13 +34,16 @@ class SplitResult:
         return counts
 
 
-def split_samples(samples: pd.DataFrame, *, train_slices: list, test_slices: list,
-                  val_fraction: float, seed: int) -> SplitResult:
+def split_samples(
+    samples: pd.DataFrame, *, train_slices: list, test_slices: list, val_fraction: float, seed: int
+) -> SplitResult:
     """Split the rows of ``samples`` (needs ``sample_id``, ``slice_id``; row order = array order)."""
     train_slices = [str(s) for s in train_slices]
     test_slices = [str(s) for s in test_slices]
     if overlap := sorted(set(train_slices) & set(test_slices)):
-        raise MetalloError(f"slice(s) {overlap} are in both split.train_slices and split.test_slices; a slice goes to one side only.")
+        raise MetalloError(
+            f"slice(s) {overlap} are in both split.train_slices and split.test_slices; a slice goes to one side only."
+        )
     if not 0.0 <= float(val_fraction) < 1.0:
         raise MetalloError(f"split.val_fraction must be in [0, 1); got {val_fraction}.")
 
@@ -50,15 +55,19 @@ def split_samples(samples: pd.DataFrame, *, train_slices: list, test_slices: lis
     split[np.isin(slices, test_slices)] = "test"
 
     if not (split == "train").any():
-        raise MetalloError(f"no training rows: no sample has a slice_id in split.train_slices {train_slices} "
-                           f"(slices present: {sorted(set(slices))}).")
+        raise MetalloError(
+            f"no training rows: no sample has a slice_id in split.train_slices {train_slices} "
+            f"(slices present: {sorted(set(slices))})."
+        )
     assigned = split != ""
     unassigned = pd.Series(slices[~assigned]).value_counts().sort_index()
-    table = pd.DataFrame({
-        "sample_id": samples["sample_id"].to_numpy()[assigned],
-        "split": split[assigned].astype(str),
-        "index": np.flatnonzero(assigned).astype(np.int64),
-    })
+    table = pd.DataFrame(
+        {
+            "sample_id": samples["sample_id"].to_numpy()[assigned],
+            "split": split[assigned].astype(str),
+            "index": np.flatnonzero(assigned).astype(np.int64),
+        }
+    )
     return SplitResult(table, {str(k): int(v) for k, v in unassigned.items()})
 
 
@@ -82,8 +91,9 @@ def _mean_std(total: np.ndarray, total_sq: np.ndarray, count: int) -> tuple[np.n
     return mean, np.sqrt(var)
 
 
-def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray, train_index: np.ndarray,
-                     chunk: int = 64) -> dict:
+def train_statistics(
+    images: np.ndarray, spectra: np.ndarray, labels: np.ndarray, train_index: np.ndarray, chunk: int = 64
+) -> dict:
     """Per-channel image, per-wavelength spectra and label mean/std over the train rows only.
 
     ``images`` (uint8 N×H×W×3) and ``spectra`` (N×S×L) may be memory maps; they are read in
@@ -99,7 +109,7 @@ def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray
     snv_sum = np.zeros(spectra.shape[-1])
     snv_sq = np.zeros(spectra.shape[-1])
     for start in range(0, len(train_index), chunk):
-        rows = train_index[start:start + chunk]
+        rows = train_index[start : start + chunk]
         pixels = images[rows].reshape(-1, 3).astype(np.float64) / 255.0
         img_sum += pixels.sum(0)
         img_sq += (pixels**2).sum(0)
@@ -120,8 +130,12 @@ def train_statistics(images: np.ndarray, spectra: np.ndarray, labels: np.ndarray
     return {
         "n_train": int(len(train_index)),
         "image": {"mean": img_mean.tolist(), "std": img_std.tolist()},
-        "spectra": {"mean": spec_mean.tolist(), "std": spec_std.tolist(),
-                    "global_mean": float(glob_mean[0]), "global_std": float(glob_std[0])},
+        "spectra": {
+            "mean": spec_mean.tolist(),
+            "std": spec_std.tolist(),
+            "global_mean": float(glob_mean[0]),
+            "global_std": float(glob_std[0]),
+        },
         "spectra_snv": {"mean": snv_mean.tolist(), "std": snv_std.tolist()},
         "label": {"mean": float(y.mean()), "std": float(y.std()) if len(y) > 1 else 1.0},
     }
@@ -132,14 +146,18 @@ def check_processed(paths: Paths) -> None:
     names = ("samples.parquet", "images.npy", "spectra.npy")
     missing = [name for name in names if not (paths.processed / name).is_file()]
     if missing:
-        raise MetalloError(f"{paths.processed} lacks {', '.join(missing)}: the convert stage has not finished "
-                           "(or was interrupted). Run `dvc repro convert` (or `metallo convert`) first.")
+        raise MetalloError(
+            f"{paths.processed} lacks {', '.join(missing)}: the convert stage has not finished "
+            "(or was interrupted). Run `dvc repro convert` (or `metallo convert`) first."
+        )
     rows = len(pd.read_parquet(paths.processed / "samples.parquet", columns=["sample_id"]))
     for name in names[1:]:
         n = np.load(paths.processed / name, mmap_mode="r").shape[0]
         if n != rows:
-            raise MetalloError(f"{paths.processed / name} has {n} rows but samples.parquet lists {rows}: the "
-                               "convert outputs are from different runs. Run `dvc repro convert` again.")
+            raise MetalloError(
+                f"{paths.processed / name} has {n} rows but samples.parquet lists {rows}: the "
+                "convert outputs are from different runs. Run `dvc repro convert` again."
+            )
 
 
 def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
@@ -147,13 +165,20 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed"])
     check_processed(paths)
     samples = pd.read_parquet(paths.processed / "samples.parquet")
-    result = split_samples(samples, train_slices=cfg["train_slices"], test_slices=cfg["test_slices"],
-                           val_fraction=float(cfg["val_fraction"]), seed=int(cfg["seed"]))
+    result = split_samples(
+        samples,
+        train_slices=cfg["train_slices"],
+        test_slices=cfg["test_slices"],
+        val_fraction=float(cfg["val_fraction"]),
+        seed=int(cfg["seed"]),
+    )
     counts = result.counts
     if result.unassigned:
         detail = ", ".join(f"slice {k!r}: {v} rows" for k, v in result.unassigned.items())
-        print(f"split: WARNING {counts['unassigned']} samples are in neither split.train_slices nor "
-              f"split.test_slices and are not used ({detail}); add their slice to one list to use them.")
+        print(
+            f"split: WARNING {counts['unassigned']} samples are in neither split.train_slices nor "
+            f"split.test_slices and are not used ({detail}); add their slice to one list to use them."
+        )
     images = np.load(paths.processed / "images.npy", mmap_mode="r")
     spectra = np.load(paths.processed / "spectra.npy", mmap_mode="r")
     train_index = result.table.loc[result.table["split"] == "train", "index"].to_numpy()

@@ -104,8 +104,7 @@ def _write_sample(task) -> dict:
     pil = Image.fromarray(img, mode="RGB")
     write_file(out / image_rel, lambda fh: pil.save(fh, format="PNG", optimize=False, compress_level=6))
     write_file(out / spectra_rel, lambda fh: np.save(fh, spectra, allow_pickle=False))
-    row = {"sample_id": sample_id, "slice_id": slice_id, "image": image_rel, "spectra": spectra_rel,
-           "dos": latents.dos}
+    row = {"sample_id": sample_id, "slice_id": slice_id, "image": image_rel, "spectra": spectra_rel, "dos": latents.dos}
     return {"manifest": row, "latents": _latent_row(sample_id, slice_id, latents, info)}
 
 
@@ -151,8 +150,14 @@ def _summary(out: Path, manifest_rows: list[dict], counts: dict[str, int]) -> di
     for sid in counts:
         d = np.array([r["dos"] for r in manifest_rows if r["slice_id"] == sid])
         per_slice[sid] = {"n": int(d.size), "dos_mean": float(d.mean()), "dos_std": float(d.std())}
-    return {"out_dir": str(out), "n_samples": len(manifest_rows), "counts": counts, "dos_mean": float(dos.mean()),
-            "dos_std": float(dos.std()), "per_slice": per_slice}
+    return {
+        "out_dir": str(out),
+        "n_samples": len(manifest_rows),
+        "counts": counts,
+        "dos_mean": float(dos.mean()),
+        "dos_std": float(dos.std()),
+        "per_slice": per_slice,
+    }
 
 
 def synthesize(
@@ -185,16 +190,31 @@ def synthesize(
     seqs = np.random.SeedSequence(seed).spawn(n_total)
     out = Path(out_dir)
     reset_raw_folder(out)
-    tasks = [(seqs[i], slices[i], f"s{i:0{width}d}", str(out), int(image_size), int(spectrum_length), (rows, cols))
-             for i in range(n_total)]
-    results = list(map_ordered(_write_sample, tasks, workers=workers, desc="synthesize",
-                               chunksize=max(1, min(16, n_total // (workers * 8))), show_progress=progress))
+    tasks = [
+        (seqs[i], slices[i], f"s{i:0{width}d}", str(out), int(image_size), int(spectrum_length), (rows, cols))
+        for i in range(n_total)
+    ]
+    results = list(
+        map_ordered(
+            _write_sample,
+            tasks,
+            workers=workers,
+            desc="synthesize",
+            chunksize=max(1, min(16, n_total // (workers * 8))),
+            show_progress=progress,
+        )
+    )
     manifest_rows = [r["manifest"] for r in results]
     latent_rows = [r["latents"] for r in results]
     write_table(out / LATENTS, list(latent_rows[0]), latent_rows, format_latent)
     write_table(out / MANIFEST, MANIFEST_COLUMNS, manifest_rows, _format_manifest)
-    return {**_summary(out, manifest_rows, counts), "image_size": int(image_size), "n_spectra": int(n_spectra),
-            "spectrum_length": int(spectrum_length), "grid": [rows, cols]}
+    return {
+        **_summary(out, manifest_rows, counts),
+        "image_size": int(image_size),
+        "n_spectra": int(n_spectra),
+        "spectrum_length": int(spectrum_length),
+        "grid": [rows, cols],
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,7 +234,7 @@ def run_synthesize(params: dict, paths=None) -> dict:
     counts = cfg.get("samples_per_slice", DEFAULT_COUNTS)
     if not isinstance(counts, dict):
         raise MetalloError(
-            f"synthesize.samples_per_slice must be a mapping like {{\"1\": 480, \"2\": 120}}; got {counts!r}."
+            f'synthesize.samples_per_slice must be a mapping like {{"1": 480, "2": 120}}; got {counts!r}.'
         )
     try:
         summary = synthesize(

@@ -116,7 +116,18 @@ from metallo.data.synthesize import LATENTS, format_latent, reset_raw_folder, wr
 from metallo.io import write_file, write_json
 from metallo.parallel import map_ordered
 
-__all__ = ["PROFILES", "Profile", "SliceShift", "make_variant", "render_sample", "sample_seeds", "scaled_counts", "scaled_frame", "DEMO_DOS_STD", "LOCAL_GRAIN_RANGE"]
+__all__ = [
+    "PROFILES",
+    "Profile",
+    "SliceShift",
+    "make_variant",
+    "render_sample",
+    "sample_seeds",
+    "scaled_counts",
+    "scaled_frame",
+    "DEMO_DOS_STD",
+    "LOCAL_GRAIN_RANGE",
+]
 
 #: Population std of the demo label (sqrt of 0.9² + 0.7² + 0.3² + 0.04²); z = (dos - 2) / DEMO_DOS_STD.
 DEMO_DOS_STD = math.sqrt(sum(c * c for c in LABEL_COEFS.values()) + LABEL_NOISE_STD**2)
@@ -423,7 +434,8 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
     """One sample in memory: {"image": float RGB [0,1] (H, W, 3) after the slice shift, "image8": the
     rendered uint8 RGB before it, "mask", "spectra" (reflectance or counts, float64/float32), "dos",
     "latents": dict, "rng": the instrument stream, used next for image read noise}. ``profile`` is a
-    name or a :class:`Profile` (e.g. ``dataclasses.replace(PROFILES["local"], frame=(240, 320))``). Streams: 0 latents, 1 micrograph, 2 spectra, 3 instrument, 4 per-cell latents."""
+    name or a :class:`Profile` (e.g. ``dataclasses.replace(PROFILES["local"], frame=(240, 320))``).
+    Streams: 0 latents, 1 micrograph, 2 spectra, 3 instrument, 4 per-cell latents."""
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     shift = profile.shifts.get(slice_id, SliceShift())
     h, w = frame
@@ -443,7 +455,9 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
         img8, mask = _render_local_micrograph(lat.image, np.exp(log_d), _stream(seq, 1), (h, w), profile.grid)
         fr = cell_fractions(mask, profile.grid)
         r2 = _stream(seq, 2)
-        refl = np.concatenate([render_spectra(fr[k : k + 1], float(comp[k]), r2, profile.spectrum_length) for k in range(n)])
+        refl = np.concatenate(
+            [render_spectra(fr[k : k + 1], float(comp[k]), r2, profile.spectrum_length) for k in range(n)]
+        )
         for k in range(n):
             info[f"z_tex_{k:02d}"] = float(z_t[k])
             info[f"z_dip_{k:02d}"] = float(z_d[k])
@@ -456,7 +470,9 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
         refl = render_spectra(fr, lat.composition, _stream(seq, 2), profile.spectrum_length, "1")
         z = (lat.dos - LABEL_INTERCEPT) / DEMO_DOS_STD
         dos = profile.label_intercept + profile.label_scale * z
-        info.update(z_mix=z, demo_dos=lat.dos, z_grain=lat.z_grain, z_composition=lat.z_composition, z_phase=lat.z_phase)
+        info.update(
+            z_mix=z, demo_dos=lat.dos, z_grain=lat.z_grain, z_composition=lat.z_composition, z_phase=lat.z_phase
+        )
     rng3 = _stream(seq, 3)
     spectra = refl if profile.spectra_format == "npy_reflectance" else _to_counts(refl, profile, shift, rng3)
     info.update(
@@ -465,8 +481,15 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
         composition=lat.composition,
         realised_phase_fraction=float(mask.mean()),
     )
-    return {"image8": img8, "image": _apply_image_shift(img8, shift), "mask": mask, "spectra": spectra,
-            "dos": float(dos), "latents": info, "rng": rng3}
+    return {
+        "image8": img8,
+        "image": _apply_image_shift(img8, shift),
+        "mask": mask,
+        "spectra": spectra,
+        "dos": float(dos),
+        "latents": info,
+        "rng": rng3,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -544,15 +567,26 @@ def make_variant(out_dir, profile: str, seed: int = 0, scale: float = 1.0, worke
 
     tasks = [(p.name, i, seqs[i], slices[i], ids[i], str(out), frame) for i in range(n_total)]
     workers = workers if workers and workers > 1 else 1  # 0 or None: in-process, as 1
-    results = list(map_ordered(_work, tasks, workers=workers, desc="variants",
-                               chunksize=max(1, n_total // (workers * 8)), show_progress=False))
+    results = list(
+        map_ordered(
+            _work,
+            tasks,
+            workers=workers,
+            desc="variants",
+            chunksize=max(1, n_total // (workers * 8)),
+            show_progress=False,
+        )
+    )
 
     lat_rows = [r["latents"] for r in results]
     write_table(out / LATENTS, list(lat_rows[0]), lat_rows, format_latent)
     dos = np.array([r["manifest"]["dos"] for r in results])
     per_slice = {
-        sid: {"n": counts[sid], "dos_mean": float(dos[np.array(slices) == sid].mean()),
-              "dos_std": float(dos[np.array(slices) == sid].std())}
+        sid: {
+            "n": counts[sid],
+            "dos_mean": float(dos[np.array(slices) == sid].mean()),
+            "dos_std": float(dos[np.array(slices) == sid].std()),
+        }
         for sid in p.counts
     }
     info = {
@@ -574,8 +608,12 @@ def make_variant(out_dir, profile: str, seed: int = 0, scale: float = 1.0, worke
     }
     write_json(out / DATASET_FILE, info)
     # the manifest is written last (atomically): a folder with a manifest is complete
-    write_table(out / MANIFEST, MANIFEST_COLUMNS, [r["manifest"] for r in results],
-                lambda _, v: f"{v:.9g}" if isinstance(v, float) else str(v))
+    write_table(
+        out / MANIFEST,
+        MANIFEST_COLUMNS,
+        [r["manifest"] for r in results],
+        lambda _, v: f"{v:.9g}" if isinstance(v, float) else str(v),
+    )
     return info
 
 
@@ -587,7 +625,9 @@ def _main(argv=None) -> None:
     ap.add_argument("out_dir")
     ap.add_argument("--profile", required=True, choices=sorted(PROFILES))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scale", type=float, default=1.0, help="multiplies sample counts and frame size (e.g. 0.1 for tests)")
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies sample counts and frame size (e.g. 0.1 for tests)"
+    )
     ap.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -596,7 +636,10 @@ def _main(argv=None) -> None:
     except ValueError as err:
         ap.error(str(err))
     print(json.dumps(info, indent=2))
-    print(f"variants: {sum(info['details']['counts'].values())} samples in {time.perf_counter() - t0:.1f} s -> {a.out_dir}")
+    print(
+        f"variants: {sum(info['details']['counts'].values())} samples in "
+        f"{time.perf_counter() - t0:.1f} s -> {a.out_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 from transformers import AutoConfig, AutoModel
 
-from .modeling_common import RegressionOutput
 from .configuration_classical import ClassicalConfig
 from .configuration_metallonet import MetalloNetConfig
 from .configuration_toynet import ToyNetConfig
 from .modeling_classical import ClassicalModel
+from .modeling_common import RegressionOutput
 from .modeling_metallonet import MetalloNetModel
 from .modeling_toynet import ToyNetModel
 from .registry import config_fields, create_config, create_model, get_config_class, get_model_class, list_models

@@ -42,8 +42,9 @@ def _same_size_box_blur(grey: torch.Tensor, scale: int) -> torch.Tensor:
     if scale == 1:
         return grey
     before = (scale - 1) // 2
-    return F.avg_pool2d(F.pad(grey, (before, scale - 1 - before, before, scale - 1 - before), mode="replicate"),
-                        scale, stride=1)
+    return F.avg_pool2d(
+        F.pad(grey, (before, scale - 1 - before, before, scale - 1 - before), mode="replicate"), scale, stride=1
+    )
 
 
 def texture_maps(pixel_values: torch.Tensor, scales) -> torch.Tensor:
@@ -121,7 +122,9 @@ class CellInteractionFeatures(nn.Module):
     def _factors(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cells = (cells.float() - self.cell_mean) / self.cell_std
         ones = cells.new_ones(cells.shape[:2] + (1,))
-        return torch.cat([cells[..., :self.n_texture], ones], dim=-1), torch.cat([cells[..., self.n_texture:], ones], dim=-1)
+        return torch.cat([cells[..., : self.n_texture], ones], dim=-1), torch.cat(
+            [cells[..., self.n_texture :], ones], dim=-1
+        )
 
     def interactions(self, cells: torch.Tensor) -> torch.Tensor:
         """(B, S, n_texture + n_bands) raw cell statistics -> (B, n_features) mean outer products (unstandardised)."""

@@ -74,7 +74,9 @@ class MetalloConfig(PretrainedConfig):
     def _validate_shape(self) -> None:
         check_positive_int("image_size", self.image_size)
         if self.image_size < 32:
-            raise ValueError(f"image_size must be at least 32 (a ResNet trunk downsamples by 32); got {self.image_size}")
+            raise ValueError(
+                f"image_size must be at least 32 (a ResNet trunk downsamples by 32); got {self.image_size}"
+            )
         check_positive_int("n_spectra", self.n_spectra)
         check_positive_int("spectrum_length", self.spectrum_length)
         if isinstance(self.grid, str) or len(self.grid) != 2:
@@ -84,8 +86,10 @@ class MetalloConfig(PretrainedConfig):
         self.grid = tuple(self.grid)
         rows, cols = self.grid
         if rows * cols != self.n_spectra:
-            raise ValueError(f"grid {self.grid} holds {rows * cols} measurement points but n_spectra is "
-                             f"{self.n_spectra}; rows * cols must equal n_spectra")
+            raise ValueError(
+                f"grid {self.grid} holds {rows * cols} measurement points but n_spectra is "
+                f"{self.n_spectra}; rows * cols must equal n_spectra"
+            )
         if isinstance(self.modalities, str):
             raise ValueError(f"modalities must be a list such as ['image', 'spectra']; got {self.modalities!r}")
         for modality in self.modalities:
@@ -163,5 +167,12 @@ class MetalloNetworkConfig(MetalloConfig):
         super().__init__(**kwargs)
 
 
-__all__ = ["BACKBONE_NAMES", "LOSS_NAMES", "MODALITIES", "MetalloConfig", "MetalloNetworkConfig",
-           "check_choice", "check_positive_int"]
+__all__ = [
+    "BACKBONE_NAMES",
+    "LOSS_NAMES",
+    "MODALITIES",
+    "MetalloConfig",
+    "MetalloNetworkConfig",
+    "check_choice",
+    "check_positive_int",
+]

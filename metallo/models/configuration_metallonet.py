@@ -98,8 +98,9 @@ class MetalloNetConfig(MetalloNetworkConfig):
         if not self.cell_feature_stages or not set(self.cell_feature_stages) <= {1, 2, 3, 4}:
             raise ValueError(f"cell_feature_stages must list ResNet stages 1-4; got {self.cell_feature_stages!r}")
         if self.hidden_dim % self.num_attention_heads:
-            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_attention_heads "
-                             f"({self.num_attention_heads})")
+            raise ValueError(
+                f"hidden_dim ({self.hidden_dim}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+            )
 
     @property
     def explanation_maps(self) -> bool:

@@ -12,8 +12,8 @@ from torch import nn
 
 from metallo.processing import snv
 
-from .modeling_common import MetalloPreTrainedModel
 from .configuration_classical import ClassicalConfig
+from .modeling_common import MetalloPreTrainedModel
 
 
 def spectra_features(spectra: torch.Tensor, n_bands: int) -> torch.Tensor:
@@ -51,8 +51,13 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, alphas: list[float]) ->
     std = features.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)  # a constant feature carries nothing; keep it finite
     ridge = RidgeCV(alphas=alphas).fit((features - mean) / std, np.asarray(targets, dtype=np.float64))
-    return {"mean": mean, "std": std, "coef": ridge.coef_, "intercept": float(ridge.intercept_),
-            "alpha": float(ridge.alpha_)}
+    return {
+        "mean": mean,
+        "std": std,
+        "coef": ridge.coef_,
+        "intercept": float(ridge.intercept_),
+        "alpha": float(ridge.alpha_),
+    }
 
 
 class ClassicalFeatures(nn.Module):
@@ -80,8 +85,9 @@ class ClassicalFeatures(nn.Module):
         parts = []
         with torch.autocast(self.feature_mean.device.type, enabled=False):
             if "image" in self.modalities:
-                parts.append(image_features(raw_pixel_values, self.histogram_bins, self.gradient_scales,
-                                            self.dark_threshold))
+                parts.append(
+                    image_features(raw_pixel_values, self.histogram_bins, self.gradient_scales, self.dark_threshold)
+                )
             if "spectra" in self.modalities:
                 parts.append(spectra_features(raw_spectra, self.n_bands))
         return torch.cat(parts, dim=1)
@@ -105,8 +111,9 @@ class ClassicalFeatures(nn.Module):
 
 def classical_features(config) -> ClassicalFeatures:
     """The feature module described by a config's `n_bands`, `histogram_bins`, ... fields."""
-    return ClassicalFeatures(config.modalities, config.n_bands, config.histogram_bins, config.gradient_scales,
-                             config.dark_threshold)
+    return ClassicalFeatures(
+        config.modalities, config.n_bands, config.histogram_bins, config.gradient_scales, config.dark_threshold
+    )
 
 
 @torch.no_grad()

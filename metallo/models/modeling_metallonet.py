@@ -6,11 +6,11 @@ from transformers import BertConfig
 from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertLayer, BertSelfOutput
 
-from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
 from .cells import CellInteractionFeatures, cell_pooling_weights
+from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
+from .configuration_metallonet import MetalloNetConfig
 from .modeling_classical import ClassicalFeatures, fit_ridge, set_linear
 from .modeling_common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder, feature_map_size, stage_stride
-from .configuration_metallonet import MetalloNetConfig
 
 
 class MetalloNetSpatialAttention(nn.Module):
@@ -208,21 +208,36 @@ class MetalloNetGridFusion(nn.Module):
     def __init__(self, config: MetalloNetConfig):
         super().__init__()
         width = config.hidden_dim
-        self.cell_mlp = nn.Sequential(nn.LayerNorm(3 * width), nn.Linear(3 * width, width), nn.GELU(),
-                                      nn.Dropout(config.dropout), nn.Linear(width, width))
+        self.cell_mlp = nn.Sequential(
+            nn.LayerNorm(3 * width),
+            nn.Linear(3 * width, width),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(width, width),
+        )
         self.position_embeddings = MetalloNetGridPositionEmbedding(*config.grid, width)
         self.context_proj = nn.Linear(2 * width, width)
-        bert_config = BertConfig(hidden_size=width, num_hidden_layers=config.num_fusion_layers,
-                                 num_attention_heads=config.num_attention_heads,
-                                 intermediate_size=config.intermediate_size, hidden_act="gelu",
-                                 hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
-                                 attn_implementation="sdpa")
+        bert_config = BertConfig(
+            hidden_size=width,
+            num_hidden_layers=config.num_fusion_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            hidden_act="gelu",
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.dropout,
+            attn_implementation="sdpa",
+        )
         self.layers = nn.ModuleList([BertLayer(bert_config, layer_idx=i) for i in range(config.num_fusion_layers)])
         self.norm = nn.LayerNorm(width)
         self.cell_head = nn.Linear(width, 1)
 
-    def forward(self, image_cells: torch.Tensor, spectral_cells: torch.Tensor, image_global: torch.Tensor,
-                spectral_global: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        image_cells: torch.Tensor,
+        spectral_cells: torch.Tensor,
+        image_global: torch.Tensor,
+        spectral_global: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the CLS state (B, hidden_dim) and per-cell contributions (B, S) in standardised label units."""
         cells = self.cell_mlp(torch.cat([image_cells, spectral_cells, image_cells * spectral_cells], dim=-1))
         cells = cells + self.position_embeddings()
@@ -251,8 +266,11 @@ class MetalloNetModel(MetalloPreTrainedModel):
         has_image, has_spectra = "image" in config.modalities, "spectra" in config.modalities
         if config.fusion == "grid":
             self.image_encoder = MetalloNetCellImageEncoder(config) if has_image else None
-            self.spectral_encoder = SpectralEncoder(config.spectral_channels, config.spectral_pool_size,
-                                                    config.hidden_dim, separable=True) if has_spectra else None
+            self.spectral_encoder = (
+                SpectralEncoder(config.spectral_channels, config.spectral_pool_size, config.hidden_dim, separable=True)
+                if has_spectra
+                else None
+            )
             self.fusion = MetalloNetGridFusion(config)
         else:
             self.image_encoder = MetalloNetImageEncoder(config) if has_image else None
@@ -263,8 +281,9 @@ class MetalloNetModel(MetalloPreTrainedModel):
             nn.LayerNorm(config.hidden_dim), nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, 1)
         )
         if config.classical_branch and config.classical_features == "cells":
-            self.classical_branch = CellInteractionFeatures(config.grid, config.grid_extent, config.cell_bands,
-                                                            config.cell_texture_scales)
+            self.classical_branch = CellInteractionFeatures(
+                config.grid, config.grid_extent, config.cell_bands, config.cell_texture_scales
+            )
             self.classical_head = nn.Linear(self.classical_branch.n_features, 1)
         elif config.classical_branch:
             settings = {**FEATURE_DEFAULTS, "n_bands": min(FEATURE_DEFAULTS["n_bands"], config.spectrum_length)}
@@ -289,10 +308,13 @@ class MetalloNetModel(MetalloPreTrainedModel):
 
     def _check_raw_inputs(self, raw_pixel_values, raw_spectra) -> None:
         if ("image" in self.config.modalities and raw_pixel_values is None) or (
-                "spectra" in self.config.modalities and raw_spectra is None):
-            raise ValueError("this MetalloNet has a classical branch (classical_branch=True): pass raw_pixel_values "
-                             "(intensities in [0, 1]) and raw_spectra (as measured), as MetalloProcessor(raw_copies="
-                             "True) does")
+            "spectra" in self.config.modalities and raw_spectra is None
+        ):
+            raise ValueError(
+                "this MetalloNet has a classical branch (classical_branch=True): pass raw_pixel_values "
+                "(intensities in [0, 1]) and raw_spectra (as measured), as MetalloProcessor(raw_copies="
+                "True) does"
+            )
 
     @torch.no_grad()
     def initialise_classical_branch(self, features, targets) -> float:
@@ -338,23 +360,32 @@ class MetalloNetModel(MetalloPreTrainedModel):
         batch, (rows, cols), width = reference.shape[0], self.config.grid, self.config.hidden_dim
         zeros_cells = reference.new_zeros(batch, rows * cols, width)
         zeros_global = reference.new_zeros(batch, width)
-        image_cells, image_global = (self.image_encoder(pixel_values) if self.image_encoder is not None
-                                     else (zeros_cells, zeros_global))
+        image_cells, image_global = (
+            self.image_encoder(pixel_values) if self.image_encoder is not None else (zeros_cells, zeros_global)
+        )
         spectral_cells = self.spectral_encoder(spectra) if self.spectral_encoder is not None else zeros_cells
         cls, cells = self.fusion(image_cells, spectral_cells, image_global, spectral_cells.mean(dim=1))
         contributions = (cells.float() * self.config.label_std).view(batch, rows, cols)
         return (cls, cells), {"cell_contributions": contributions}
 
-    def forward(self, pixel_values=None, spectra=None, labels=None, return_attention=False, raw_pixel_values=None,
-                raw_spectra=None):
+    def forward(
+        self,
+        pixel_values=None,
+        spectra=None,
+        labels=None,
+        return_attention=False,
+        raw_pixel_values=None,
+        raw_spectra=None,
+    ):
         """See [`MetalloPreTrainedModel.forward`]. With a `"cells"` classical branch, `cell_contributions` holds
         the deep per-cell readouts plus the branch's per-cell terms, in label units."""
         output = super().forward(pixel_values, spectra, labels, return_attention, raw_pixel_values, raw_spectra)
         if return_attention and output.cell_contributions is not None:
             terms = self.classical_cell_terms(raw_pixel_values, raw_spectra)
             if terms is not None:
-                output.cell_contributions = output.cell_contributions + terms.view_as(output.cell_contributions) * \
-                    self.config.label_std
+                output.cell_contributions = (
+                    output.cell_contributions + terms.view_as(output.cell_contributions) * self.config.label_std
+                )
         return output
 
     def forward_head(self, features) -> torch.Tensor:

@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from .modeling_common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder
 from .configuration_toynet import ToyNetConfig
+from .modeling_common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder
 
 
 class ToyNetImageEncoder(nn.Module):

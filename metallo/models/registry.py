@@ -48,7 +48,9 @@ def config_fields(name: str) -> list[str]:
             break
         if "__init__" in vars(cls):
             parameters = inspect.signature(cls.__init__).parameters.values()
-            fields += [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", *fields)]
+            fields += [
+                p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", *fields)
+            ]
     return fields
 
 

@@ -8,6 +8,7 @@
 * :mod:`~metallo.prediction.mlflow_model` and :mod:`~metallo.prediction.mlflow_entry`: the model as an
   MLflow pyfunc model, logged from code.
 """
+
 from metallo.prediction.arrays import check_compatible, predict_arrays
 from metallo.prediction.loading import load_model, load_processor
 from metallo.prediction.manifest import PredictResult, predict, write_predictions

@@ -11,6 +11,7 @@ model was trained on. A row whose files cannot be used is rejected, the others a
 Each prediction carries a split-conformal interval at ``interval`` (default 90 %) from the
 model's validation residuals (``calibration.json``; see :mod:`metallo.uncertainty`).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,8 @@ from metallo.uncertainty import check_level
 
 @dataclass
 class PredictResult:
-    predictions: pd.DataFrame         # sample_id, dos_pred, dos_lower, dos_upper (and dos when labelled)
-    rejected: pd.DataFrame            # row, sample_id, reason — as ingest reports them
+    predictions: pd.DataFrame  # sample_id, dos_pred, dos_lower, dos_upper (and dos when labelled)
+    rejected: pd.DataFrame  # row, sample_id, reason — as ingest reports them
     metrics: dict[str, float] | None  # when every accepted row has a dos label
 
     def summary(self) -> str:
@@ -44,9 +45,16 @@ class PredictResult:
         return text
 
 
-def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_error: str = "skip",
-            batch_size: int = 64, workers: int | None = None, show_progress: bool | None = None,
-            interval: float = 0.9) -> PredictResult:
+def predict(
+    model_dir: str | os.PathLike,
+    manifest: str | os.PathLike,
+    *,
+    on_error: str = "skip",
+    batch_size: int = 64,
+    workers: int | None = None,
+    show_progress: bool | None = None,
+    interval: float = 0.9,
+) -> PredictResult:
     """Validate ``manifest`` exactly as ingest does (``dos`` optional), then predict every accepted row."""
     if on_error not in ("skip", "fail"):
         raise MetalloError(f"on_error must be 'skip' or 'fail'; got {on_error!r}.")
@@ -56,16 +64,29 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
     predictor = load_predictor(model_dir)
     halfwidth = predictor.halfwidth(interval)
     raw_dir, _ = locate_manifest(manifest)
-    checked = validate_manifest(manifest, spectra_shape=predictor.spectra_shape, require_label=False,
-                                workers=workers, show_progress=show_progress)
+    checked = validate_manifest(
+        manifest,
+        spectra_shape=predictor.spectra_shape,
+        require_label=False,
+        workers=workers,
+        show_progress=show_progress,
+    )
     if len(checked.rejected) and on_error == "fail":
-        raise MetalloError(f"{len(checked.rejected)} of {checked.total} rows of {manifest} are invalid:\n"
-                           f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip'.")
+        raise MetalloError(
+            f"{len(checked.rejected)} of {checked.total} rows of {manifest} are invalid:\n"
+            f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip'."
+        )
     samples, dos_pred, late = _predict_rows(predictor, raw_dir, checked.accepted, batch_size, show_progress)
     rejected = pd.concat([r for r in [checked.rejected, *late] if len(r)] or [checked.rejected], ignore_index=True)
     rejected = rejected.sort_values("row", kind="stable").reset_index(drop=True)
-    table = pd.DataFrame({"sample_id": samples["sample_id"].to_numpy(), "dos_pred": dos_pred,
-                          "dos_lower": dos_pred - halfwidth, "dos_upper": dos_pred + halfwidth})
+    table = pd.DataFrame(
+        {
+            "sample_id": samples["sample_id"].to_numpy(),
+            "dos_pred": dos_pred,
+            "dos_lower": dos_pred - halfwidth,
+            "dos_upper": dos_pred + halfwidth,
+        }
+    )
     metrics = None
     labels = samples["dos"].to_numpy(dtype=np.float64)
     if len(labels) > 1 and np.isfinite(labels).all():
@@ -74,15 +95,16 @@ def predict(model_dir: str | os.PathLike, manifest: str | os.PathLike, *, on_err
     return PredictResult(table, rejected, metrics)
 
 
-def _predict_rows(predictor: Predictor, raw_dir: Path, samples: pd.DataFrame, batch_size: int,
-                  show_progress: bool | None) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame]]:
+def _predict_rows(
+    predictor: Predictor, raw_dir: Path, samples: pd.DataFrame, batch_size: int, show_progress: bool | None
+) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame]]:
     """Read and predict ``samples`` batch by batch: the rows kept, their predictions, the rows rejected late."""
     processor = predictor.processor
     geometry = Geometry(resize=processor.resize, crop=processor.crop, fit=processor.fit)
     predictions, kept, rejected = [], [], []
     batches = range(0, len(samples), batch_size)
     for start in progress(batches, total=len(batches), desc="predict", unit="batch", enabled=show_progress):
-        chunk = samples.iloc[start:start + batch_size]
+        chunk = samples.iloc[start : start + batch_size]
         images, spectra, rows = [], [], []
         for position, row in zip(range(start, start + len(chunk)), chunk.itertuples()):
             try:  # a file that changed since it was validated is rejected, not a crash
@@ -90,8 +112,11 @@ def _predict_rows(predictor: Predictor, raw_dir: Path, samples: pd.DataFrame, ba
                 image = geometry.apply(rgb)
                 values = read_spectra(resolve_inside(raw_dir, row.spectra), predictor.spectra_shape)
             except (SampleError, OSError, ValueError, RuntimeError) as err:
-                rejected.append(pd.DataFrame([{"row": row.row, "sample_id": row.sample_id,
-                                               "reason": f"changed after validation: {err}"}]))
+                rejected.append(
+                    pd.DataFrame(
+                        [{"row": row.row, "sample_id": row.sample_id, "reason": f"changed after validation: {err}"}]
+                    )
+                )
                 continue
             images.append(image)
             spectra.append(values)

@@ -3,6 +3,7 @@
 MLflow stores this file as source ("models from code") and runs it when the model is
 loaded, so the logged model holds no pickled Python object.
 """
+
 import mlflow
 
 from metallo.training.progress import without_mlflow_hints

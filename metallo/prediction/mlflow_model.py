@@ -5,6 +5,7 @@ takes uint8 micrographs (N×H×W×3, after the convert geometry) and raw spectra
 and returns a table with the predicted DOS per sample (``dos``) and its split-conformal
 interval (``dos_lower``, ``dos_upper``; level from ``params={"interval": 0.9}``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,10 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
             self.predictor = load_predictor(context.artifacts["model"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        predictions = self.predictor.predict(np.asarray(model_input["pixel_values"], dtype=np.uint8),
-                                             np.asarray(model_input["spectra"], dtype=np.float32))
+        predictions = self.predictor.predict(
+            np.asarray(model_input["pixel_values"], dtype=np.uint8),
+            np.asarray(model_input["spectra"], dtype=np.float32),
+        )
         half = self.predictor.halfwidth(float((params or {}).get("interval", 0.9)))
         return pd.DataFrame({"dos": predictions, "dos_lower": predictions - half, "dos_upper": predictions + half})
 
@@ -37,8 +40,12 @@ def signature(n_spectra: int, spectrum_length: int):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "pixel_values"),
-                     TensorSpec(np.dtype(np.float32), (-1, n_spectra, spectrum_length), "spectra")])
+    inputs = Schema(
+        [
+            TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "pixel_values"),
+            TensorSpec(np.dtype(np.float32), (-1, n_spectra, spectrum_length), "spectra"),
+        ]
+    )
     outputs = Schema([ColSpec("double", name) for name in ("dos", "dos_lower", "dos_upper")])
     return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("interval", "double", 0.9)]))
 
@@ -71,11 +78,15 @@ def log_pyfunc_model(tracker, model_dir: str | Path, input_example: dict | None 
         with mlflow.start_run(run_id=tracker.run_id), warnings.catch_warnings():
             # The signature names both inputs; MLflow's hints about type hints and input examples don't apply.
             warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
-            info = mlflow.pyfunc.log_model(name=ARTIFACT_NAME,
-                                           python_model=str(Path(__file__).with_name("mlflow_entry.py")),
-                                           artifacts={"model": str(model_dir)}, code_paths=[str(package)],
-                                           signature=signature(config["n_spectra"], config["spectrum_length"]),
-                                           input_example=input_example, pip_requirements=pip_requirements())
+            info = mlflow.pyfunc.log_model(
+                name=ARTIFACT_NAME,
+                python_model=str(Path(__file__).with_name("mlflow_entry.py")),
+                artifacts={"model": str(model_dir)},
+                code_paths=[str(package)],
+                signature=signature(config["n_spectra"], config["spectrum_length"]),
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+            )
         return info.model_id
 
     return tracker.call("log the pyfunc model", _log)

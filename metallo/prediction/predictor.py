@@ -4,6 +4,7 @@ The model, its input processor and its validation residuals (``calibration.json`
 folder the train stage wrote; :meth:`Predictor.predict` gives each prediction its split-conformal
 interval (see :mod:`metallo.uncertainty`).
 """
+
 from __future__ import annotations
 
 import math

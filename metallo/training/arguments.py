@@ -4,6 +4,7 @@ Every key of ``train:`` is either a Metallo option (:data:`METALLO_OPTIONS`) or 
 ``TrainingArguments`` field; anything else fails before any work starts, naming the
 closest valid keys. ``use_cpu`` and ``bf16`` follow the hardware unless set explicitly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,9 @@ class MetalloOptions:
 METALLO_OPTIONS = tuple(f.name for f in dataclasses.fields(MetalloOptions))
 #: TrainingArguments fields Metallo sets itself.
 MANAGED_FIELDS = ("output_dir",)
-TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingArguments) if f.init and f.name not in MANAGED_FIELDS)
+TRAINING_FIELDS = tuple(
+    f.name for f in dataclasses.fields(TrainingArguments) if f.init and f.name not in MANAGED_FIELDS
+)
 
 
 def hardware_defaults() -> dict[str, Any]:
@@ -74,7 +77,9 @@ def metallo_options(train: dict[str, Any]) -> MetalloOptions:
     return MetalloOptions(**{k: v for k, v in train.items() if k in METALLO_OPTIONS})
 
 
-def build_training_arguments(train: dict[str, Any], output_dir: str | os.PathLike) -> tuple[TrainingArguments, MetalloOptions]:
+def build_training_arguments(
+    train: dict[str, Any], output_dir: str | os.PathLike
+) -> tuple[TrainingArguments, MetalloOptions]:
     """Validate ``train:`` and split it into ``TrainingArguments`` and :class:`MetalloOptions`."""
     options = metallo_options(train)
     kwargs = {k: v for k, v in train.items() if k in TRAINING_FIELDS}
@@ -94,8 +99,10 @@ def build_training_arguments(train: dict[str, Any], output_dir: str | os.PathLik
     if options.compile:
         kwargs["torch_compile"] = True
     if options.early_stopping_patience and not kwargs.get("load_best_model_at_end", False):
-        raise MetalloError("train.early_stopping_patience needs train.load_best_model_at_end: true "
-                           "(and a metric_for_best_model); set patience to 0 to turn early stopping off.")
+        raise MetalloError(
+            "train.early_stopping_patience needs train.load_best_model_at_end: true "
+            "(and a metric_for_best_model); set patience to 0 to turn early stopping off."
+        )
     try:
         args = TrainingArguments(output_dir=str(output_dir), **kwargs)
     except (ValueError, TypeError) as err:

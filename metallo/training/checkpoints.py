@@ -16,6 +16,7 @@ and it never "resumes" a different training (0 steps and the old model, or a sha
 A checkpoint written before fingerprints existed has none and is therefore not resumed from.
 With ``train.resume: false`` the old checkpoints are deleted and training starts fresh.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,27 +36,52 @@ from metallo.params import flatten
 FINGERPRINT_FILE = "metallo_fingerprint.json"
 STATE_FILE = "trainer_state.json"
 #: ``train:`` options that do not change the trained model (logging, bookkeeping, data loading).
-RESULT_NEUTRAL = frozenset({
-    "resume", "report_to", "disable_tqdm", "logging_steps", "logging_strategy", "logging_first_step",
-    "logging_dir", "logging_nan_inf_filter", "save_total_limit", "dataloader_num_workers",
-    "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
-    "data_on_device", "run_name", "push_to_hub", "hub_model_id", "hub_token",
-})
+RESULT_NEUTRAL = frozenset(
+    {
+        "resume",
+        "report_to",
+        "disable_tqdm",
+        "logging_steps",
+        "logging_strategy",
+        "logging_first_step",
+        "logging_dir",
+        "logging_nan_inf_filter",
+        "save_total_limit",
+        "dataloader_num_workers",
+        "dataloader_pin_memory",
+        "dataloader_persistent_workers",
+        "dataloader_prefetch_factor",
+        "data_on_device",
+        "run_name",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_token",
+    }
+)
 
 
 def fingerprint(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     """The params and data digests that decide what training produces, and one digest of them all."""
     train = {k: v for k, v in dict(params.get("train") or {}).items() if k not in RESULT_NEUTRAL}
     convert = dict(params.get("convert") or {})
-    shaping = {"model": dict(params.get("model") or {}), "train": train, "data": dict(params.get("data") or {}),
-               "preprocess": dict(params.get("preprocess") or {}),
-               "convert": {k: convert.get(k) for k in ("resize", "crop", "fit", "bit_depth")}}
+    shaping = {
+        "model": dict(params.get("model") or {}),
+        "train": train,
+        "data": dict(params.get("data") or {}),
+        "preprocess": dict(params.get("preprocess") or {}),
+        "convert": {k: convert.get(k) for k in ("resize", "crop", "fit", "bit_depth")},
+    }
     flat = {k: v for k, v in flatten(shaping).items()}
-    data = {str(path): sha256_file(path) if Path(path).is_file() else None
-            for path in (paths.split / "split.parquet", paths.stats)}
+    data = {
+        str(path): sha256_file(path) if Path(path).is_file() else None
+        for path in (paths.split / "split.parquet", paths.stats)
+    }
     canonical = json.dumps({"params": flat, "data": data}, sort_keys=True, default=str)
-    return {"digest": hashlib.sha256(canonical.encode()).hexdigest(), "params": json.loads(json.dumps(flat, default=str)),
-            "data": data}
+    return {
+        "digest": hashlib.sha256(canonical.encode()).hexdigest(),
+        "params": json.loads(json.dumps(flat, default=str)),
+        "data": data,
+    }
 
 
 def read_fingerprint(checkpoint: str | Path) -> dict[str, Any] | None:
@@ -116,7 +142,8 @@ def prepare(folder: Path, current: dict[str, Any], *, resume: bool, is_main: boo
                 f"train.resume is true, but {checkpoint} was written for other params or data than now "
                 f"({'; '.join(differences(found, current))}). Resuming would continue a different training. "
                 f"Delete {folder}/ or set train.resume: false to train from scratch with the current params, "
-                "or restore the old params to continue.")
+                "or restore the old params to continue."
+            )
         print(f"train: resuming from {checkpoint}")
         return checkpoint
     if is_main and folder.is_dir():

@@ -12,6 +12,7 @@
 
 Without a process group every function is a no-op apart from its single-process work.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

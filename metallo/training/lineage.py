@@ -18,6 +18,7 @@
 Every call goes through the :class:`~metallo.training.tracking.Tracker`'s failure policy: an MLflow error
 warns once and the pipeline carries on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,8 +72,9 @@ def split_datasets(datasets: Mapping[str, Any], source: str | os.PathLike, data_
     for split, dataset in datasets.items():
         frame = pd.DataFrame({"sample_id": list(dataset.sample_ids), "dos": dataset.labels.astype("float64")})
         digest = hashlib.sha256(f"{data_digest}:{split}".encode()).hexdigest()[:10]
-        out[split] = mlflow.data.from_pandas(frame, source=str(Path(source).resolve()), targets="dos",
-                                             name=split, digest=digest)
+        out[split] = mlflow.data.from_pandas(
+            frame, source=str(Path(source).resolve()), targets="dos", name=split, digest=digest
+        )
     return out
 
 
@@ -81,20 +83,27 @@ def log_datasets(tracker, datasets: Mapping[str, Any]) -> None:
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
-              for split, dataset in datasets.items()]
+    inputs = [
+        DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
+        for split, dataset in datasets.items()
+    ]
     tracker.call("log the datasets", lambda: tracker.client().log_inputs(tracker.run_id, datasets=inputs))
 
 
 def find_run(tracker, digest: str) -> str | None:
     """The newest run of the tracker's experiment tagged with the model digest ``digest``."""
+
     def _find() -> str | None:
         client = tracker.client()
         experiment = client.get_experiment_by_name(tracker.experiment)
         if experiment is None or not digest:
             return None
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{MODEL_DIGEST_TAG}` = '{digest}'",
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{MODEL_DIGEST_TAG}` = '{digest}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
         return runs[0].info.run_id if runs else None
 
     return tracker.call("look up the run of this model", _find)
@@ -102,11 +111,13 @@ def find_run(tracker, digest: str) -> str | None:
 
 def find_logged_model(tracker) -> str | None:
     """The id of the LoggedModel the tracker's run produced (the pyfunc model), or ``None``."""
+
     def _find() -> str | None:
         client = tracker.client()
         run = client.get_run(tracker.run_id)
-        models = client.search_logged_models([run.info.experiment_id],
-                                             filter_string=f"source_run_id = '{tracker.run_id}'")
+        models = client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{tracker.run_id}'"
+        )
         return models[0].model_id if models else None
 
     return tracker.call("look up the logged model", _find)
@@ -117,8 +128,11 @@ def unlogged(tracker, metrics: Mapping[str, float | None]) -> dict[str, float]:
     logs nothing twice: one value per metric and step)."""
     run = tracker.call("read the run", lambda: tracker.client().get_run(tracker.run_id))
     logged = run.data.metrics if run else {}
-    return {key: float(value) for key, value in metrics.items()
-            if value is not None and math.isfinite(value) and logged.get(key) != float(value)}
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if value is not None and math.isfinite(value) and logged.get(key) != float(value)
+    }
 
 
 def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | None, dataset=None) -> None:
@@ -128,9 +142,19 @@ def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | Non
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    values = [Metric(key, value, now, 0, model_id=model_id, run_id=tracker.run_id,
-                     dataset_name=getattr(dataset, "name", None), dataset_digest=getattr(dataset, "digest", None))
-              for key, value in unlogged(tracker, metrics).items()]
+    values = [
+        Metric(
+            key,
+            value,
+            now,
+            0,
+            model_id=model_id,
+            run_id=tracker.run_id,
+            dataset_name=getattr(dataset, "name", None),
+            dataset_digest=getattr(dataset, "digest", None),
+        )
+        for key, value in unlogged(tracker, metrics).items()
+    ]
     if values:
         tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
 
@@ -138,18 +162,25 @@ def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | Non
 def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, float]) -> str | None:
     """Register ``model_id`` as a version of ``name`` (once per run), tag it with ``metrics`` and move the
     :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
+
     def _register() -> str:
         client = tracker.client()
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name, description="Metallo DOS regressors (registered by `evaluate`).")
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{tracker.run_id}'")
-        version = existing[0] if existing else client.create_model_version(
-            name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id)
+        version = (
+            existing[0]
+            if existing
+            else client.create_model_version(
+                name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id
+            )
+        )
         for key, value in metrics.items():
             if value is not None and value == value:
                 client.set_model_version_tag(name, version.version, key, f"{float(value):.6g}")
-        best = min(client.search_model_versions(f"name = '{name}'"),
-                   key=lambda v: float(v.tags.get("test_rmse", "inf")))
+        best = min(
+            client.search_model_versions(f"name = '{name}'"), key=lambda v: float(v.tags.get("test_rmse", "inf"))
+        )
         client.set_registered_model_alias(name, BEST_ALIAS, best.version)
         return str(version.version)
 

@@ -11,6 +11,7 @@ loss and learning rate), so no metric name means two things.
 Only deterministic values go to these DVC-tracked files (no timestamps, runtimes or run ids): rerunning
 identical work leaves them, and ``dvc.lock``, unchanged. Runtimes go to MLflow.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,12 @@ from transformers import TrainerCallback
 from metallo.training.metrics import METRIC_NAMES
 
 #: Trainer log keys → the series names users see in ``dvc plots`` and ``metrics/train.json``.
-SERIES = {"loss": "train_loss", "learning_rate": "learning_rate", "epoch": "epoch",
-          **{f"eval_{m}": f"val_{m}" for m in METRIC_NAMES}}
+SERIES = {
+    "loss": "train_loss",
+    "learning_rate": "learning_rate",
+    "epoch": "epoch",
+    **{f"eval_{m}": f"val_{m}" for m in METRIC_NAMES},
+}
 LIVE_DIR = "live"
 
 
@@ -34,8 +39,11 @@ def series(logs: Mapping[str, Any]) -> dict[str, float]:
     runtimes are left to MLflow)."""
     if "train_runtime" in logs:
         return {}
-    out = {SERIES[k]: float(v) for k, v in logs.items()
-           if k in SERIES and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {
+        SERIES[k]: float(v)
+        for k, v in logs.items()
+        if k in SERIES and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     if "loss" not in logs:
         out.pop("epoch", None)  # the training log of the same step has it: one value per series and step
     return out if set(out) - {"epoch"} else {}

@@ -1,4 +1,5 @@
 """Regression metrics in label units: MAE, RMSE, R² and Pearson r."""
+
 from __future__ import annotations
 
 import numpy as np

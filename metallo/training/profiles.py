@@ -11,6 +11,7 @@ The profile's name is a DVC param and the profile itself is code (versioned with
 so a run's record (DVC params, MLflow params and tags) names exactly what it trained with. The
 resolved values are what the checkpoint fingerprint and the saved model config hold.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,17 +28,35 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # The CPU demo (2 cores): small batches at 128 px, evaluation and a checkpoint every epoch.
     "cpu": {
         "model": {"image_size": 128},
-        "train": {"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "eval_strategy": "epoch",
-                  "save_strategy": "epoch", "logging_steps": 5, "dataloader_num_workers": 0, "compile": False},
+        "train": {
+            "per_device_train_batch_size": 32,
+            "per_device_eval_batch_size": 64,
+            "eval_strategy": "epoch",
+            "save_strategy": "epoch",
+            "logging_steps": 5,
+            "dataloader_num_workers": 0,
+            "compile": False,
+        },
     },
     # One GPU at the card's speed: full 300-px resolution, large batches, torch.compile, DataLoader workers
     # with pinned memory, evaluation and model-only checkpoints every tenth of the run (not every epoch).
     "gpu": {
         "model": {"image_size": 300},
-        "train": {"per_device_train_batch_size": 256, "per_device_eval_batch_size": 512, "eval_strategy": "steps",
-                  "eval_steps": 0.1, "save_strategy": "steps", "save_steps": 0.1, "save_only_model": True,
-                  "logging_steps": 10, "dataloader_num_workers": 8, "dataloader_pin_memory": True,
-                  "dataloader_persistent_workers": True, "dataloader_prefetch_factor": 4, "compile": True},
+        "train": {
+            "per_device_train_batch_size": 256,
+            "per_device_eval_batch_size": 512,
+            "eval_strategy": "steps",
+            "eval_steps": 0.1,
+            "save_strategy": "steps",
+            "save_steps": 0.1,
+            "save_only_model": True,
+            "logging_steps": 10,
+            "dataloader_num_workers": 8,
+            "dataloader_pin_memory": True,
+            "dataloader_persistent_workers": True,
+            "dataloader_prefetch_factor": 4,
+            "compile": True,
+        },
     },
 }
 
@@ -67,8 +86,10 @@ def apply_profile(params: dict) -> dict:
                 target[key] = value
         left = [key for key, value in target.items() if value == AUTO]
         if left:
-            raise MetalloError(f"{', '.join(f'{section}.{k}' for k in left)} is auto, but profile {name!r} gives "
-                               f"no value for it; set it explicitly.")
+            raise MetalloError(
+                f"{', '.join(f'{section}.{k}' for k in left)} is auto, but profile {name!r} gives "
+                f"no value for it; set it explicitly."
+            )
         resolved[section] = target
     if "train" in resolved:
         resolved["train"]["profile"] = name

@@ -7,6 +7,7 @@ switches itself off when the output is not a terminal). :func:`quiet_libraries` 
 messages of the libraries (weight loading/saving bars, MLflow's artifact bars, database set-up messages,
 and MLflow's hints that do not apply to Metallo's model).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,9 +25,12 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 #: MLflow warnings that do not apply: the pyfunc model has an explicit signature and input example, and the
 #: processed data folder is a local path (MLflow registers two equivalent local dataset sources).
-MLFLOW_HINTS = (r".*Add type hints to the `predict` method.*", r".*[Ii]nput example.*",
-                r".*Hint: Inferred schema contains integer column.*",
-                r".*dataset source can be interpreted in multiple ways.*")
+MLFLOW_HINTS = (
+    r".*Add type hints to the `predict` method.*",
+    r".*[Ii]nput example.*",
+    r".*Hint: Inferred schema contains integer column.*",
+    r".*dataset source can be interpreted in multiple ways.*",
+)
 
 
 def quiet_libraries() -> None:
@@ -89,10 +93,15 @@ class TrainingProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.started, self.first_step = time.monotonic(), state.global_step
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.describe(args, state),
-                            unit="step", dynamic_ncols=True, disable=None if self.show_bar else True,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| step {n_fmt}/{total_fmt} "
-                                       "[{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                desc=self.describe(args, state),
+                unit="step",
+                dynamic_ncols=True,
+                disable=None if self.show_bar else True,
+                bar_format="{desc} {percentage:3.0f}%|{bar}| step {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -113,9 +122,11 @@ class TrainingProgress(TrainerCallback):
             self.bar.set_postfix_str(f"loss {logs['loss']:.3g}", refresh=False)
         if "eval_rmse" in logs:
             best = state.best_metric if args.metric_for_best_model in ("rmse", "eval_rmse") else None
-            text = (f"train: epoch {int(round(state.epoch or 0))}/{self.epochs(args, state)}  "
-                    f"step {state.global_step}/{state.max_steps}  val RMSE {logs['eval_rmse']:.4g}  "
-                    f"R² {logs.get('eval_r2', float('nan')):.3f}")
+            text = (
+                f"train: epoch {int(round(state.epoch or 0))}/{self.epochs(args, state)}  "
+                f"step {state.global_step}/{state.max_steps}  val RMSE {logs['eval_rmse']:.4g}  "
+                f"R² {logs.get('eval_r2', float('nan')):.3f}"
+            )
             if best is not None:
                 text += f"  (best RMSE {min(best, logs['eval_rmse']):.4g})"
             tqdm.write(f"{text}  ETA {self.eta(state)}")

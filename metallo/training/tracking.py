@@ -15,6 +15,7 @@ Each training run is tagged with the process that owns it (``metallo.pid``, ``me
 ``metallo.pid_start``). When ``train`` starts a run it marks KILLED every run of its experiment
 still RUNNING whose owner process on this host is gone (a killed training cannot end its run).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,12 @@ DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 #: MLflow HTTP settings Metallo applies when the environment does not set them (MLflow's defaults
 #: retry for minutes against a server that is down).
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
 #: Seconds to wait for a TCP connection to an HTTP(S) tracking server before giving up on it.
 CONNECT_TIMEOUT_S = 3.0
 PID_TAG, HOST_TAG, START_TAG = "metallo.pid", "metallo.host", "metallo.pid_start"
@@ -126,8 +131,12 @@ def stale_runs(client, experiment_id: str) -> list:
 
     host = socket.gethostname()
     stale = []
-    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
-                                  run_view_type=ViewType.ACTIVE_ONLY, max_results=1000):
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1000,
+    ):
         tags = run.data.tags
         if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
             continue  # another machine's run, or one without an owner: leave it alone
@@ -156,10 +165,12 @@ class Tracker:
             problem = unreachable(self.uri)
             if problem:
                 self.enabled = False
-                warnings.warn(f"MLflow tracking disabled: the tracking server {self.uri} cannot be reached ({problem}). "
-                              "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record. "
-                              "Start the server or unset MLFLOW_TRACKING_URI to use the project's mlflow.db.",
-                              stacklevel=2)
+                warnings.warn(
+                    f"MLflow tracking disabled: the tracking server {self.uri} cannot be reached ({problem}). "
+                    "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record. "
+                    "Start the server or unset MLFLOW_TRACKING_URI to use the project's mlflow.db.",
+                    stacklevel=2,
+                )
 
     def _safely(self, what: str, fn: Callable[[], Any]) -> Any:
         if not self.enabled:
@@ -168,9 +179,11 @@ class Tracker:
             return fn()
         except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the pipeline
             self.enabled = False
-            warnings.warn(f"MLflow tracking disabled: could not {what} at {self.uri} ({type(err).__name__}: {err}). "
-                          "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record.",
-                          stacklevel=2)
+            warnings.warn(
+                f"MLflow tracking disabled: could not {what} at {self.uri} ({type(err).__name__}: {err}). "
+                "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record.",
+                stacklevel=2,
+            )
             return None
 
     def start(self, run_name: str | None = None, tags: Mapping[str, str] | None = None) -> str | None:
@@ -182,8 +195,11 @@ class Tracker:
             if self.run_id is None:
                 client = mlflow.MlflowClient(self.uri)
                 experiment = client.get_experiment_by_name(self.experiment)
-                experiment_id = (experiment.experiment_id if experiment else
-                                 client.create_experiment(self.experiment, artifact_location=self._artifact_location()))
+                experiment_id = (
+                    experiment.experiment_id
+                    if experiment
+                    else client.create_experiment(self.experiment, artifact_location=self._artifact_location())
+                )
                 self.end_stale_runs(client, experiment_id)
                 run = client.create_run(experiment_id, run_name=run_name, tags={**dict(tags or {}), **owner_tags()})
                 self.run_id = run.info.run_id
@@ -194,6 +210,7 @@ class Tracker:
     def sweep_stale_runs(self) -> None:
         """Mark KILLED this experiment's RUNNING runs whose process is gone (also when DVC restored train from its
         run cache, so no training started to do it)."""
+
         def _sweep() -> None:
             experiment = self.client().get_experiment_by_name(self.experiment)
             if experiment is not None:
@@ -209,8 +226,10 @@ class Tracker:
             for stale in stale_runs(client, experiment_id):
                 client.set_terminated(stale.info.run_id, "KILLED")
                 ended.append(stale.info.run_id)
-                print(f"tracking: marked run {stale.info.run_id} KILLED (its process {stale.data.tags[PID_TAG]} "
-                      "on this host is gone)")
+                print(
+                    f"tracking: marked run {stale.info.run_id} KILLED (its process {stale.data.tags[PID_TAG]} "
+                    "on this host is gone)"
+                )
         except Exception as err:  # noqa: BLE001 - cleaning up old runs must not stop this one
             warnings.warn(f"MLflow: could not check for runs left RUNNING by killed trainings ({err})", stacklevel=2)
         return ended
@@ -227,8 +246,10 @@ class Tracker:
         from mlflow.entities import Param
 
         flat = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
-        self._safely("log params", lambda: [self.client().log_batch(self.run_id, params=flat[i:i + 100])
-                                            for i in range(0, len(flat), 100)])
+        self._safely(
+            "log params",
+            lambda: [self.client().log_batch(self.run_id, params=flat[i : i + 100]) for i in range(0, len(flat), 100)],
+        )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, synchronous: bool = True) -> None:
         """Log ``metrics`` at ``step``; with ``synchronous=False`` through MLflow's async queue (see :meth:`flush`)."""
@@ -238,8 +259,9 @@ class Tracker:
 
         now = int(time.time() * 1000)
         values = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v == v]  # drop NaN
-        operations = self._safely("log metrics", lambda: self.client().log_batch(self.run_id, metrics=values,
-                                                                                 synchronous=synchronous))
+        operations = self._safely(
+            "log metrics", lambda: self.client().log_batch(self.run_id, metrics=values, synchronous=synchronous)
+        )
         if operations is not None:
             self._pending.append(operations)
 

@@ -5,6 +5,7 @@ card), ``metrics/train.json`` and the training curve in ``metrics/live/`` (both 
 training runs, see :mod:`metallo.training.live`), and the untracked ``models/run.json`` (the MLflow run
 that ``evaluate`` logs into; not a DVC output, because a run id differs on every run).
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,9 @@ from metallo.layout import PATHS, DataShape, Paths, load_stats
 from metallo.params import section
 from metallo.processing import Augmentation, MetalloProcessor, augment_batch
 from metallo.training import checkpoints, distributed, lineage
-from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.checkpoints import last_complete_checkpoint  # noqa: F401 - moved there
+from metallo.training.closed_form import fit_closed_form, initialise_classical_branch
 from metallo.training.metrics import METRIC_NAMES, compute_metrics
 from metallo.training.profiles import apply_profile
 from metallo.training.progress import quiet_libraries, replace_trainer_output, without_mlflow_hints
@@ -47,13 +47,15 @@ class MetalloTrainer(Trainer):
     """``Trainer`` whose batches arrive as uint8 images and raw spectra.
 
     After the base class has moved a batch to the device, it is augmented (training only:
-    flips, illumination and spectrometer gain) and normalised there by the :class:`MetalloProcessor`: no per-sample image work on the host.
+    flips, illumination and spectrometer gain) and normalised there by the :class:`MetalloProcessor`: no
+    per-sample image work on the host.
     The augmentation draws from this rank's own device generator (``seed + rank``), and FLOPs are not counted
     (the base class walks every module each step for a number Metallo does not use): no host sync per step.
     """
 
-    def __init__(self, *args, processor: MetalloProcessor, grid: tuple[int, int],
-                 augmentation: Augmentation | None, **kwargs):
+    def __init__(
+        self, *args, processor: MetalloProcessor, grid: tuple[int, int], augmentation: Augmentation | None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.processor = processor
         self.grid = grid
@@ -65,8 +67,9 @@ class MetalloTrainer(Trainer):
         if self.augmentation is not None and self.model.training:
             device = inputs["pixel_values"].device
             if self.augmentation_generator is None or self.augmentation_generator.device != device:
-                self.augmentation_generator = distributed.augmentation_generator(device, self.args.seed,
-                                                                                 self.args.process_index)
+                self.augmentation_generator = distributed.augmentation_generator(
+                    device, self.args.seed, self.args.process_index
+                )
             inputs = augment_batch(inputs, self.grid, self.augmentation, self.augmentation_generator)
         return self.processor(inputs)
 
@@ -101,9 +104,15 @@ def build_model(params: dict, stats: dict, grid_extent: list[float] | None = Non
             cfg.setdefault("grid_extent", grid_extent)
     shape = DataShape.from_params(params)
     try:
-        return create_model(name, n_spectra=shape.n_spectra, spectrum_length=shape.spectrum_length,
-                            grid=list(shape.grid), label_mean=stats["label"]["mean"],
-                            label_std=stats["label"]["std"] or 1.0, **cfg)
+        return create_model(
+            name,
+            n_spectra=shape.n_spectra,
+            spectrum_length=shape.spectrum_length,
+            grid=list(shape.grid),
+            label_mean=stats["label"]["mean"],
+            label_std=stats["label"]["std"] or 1.0,
+            **cfg,
+        )
     except ValueError as err:
         raise MetalloError(f"cannot build model {name!r} from the model: params: {err}") from None
 
@@ -112,8 +121,15 @@ def build_model(params: dict, stats: dict, grid_extent: list[float] | None = Non
 DEVICE_DATA_SHARE = 0.25
 
 
-PREPROCESS_KEYS = ("spectra", "std_floor", "image", "augment_illumination", "augment_colour",
-                   "augment_spectra_gain", "augment_spectra_offset")
+PREPROCESS_KEYS = (
+    "spectra",
+    "std_floor",
+    "image",
+    "augment_illumination",
+    "augment_colour",
+    "augment_spectra_gain",
+    "augment_spectra_offset",
+)
 
 
 def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATHS) -> MetalloProcessor:
@@ -124,18 +140,23 @@ def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATH
     """
     cfg = section(params, "preprocess", PREPROCESS_KEYS)
     raw = getattr(model_config, "raw_inputs", False)
-    return MetalloProcessor.from_stats(stats, image_size=model_config.image_size, **processor_settings(paths.processed),
-                                       spectra_norm="none" if raw else cfg.get("spectra", "snv"),
-                                       image_norm="none" if raw else cfg.get("image", "dataset"),
-                                       raw_copies=getattr(model_config, "classical_branch", False),
-                                       std_floor=float(cfg.get("std_floor", 0.01)))
+    return MetalloProcessor.from_stats(
+        stats,
+        image_size=model_config.image_size,
+        **processor_settings(paths.processed),
+        spectra_norm="none" if raw else cfg.get("spectra", "snv"),
+        image_norm="none" if raw else cfg.get("image", "dataset"),
+        raw_copies=getattr(model_config, "classical_branch", False),
+        std_floor=float(cfg.get("std_floor", 0.01)),
+    )
 
 
 def build_augmentation(params: dict) -> Augmentation:
     """``preprocess.augment_*`` ranges (used when ``train.augment`` is on)."""
     cfg = section(params, "preprocess", PREPROCESS_KEYS)
-    return Augmentation(**{key.removeprefix("augment_"): float(value) for key, value in cfg.items()
-                           if key.startswith("augment_")})
+    return Augmentation(
+        **{key.removeprefix("augment_"): float(value) for key, value in cfg.items() if key.startswith("augment_")}
+    )
 
 
 def use_data_on_device(setting: bool | str, dataset: MetalloDataset, args) -> bool:
@@ -162,8 +183,15 @@ def data_hash(paths: Paths = PATHS) -> str:
 
 def launch_torchrun(nproc: int) -> None:
     """Re-run this stage under ``torchrun`` with ``nproc`` processes (Trainer runs DDP)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "metallo.training.train"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "metallo.training.train",
+    ]
     print("train: launching", " ".join(cmd[1:]), flush=True)
     result = subprocess.run(cmd, check=False)
     if result.returncode:
@@ -203,7 +231,10 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     if use_data_on_device(options.data_on_device, train_dataset, args):
         train_dataset = InMemoryDataset(train_dataset, args.device)
         args.dataloader_pin_memory, args.dataloader_num_workers = False, 0
-        print(f"train: the train split ({InMemoryDataset.nbytes(datasets['train']) / 2**20:.0f} MiB) is held on {args.device}")
+        print(
+            f"train: the train split ({InMemoryDataset.nbytes(datasets['train']) / 2**20:.0f} MiB) "
+            f"is held on {args.device}"
+        )
     model_name = section(params, "model")["name"]
     if getattr(model.config, "fitted_in_closed_form", False):
         return fit_and_save(model, processor, datasets, model_name, tracker, paths, params)
@@ -220,10 +251,18 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     if options.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
-    trainer = MetalloTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=datasets["val"],
-                             data_collator=default_collate, compute_metrics=compute_metrics, callbacks=callbacks, processor=processor,
-                             grid=tuple(model.config.grid),
-                             augmentation=build_augmentation(params) if options.augment else None)
+    trainer = MetalloTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=datasets["val"],
+        data_collator=default_collate,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        processor=processor,
+        grid=tuple(model.config.grid),
+        augmentation=build_augmentation(params) if options.augment else None,
+    )
     progress = replace_trainer_output(trainer, enabled=not args.disable_tqdm)
     try:
         trainer.train(resume_from_checkpoint=resume)
@@ -233,9 +272,11 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         best = trainer.evaluate()
         best_metric = f"eval_{args.metric_for_best_model or 'loss'}".replace("eval_eval_", "eval_")
         if not all(math.isfinite(float(best.get(k, 0.0))) for k in ("eval_loss", best_metric)):
-            raise MetalloError(f"training diverged: the best validation {best_metric[5:]} is {best.get(best_metric)} "
-                               f"(loss {best.get('eval_loss')}), so no model was written to {paths.model}. Check the "
-                               "data for inf/NaN values (data/split/stats.json, the spectra) or lower train.learning_rate.")
+            raise MetalloError(
+                f"training diverged: the best validation {best_metric[5:]} is {best.get(best_metric)} "
+                f"(loss {best.get('eval_loss')}), so no model was written to {paths.model}. Check the "
+                "data for inf/NaN values (data/split/stats.json, the spectra) or lower train.learning_rate."
+            )
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -253,8 +294,9 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
 
 
-def start_tracking(params: dict, train_cfg: dict, datasets: dict[str, MetalloDataset], is_main: bool,
-                   paths: Paths) -> Tracker:
+def start_tracking(
+    params: dict, train_cfg: dict, datasets: dict[str, MetalloDataset], is_main: bool, paths: Paths
+) -> Tracker:
     """Open the MLflow run with the standard source tags, Metallo's tags, the params and the datasets."""
     tracking_cfg = section(params, "tracking", TRACKING_KEYS)
     tracker = Tracker(tracking_cfg["experiment"], enabled=tracks_mlflow(train_cfg) and is_main)
@@ -263,9 +305,12 @@ def start_tracking(params: dict, train_cfg: dict, datasets: dict[str, MetalloDat
     model_name = section(params, "model")["name"]
     experiment_name = os.environ.get("DVC_EXP_NAME", "")
     digest = data_hash(paths)
-    tags = {**(tracker.call("read the source tags", lambda: lineage.source_tags(git_commit())) or {}),
-            "data.hash": digest, "model.name": model_name,
-            **({"dvc.experiment": experiment_name} if experiment_name else {})}
+    tags = {
+        **(tracker.call("read the source tags", lambda: lineage.source_tags(git_commit())) or {}),
+        "data.hash": digest,
+        "model.name": model_name,
+        **({"dvc.experiment": experiment_name} if experiment_name else {}),
+    }
     tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
     tracker.log_params(params)
     inputs = tracker.call("describe the datasets", lambda: lineage.split_datasets(datasets, paths.processed, digest))
@@ -274,8 +319,15 @@ def start_tracking(params: dict, train_cfg: dict, datasets: dict[str, MetalloDat
     return tracker
 
 
-def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, MetalloDataset], model_name: str,
-                 tracker: Tracker, paths: Paths, params: dict) -> dict[str, Any]:
+def fit_and_save(
+    model,
+    processor: MetalloProcessor,
+    datasets: dict[str, MetalloDataset],
+    model_name: str,
+    tracker: Tracker,
+    paths: Paths,
+    params: dict,
+) -> dict[str, Any]:
     """Fit a closed-form model (the classical baseline) on the train split and save it like a trained one."""
     from metallo.prediction import predict_arrays
     from metallo.training.live import log_step, open_live
@@ -288,14 +340,21 @@ def fit_and_save(model, processor: MetalloProcessor, datasets: dict[str, Metallo
         tracker.finish("FAILED")
         raise
     seconds = time.perf_counter() - started
-    tracker.log_metrics({"train_runtime": seconds,
-                         "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)})
+    tracker.log_metrics(
+        {"train_runtime": seconds, "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)}
+    )
     val = datasets["val"]
     val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
     val_metrics = regression_metrics(val.labels, val_pred)
-    summary = {"model": model_name, "epochs": 1.0, "steps": 1, "train_samples": len(datasets["train"]),
-               "val_samples": len(val), "ridge_alpha": alpha,
-               **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES}}
+    summary = {
+        "model": model_name,
+        "epochs": 1.0,
+        "steps": 1,
+        "train_samples": len(datasets["train"]),
+        "val_samples": len(val),
+        "ridge_alpha": alpha,
+        **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES},
+    }
     live = open_live(paths.metrics)
     log_step(live, {f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}, step=1)
     return save_outputs(model, processor, val, summary, live, tracker, paths, params, val_pred=val_pred)
@@ -307,8 +366,17 @@ def input_example(dataset: MetalloDataset) -> dict[str, np.ndarray]:
     return {"pixel_values": images[:1].numpy(), "spectra": spectra[:1].numpy()}
 
 
-def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summary: dict[str, Any], live,
-                 tracker: Tracker, paths: Paths, params: dict, val_pred: np.ndarray | None = None) -> dict[str, Any]:
+def save_outputs(
+    model,
+    processor: MetalloProcessor,
+    val: MetalloDataset,
+    summary: dict[str, Any],
+    live,
+    tracker: Tracker,
+    paths: Paths,
+    params: dict,
+    val_pred: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Save the model with its processor, calibration and model card, the metrics and the run file; log them
     to MLflow.
 
@@ -330,8 +398,14 @@ def save_outputs(model, processor: MetalloProcessor, val: MetalloDataset, summar
     finish(live)
     digest = lineage.model_digest(paths.model)
     tracker.set_tags({lineage.MODEL_DIGEST_TAG: digest})
-    write_json(paths.model.parent / RUN_FILE, {"run_id": tracker.run_id if tracker.enabled else None,
-                                              "experiment": tracker.experiment, "model_digest": digest})
+    write_json(
+        paths.model.parent / RUN_FILE,
+        {
+            "run_id": tracker.run_id if tracker.enabled else None,
+            "experiment": tracker.experiment,
+            "model_digest": digest,
+        },
+    )
     tracker.log_metrics({k: v for k, v in summary.items() if k.startswith("val_") or k == "ridge_alpha"})
     tracker.log_artifact(paths.metrics / "train.json", "metrics")
     tracker.log_artifact(paths.model, "model")

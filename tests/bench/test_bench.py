@@ -1,4 +1,5 @@
 """``metallo bench`` at tiny sizes: the JSON report is complete and consistent (no timing assertions)."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,40 @@ from metallo import bench
 from metallo.errors import MetalloError
 from tests.helpers.project import REPO
 
-TINY = ["--samples", "16", "--image-size", "48", "--model-image-size", "32", "--spectra-length", "64",
-        "--batch-size", "4", "--steps", "2", "--warmup-steps", "1", "--passes", "1", "--workers", "0",
-        "--device", "cpu", "--convert-workers", "1", "--threads", "1", "--params", REPO / "params.yaml"]
+TINY = [
+    "--samples",
+    "16",
+    "--image-size",
+    "48",
+    "--model-image-size",
+    "32",
+    "--spectra-length",
+    "64",
+    "--batch-size",
+    "4",
+    "--steps",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--passes",
+    "1",
+    "--workers",
+    "0",
+    "--device",
+    "cpu",
+    "--convert-workers",
+    "1",
+    "--threads",
+    "1",
+    "--params",
+    REPO / "params.yaml",
+]
 # --threads 1: the suite often shares the 2 cores with other processes, where OpenMP spin-waiting
 # makes multi-threaded CPU training steps 10-50x slower; one thread keeps the test fast.
 
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
 
 
 def test_bench_writes_complete_json_and_prints_table(tmp_path: Path, capsys):
@@ -57,13 +81,28 @@ def test_bench_writes_complete_json_and_prints_table(tmp_path: Path, capsys):
     assert stage["eval_checkpoint_pauses"] >= 1 and stage["eval_checkpoint_s"] > 0
     assert stage["samples_per_s_without_eval_checkpoint"] > stage["samples_per_s"]
     assert ratios["train_steps_efficiency_d_over_c"] == pytest.approx(
-        stage["samples_per_s_without_eval_checkpoint"] / s["train_step_on_device"])
+        stage["samples_per_s_without_eval_checkpoint"] / s["train_step_on_device"]
+    )
     assert 0 < stage["steps_share_of_stage"] < 1 and math.isfinite(stage["val_rmse"])
 
     config = result["config"]
-    assert config | {"samples": 16, "image_size": 48, "crop": 48, "resize": 54, "model_image_size": 32,
-                     "spectra_length": 64, "batch_size": 4, "model": "toynet", "device": "cpu",
-                     "precision": "fp32", "compile": False} == config
+    assert (
+        config
+        | {
+            "samples": 16,
+            "image_size": 48,
+            "crop": 48,
+            "resize": 54,
+            "model_image_size": 32,
+            "spectra_length": 64,
+            "batch_size": 4,
+            "model": "toynet",
+            "device": "cpu",
+            "precision": "fp32",
+            "compile": False,
+        }
+        == config
+    )
     machine = result["machine"]
     assert machine["cpu_model"] and machine["cpu_cores"] >= 1 and machine["torch"]
     assert "gpu" in machine
@@ -75,10 +114,23 @@ def test_run_benchmark_function_metallonet_subset(tmp_path: Path):
     import torch
 
     threads = torch.get_num_threads()
-    config = bench.BenchConfig(samples=8, image_size=40, model_image_size=32, spectra_length=32, batch_size=4,
-                               model="metallonet", steps=1, warmup_steps=1, passes=1, workers=0, device="cpu",
-                               convert_workers=1, work_dir=tmp_path / "work", threads=1,
-                               sections=("metallo_input_pipeline", "train_step_on_device"))
+    config = bench.BenchConfig(
+        samples=8,
+        image_size=40,
+        model_image_size=32,
+        spectra_length=32,
+        batch_size=4,
+        model="metallonet",
+        steps=1,
+        warmup_steps=1,
+        passes=1,
+        workers=0,
+        device="cpu",
+        convert_workers=1,
+        work_dir=tmp_path / "work",
+        threads=1,
+        sections=("metallo_input_pipeline", "train_step_on_device"),
+    )
     result = bench.run_benchmark(config)
     assert set(result["sections"]) == {"metallo_input_pipeline", "train_step_on_device"}
     assert set(result["ratios"]) == {"input_headroom_b_over_c"}
@@ -88,8 +140,21 @@ def test_run_benchmark_function_metallonet_subset(tmp_path: Path):
 
 def test_convert_scaling_reports_both_sizes(tmp_path: Path, capsys):
     out = tmp_path / "scaling.json"
-    bench.main(["--convert-scaling", "--samples", "8", "--image-size", "32", "--spectra-length", "32",
-                "--convert-workers", "1", "--out", out])
+    bench.main(
+        [
+            "--convert-scaling",
+            "--samples",
+            "8",
+            "--image-size",
+            "32",
+            "--spectra-length",
+            "32",
+            "--convert-workers",
+            "1",
+            "--out",
+            out,
+        ]
+    )
     assert "convert scaling" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert [run["samples"] for run in result["runs"]] == [8, 32]
@@ -124,8 +189,9 @@ def test_gpu_script_runs_at_tiny_size_and_writes_json(tmp_path: Path):
     import sys
 
     env = {**os.environ, "METALLO_GPU_BENCH_SIZE": "tiny", "OUT_DIR": str(tmp_path), "PYTHON": sys.executable}
-    result = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh")], env=env, capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu.sh")], env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary) == ["toynet-eager", "metallonet-eager"]

@@ -1,5 +1,6 @@
 """The yardstick: the classical baseline model, drift-robust spectra preprocessing, honest
 validation, conformal intervals and the multi-seed comparison."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def test_processor_snv_is_invariant_to_spectrometer_drift():
     assert processor.spectra_norm == "snv"
     raw = torch.from_numpy(spectra[:5])
     assert torch.allclose(processor.spectra(raw * 1.6 + 500.0), processor.spectra(raw), atol=1e-3)
-    standard = MetalloProcessor.from_stats(_stats(spectra, images, labels), image_size=32, resize=32, crop=32,
-                                           spectra_norm="standard")
+    standard = MetalloProcessor.from_stats(
+        _stats(spectra, images, labels), image_size=32, resize=32, crop=32, spectra_norm="standard"
+    )
     assert not torch.allclose(standard.spectra(raw * 1.6 + 500.0), standard.spectra(raw), atol=1e-1)
 
 
@@ -61,8 +63,9 @@ def test_relative_std_floor_keeps_a_dead_channel_finite():
     assert floored_std(std, 0.01) == [1.0] * 9 + [0.01]
     images, spectra, labels = _data()
     spectra[:, :, 7] = 1000.0  # a saturated channel: constant over the train split
-    processor = MetalloProcessor.from_stats(_stats(spectra, images, labels), image_size=32, resize=32, crop=32,
-                                            spectra_norm="standard")
+    processor = MetalloProcessor.from_stats(
+        _stats(spectra, images, labels), image_size=32, resize=32, crop=32, spectra_norm="standard"
+    )
     noisy = torch.from_numpy(spectra[:3]).clone()
     noisy[:, :, 7] += 1.0
     assert processor.spectra(noisy).abs().max() < 1e4
@@ -95,10 +98,19 @@ def test_classical_model_fits_saves_and_predicts(tmp_path):
 
     images, spectra, labels = _data(80)
     stats = _stats(spectra[:60], images[:60], labels[:60])
-    model = create_model("classical", n_spectra=SHAPE[0], spectrum_length=SHAPE[1], grid=list(GRID), image_size=32,
-                         n_bands=8, label_mean=stats["label"]["mean"], label_std=stats["label"]["std"])
-    processor = MetalloProcessor.from_stats(stats, image_size=32, resize=32, crop=32, spectra_norm="none",
-                                            image_norm="none")
+    model = create_model(
+        "classical",
+        n_spectra=SHAPE[0],
+        spectrum_length=SHAPE[1],
+        grid=list(GRID),
+        image_size=32,
+        n_bands=8,
+        label_mean=stats["label"]["mean"],
+        label_std=stats["label"]["std"],
+    )
+    processor = MetalloProcessor.from_stats(
+        stats, image_size=32, resize=32, crop=32, spectra_norm="none", image_norm="none"
+    )
     train = ArrayDataset(tmp_path / "train", images[:60], spectra[:60], labels[:60])
     features = dataset_features(model, processor, train)
     assert features.shape == (60, 16 + 2 + 6 + 1 + 16) and np.isfinite(features).all()
@@ -118,8 +130,10 @@ def test_classical_model_fits_saves_and_predicts(tmp_path):
 def test_classical_model_ignores_other_models_params_and_refuses_unknown_ones():
     from metallo.training.train import build_model
 
-    params = {"data": {"n_spectra": 6, "spectrum_length": 40, "grid": [3, 2]},
-              "model": {"name": "classical", "backbone": "resnet18", "hidden_dim": 16, "image_size": 32}}
+    params = {
+        "data": {"n_spectra": 6, "spectrum_length": 40, "grid": [3, 2]},
+        "model": {"name": "classical", "backbone": "resnet18", "hidden_dim": 16, "image_size": 32},
+    }
     stats = {"label": {"mean": 0.0, "std": 1.0}}
     assert build_model(params, stats).config.image_size == 32
     params["model"]["hiden_dim"] = 3
@@ -130,8 +144,9 @@ def test_classical_model_ignores_other_models_params_and_refuses_unknown_ones():
 def test_validation_takes_the_same_share_of_every_training_slice():
     import pandas as pd
 
-    samples = pd.DataFrame({"sample_id": [f"s{i}" for i in range(90)],
-                            "slice_id": ["A"] * 60 + ["B"] * 20 + ["C"] * 10})
+    samples = pd.DataFrame(
+        {"sample_id": [f"s{i}" for i in range(90)], "slice_id": ["A"] * 60 + ["B"] * 20 + ["C"] * 10}
+    )
     table = split_samples(samples, train_slices=["A", "B"], test_slices=["C"], val_fraction=0.15, seed=3).table
     val = table[table["split"] == "val"]
     assert val["sample_id"].map(lambda s: "A" if int(s[1:]) < 60 else "B").value_counts().to_dict() == {"A": 9, "B": 3}
@@ -149,7 +164,7 @@ def test_conformal_halfwidth_and_coverage():
 def test_conformal_intervals_reach_their_level_on_exchangeable_data(tmp_path):
     rng = np.random.default_rng(0)
     hits = []
-    for trial in range(200):
+    for _ in range(200):
         y_val, y_test = rng.normal(size=50), rng.normal(size=50)
         save_calibration(tmp_path, y_val, np.zeros(50))
         half = conformal_halfwidth(load_calibration(tmp_path), 0.9)
@@ -173,9 +188,17 @@ def test_metallonet_starts_from_the_classical_baseline_and_needs_raw_inputs(tmp_
 
     images, spectra, labels = _data(40)
     stats = _stats(spectra, images, labels)
-    model = create_model("metallonet", n_spectra=SHAPE[0], spectrum_length=SHAPE[1], grid=list(GRID), image_size=32,
-                         hidden_dim=16, classical_branch=True, label_mean=stats["label"]["mean"],
-                         label_std=stats["label"]["std"]).eval()
+    model = create_model(
+        "metallonet",
+        n_spectra=SHAPE[0],
+        spectrum_length=SHAPE[1],
+        grid=list(GRID),
+        image_size=32,
+        hidden_dim=16,
+        classical_branch=True,
+        label_mean=stats["label"]["mean"],
+        label_std=stats["label"]["std"],
+    ).eval()
     processor = MetalloProcessor.from_stats(stats, image_size=32, resize=32, crop=32, raw_copies=True)
     train = ArrayDataset(tmp_path / "train", images, spectra, labels)
     initialise_classical_branch(model, processor, train)
@@ -202,11 +225,20 @@ def test_foreign_data_runs_end_to_end_with_only_shape_and_split_params(tmp_path,
 
     info = make_variant(tmp_path / "raw", profile, scale=0.1)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params = apply_overrides(params, [
-        f"ingest.raw_dir={tmp_path / 'raw'}", f"data.n_spectra={info['data']['n_spectra']}",
-        f"data.spectrum_length={info['data']['spectrum_length']}", f"data.grid={info['data']['grid']}",
-        f"split.train_slices={info['split']['train_slices']}", f"split.test_slices={info['split']['test_slices']}",
-        "convert.crop=48", "convert.workers=1", "model.image_size=48"])  # small images keep the test fast
+    params = apply_overrides(
+        params,
+        [
+            f"ingest.raw_dir={tmp_path / 'raw'}",
+            f"data.n_spectra={info['data']['n_spectra']}",
+            f"data.spectrum_length={info['data']['spectrum_length']}",
+            f"data.grid={info['data']['grid']}",
+            f"split.train_slices={info['split']['train_slices']}",
+            f"split.test_slices={info['split']['test_slices']}",
+            "convert.crop=48",
+            "convert.workers=1",
+            "model.image_size=48",
+        ],
+    )  # small images keep the test fast
     result = run_compare(params, models=["classical"], seeds=[0, 1], work_dir=tmp_path / "runs")
     assert [run["seed"] for run in result["runs"]] == [0, 1]
     for run in result["runs"]:

@@ -6,6 +6,7 @@ kind (8-bit RGB/RGBA/L/LA, palette, 16-bit grey, non-square, .npy float32/float6
 space in a file name, an in-folder symlink, ids like ``007``) mixed with one row per kind of
 bad input. A property-based test then throws random manifests and random file bytes at ingest.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,10 @@ def image(name: str, content) -> Callable[[Corpus], dict]:
 
 def spectra(name: str, array=None, content=None) -> Callable[[Corpus], dict]:
     """A row with the good image whose spectra file ``name`` holds ``array(corpus)`` or ``content(corpus)`` bytes."""
-    return lambda c: {"image": c.good_img, "spectra": c.raw.spectra_file(
-        name, array(c) if array else None, content(c) if content else None)}
+    return lambda c: {
+        "image": c.good_img,
+        "spectra": c.raw.spectra_file(name, array(c) if array else None, content(c) if content else None),
+    }
 
 
 def fields_(**values) -> Callable[[Corpus], dict]:
@@ -75,11 +78,15 @@ def fields_(**values) -> Callable[[Corpus], dict]:
 
 def paths(image_path: str | None, spectra_path: str | None = None, setup=None) -> Callable[[Corpus], dict]:
     """A row naming these paths (``None``: the good file) after ``setup(corpus)`` made what they point at."""
+
     def build(c: Corpus) -> dict:
         if setup:
             setup(c)
-        return {"image": c.good_img if image_path is None else image_path,
-                "spectra": c.good_spec if spectra_path is None else spectra_path}
+        return {
+            "image": c.good_img if image_path is None else image_path,
+            "spectra": c.good_spec if spectra_path is None else spectra_path,
+        }
+
     return build
 
 
@@ -88,14 +95,17 @@ def _encoded(fmt: str, image_of, **save) -> Callable[[Corpus], bytes]:
         buffer = io.BytesIO()
         image_of(c).save(buffer, format=fmt, **save)
         return buffer.getvalue()
+
     return content
 
 
 def _tiff(pages_of, order: str = "<") -> Callable[[Corpus], bytes]:
     """A baseline TIFF of ``pages_of(corpus)`` (one array or a list of pages)."""
+
     def content(c: Corpus) -> bytes:
         pages = pages_of(c)
         return H.tiff_bytes(pages if isinstance(pages, list) else [pages], order)
+
     return content
 
 
@@ -106,10 +116,12 @@ def _csv(cell) -> Callable[[Corpus], bytes]:
 
 def _with(value, index, dtype=np.float32) -> Callable[[Corpus], np.ndarray]:
     """Valid spectra (``dtype``) with ``value`` at ``index``."""
+
     def array(c: Corpus) -> np.ndarray:
         out = H.spectra_array(dtype=dtype)
         out[index] = value
         return out
+
     return array
 
 
@@ -121,8 +133,8 @@ def _tiff_bomb(c: Corpus) -> bytes:
     """A baseline TIFF whose header claims 20000 × 20000 pixels."""
     data = bytearray(H.tiff_bytes([c.draw((20, 24), 256)]))
     ifd = int.from_bytes(data[4:8], "little")
-    data[ifd + 2 + 8:ifd + 2 + 12] = (20000).to_bytes(4, "little")        # ImageWidth
-    data[ifd + 2 + 12 + 8:ifd + 2 + 12 + 12] = (20000).to_bytes(4, "little")  # ImageLength
+    data[ifd + 2 + 8 : ifd + 2 + 12] = (20000).to_bytes(4, "little")  # ImageWidth
+    data[ifd + 2 + 12 + 8 : ifd + 2 + 12 + 12] = (20000).to_bytes(4, "little")  # ImageLength
     return bytes(data)
 
 
@@ -147,11 +159,19 @@ def _int_counts(dtype) -> tuple[str, Callable[[Corpus], dict]]:
 
 #: Valid samples written by ``RawFolder.good``: sample_id -> its keyword arguments.
 VALID_GOOD = {
-    "007": {}, "v_rgba": {"mode": "RGBA"}, "v_grey": {"mode": "L"}, "v_grey_alpha": {"mode": "LA"},
-    "v_palette": {"mode": "P"}, "v_16bit": {"mode": "I;16", "size": (20, 16)}, "v_wide": {"size": (48, 30)},
-    "v_tall": {"mode": "L", "size": (17, 41)}, "v_f64": {"dtype": np.float64}, "v_csv": {"spectra": "csv"},
+    "007": {},
+    "v_rgba": {"mode": "RGBA"},
+    "v_grey": {"mode": "L"},
+    "v_grey_alpha": {"mode": "LA"},
+    "v_palette": {"mode": "P"},
+    "v_16bit": {"mode": "I;16", "size": (20, 16)},
+    "v_wide": {"size": (48, 30)},
+    "v_tall": {"mode": "L", "size": (17, 41)},
+    "v_f64": {"dtype": np.float64},
+    "v_csv": {"spectra": "csv"},
     "v space": {"image_name": "with space.png", "spectra_name": "with space.csv", "spectra": "csv"},
-    "v,comma \"quoted\" ünï": {"slice_id": "2"}, "0": {},
+    'v,comma "quoted" ünï': {"slice_id": "2"},
+    "0": {},
 }
 #: More valid rows: links and paths that stay inside, TIFF beside PNG (recognised from the first bytes
 #: whatever the suffix), integer spectra as spectrometers write them and big-endian floats.
@@ -166,43 +186,67 @@ VALID_ROWS = [
     ("v_t_rgb16", image("t_rgb16.tif", _tiff(lambda c: c.draw((20, 24, 3), 4096, np.uint16)))),
     ("v_t_named_png", image("t_named_png.png", _tiff(lambda c: c.draw((20, 24, 3), 256)))),
     ("v_png_named_tif", image("png_named.tif", _encoded("PNG", lambda c: Image.fromarray(c.draw((20, 24, 3), 256))))),
-    ("v_tiff_lzw", image("lzw.tif", _encoded("TIFF", lambda c: Image.fromarray(c.draw((20, 24, 3), 256)),
-                                             compression="tiff_lzw"))),
-    *(_int_counts(dtype) for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
-                                      np.uint64, ">f8", ">i4")),
-    ("v_spec_int_csv", spectra("counts.csv", content=lambda c: "\n".join(
-        ",".join(str(v) for v in c.rng.integers(-5, 60000, SHAPE[1])) for _ in range(SHAPE[0])).encode())),
+    (
+        "v_tiff_lzw",
+        image("lzw.tif", _encoded("TIFF", lambda c: Image.fromarray(c.draw((20, 24, 3), 256)), compression="tiff_lzw")),
+    ),
+    *(
+        _int_counts(dtype)
+        for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64, ">f8", ">i4")
+    ),
+    (
+        "v_spec_int_csv",
+        spectra(
+            "counts.csv",
+            content=lambda c: "\n".join(
+                ",".join(str(v) for v in c.rng.integers(-5, 60000, SHAPE[1])) for _ in range(SHAPE[0])
+            ).encode(),
+        ),
+    ),
 ]
 #: One row per kind of bad input: (sample_id, row builder, words the rejection reason must hold).
 BAD_ROWS = [
     ("b_missing", paths("images/missing.png"), ("not found",)),
     ("b_missing_spec", paths(None, "spectra/missing.npy"), ("not found",)),
-    ("b_dir", paths("images/a_dir.png", setup=lambda c: (c.raw.root / "images" / "a_dir.png").mkdir()),
-     ("not a regular file",)),
+    (
+        "b_dir",
+        paths("images/a_dir.png", setup=lambda c: (c.raw.root / "images" / "a_dir.png").mkdir()),
+        ("not a regular file",),
+    ),
     ("b_not_png", image("text.png", lambda c: b"hello, I am text\n"), ("not a PNG",)),
     ("b_jpeg", image("jpeg.png", _encoded("JPEG", lambda c: H.make_image("RGB"))), ("not a PNG",)),
     ("b_truncated", image("trunc.png", lambda c: _first_half(H.png_bytes("RGB", (24, 20), seed=7))), ("truncated",)),
     ("b_bomb", image("bomb.png", lambda c: H.bomb_png(20000, 20000)), ("decompression", "limit")),
     ("b_bomb2", image("bomb2.png", lambda c: H.bomb_png(9000, 7000)), ("decompression", "limit")),
     ("b_zero_img", image("zero.png", lambda c: b""), ("empty",)),
-    ("b_1bit", image("onebit.png", _encoded("PNG", lambda c: Image.new("1", (16, 16)))),
-     ("mode '1'", "not supported")),
+    ("b_1bit", image("onebit.png", _encoded("PNG", lambda c: Image.new("1", (16, 16)))), ("mode '1'", "not supported")),
     ("b_shape", spectra("shape.npy", lambda c: H.spectra_array((6, 21))), ("shape",)),
     ("b_1d", spectra("flat.npy", lambda c: H.spectra_array((120,))), ("shape", "(120,)")),
     ("b_nan", spectra("nan.npy", _with(np.nan, (0, 0))), ("non-finite",)),
     ("b_inf", spectra("inf.npy", _with(np.inf, (5, 19))), ("non-finite",)),
-    ("b_csv_inf", spectra("inf.csv", content=_csv(lambda i, j: "inf" if (i, j) == (1, 1) else "0.5")),
-     ("non-finite",)),
-    ("b_csv_text", spectra("text.csv", content=_csv(lambda i, j: "x1" if (i, j) == (2, 2) else "0.5")),
-     ("non-number",)),
-    ("b_csv_ragged", spectra("ragged.csv", content=lambda c: "\n".join(
-        ",".join(["0.5"] * (SHAPE[1] - (i == 3))) for i in range(SHAPE[0])).encode()), ("ragged",)),
+    ("b_csv_inf", spectra("inf.csv", content=_csv(lambda i, j: "inf" if (i, j) == (1, 1) else "0.5")), ("non-finite",)),
+    (
+        "b_csv_text",
+        spectra("text.csv", content=_csv(lambda i, j: "x1" if (i, j) == (2, 2) else "0.5")),
+        ("non-number",),
+    ),
+    (
+        "b_csv_ragged",
+        spectra(
+            "ragged.csv",
+            content=lambda c: "\n".join(",".join(["0.5"] * (SHAPE[1] - (i == 3))) for i in range(SHAPE[0])).encode(),
+        ),
+        ("ragged",),
+    ),
     ("b_csv_latin1", spectra("latin.csv", content=lambda c: "0.5,\xe9\n".encode("latin-1")), ("not UTF-8",)),
     ("b_pickle", paths(None, "spectra/pickled.npy", setup=_save_pickled), ("pickled",)),
     ("b_zero_spec", spectra("zero.npy", content=lambda c: b""), ("empty",)),
     ("b_zero_csv", spectra("zero.csv", content=lambda c: b""), ("empty",)),
-    ("b_npy_bomb", spectra("bomb.npy", content=lambda c: H.npy_header_bytes((10**7, 10**7))),
-     ("shape", "(10000000, 10000000)")),
+    (
+        "b_npy_bomb",
+        spectra("bomb.npy", content=lambda c: H.npy_header_bytes((10**7, 10**7))),
+        ("shape", "(10000000, 10000000)"),
+    ),
     ("b_npy_garbled", spectra("garbled.npy", content=lambda c: _garbled_npy_header()), ("cannot be read",)),
     ("b_npy_short", spectra("short.npy", content=lambda c: H.npy_header_bytes((6, 20), "<f4")), ("cannot be read",)),
     ("b_label_missing", fields_(dos=""), ("dos is missing",)),
@@ -215,8 +259,11 @@ BAD_ROWS = [
     ("b_no_slice", fields_(slice_id=" "), ("slice_id is empty",)),
     ("b_dotdot", paths("../outside/x.png", setup=lambda c: H.write_png(c.outside / "x.png")), ("outside",)),
     ("b_abs", lambda c: {"image": str(c.outside / "x.png"), "spectra": c.good_spec}, ("must be relative",)),
-    ("b_link_out", paths("images/link_out.png", setup=_symlink(lambda c: c.outside / "x.png", "images/link_out.png")),
-     ("outside",)),
+    (
+        "b_link_out",
+        paths("images/link_out.png", setup=_symlink(lambda c: c.outside / "x.png", "images/link_out.png")),
+        ("outside",),
+    ),
     ("b_dirlink_out", paths(None, "spectra/dir_link/s.npy", setup=_link_dir_out), ("outside",)),
     ("b_thin", image("thin.png", lambda c: H.thin_png(1_000_000, 1)), ("shorter side",)),
     ("b_aspect", image("aspect.png", lambda c: H.thin_png(16, 200)), ("aspect ratio",)),
@@ -229,12 +276,18 @@ BAD_ROWS = [
     ("b_label_separator", fields_(dos="1_000"), ("not a number",)),
     ("b_label_arabic", fields_(dos="\u0663.\u0665"), ("not a number",)),
     ("b_id_control", fields_(slice_id="1\x00"), ("control characters",)),
-    ("b_link_dangling", paths("images/dangling.png", setup=_symlink(lambda c: "gone.png", "images/dangling.png")),
-     ("not found",)),
+    (
+        "b_link_dangling",
+        paths("images/dangling.png", setup=_symlink(lambda c: "gone.png", "images/dangling.png")),
+        ("not found",),
+    ),
     ("b_nul", paths("images/007.png\0.txt"), ("NUL",)),
     ("b_empty_paths", paths("", ""), ("image path is empty", "spectra path is empty")),
-    ("b_everything", lambda c: {"image": "../nope.png", "spectra": "spectra/shape.npy", "dos": "x"},
-     ("not a number", "outside", "shape")),
+    (
+        "b_everything",
+        lambda c: {"image": "../nope.png", "spectra": "spectra/shape.npy", "dos": "x"},
+        ("not a number", "outside", "shape"),
+    ),
 ]
 
 
@@ -270,20 +323,64 @@ def test_every_valid_row_is_accepted(corpus):
     accepted = result.accepted.set_index("sample_id")
     assert accepted.loc["v_wide", ["width", "height"]].tolist() == [48, 30]
     assert accepted.loc["v_tall", ["width", "height"]].tolist() == [17, 41]
-    assert accepted.loc["v,comma \"quoted\" ünï", "slice_id"] == "2"
+    assert accepted.loc['v,comma "quoted" ünï', "slice_id"] == "2"
     assert accepted.loc["v space", "image"] == "images/with space.png"
     assert accepted.loc["v_sci_label", "dos"] == pytest.approx(-1.5e-3)
 
 
-@pytest.mark.parametrize("kind", [
-    "b_missing", "b_missing_spec", "b_dir", "b_not_png", "b_jpeg", "b_truncated", "b_bomb", "b_bomb2", "b_zero_img",
-    "b_1bit", "b_shape", "b_1d", "b_nan", "b_inf", "b_csv_inf", "b_csv_text", "b_csv_ragged", "b_csv_latin1",
-    "b_pickle", "b_zero_spec", "b_zero_csv", "b_npy_bomb", "b_npy_garbled", "b_npy_short", "b_label_missing",
-    "b_label_text", "b_label_nan", "b_label_inf", "b_no_slice", "b_dotdot", "b_abs", "b_link_out", "b_dirlink_out",
-    "b_link_dangling", "b_nul", "b_empty_paths", "b_everything", "b_thin", "b_aspect", "b_multipage",
-    "b_tiff_header_only", "b_tiff_bomb", "b_spec_f64_overflow", "b_spec_f32_huge", "b_spec_float16",
-    "b_label_separator", "b_label_arabic", "b_id_control",
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "b_missing",
+        "b_missing_spec",
+        "b_dir",
+        "b_not_png",
+        "b_jpeg",
+        "b_truncated",
+        "b_bomb",
+        "b_bomb2",
+        "b_zero_img",
+        "b_1bit",
+        "b_shape",
+        "b_1d",
+        "b_nan",
+        "b_inf",
+        "b_csv_inf",
+        "b_csv_text",
+        "b_csv_ragged",
+        "b_csv_latin1",
+        "b_pickle",
+        "b_zero_spec",
+        "b_zero_csv",
+        "b_npy_bomb",
+        "b_npy_garbled",
+        "b_npy_short",
+        "b_label_missing",
+        "b_label_text",
+        "b_label_nan",
+        "b_label_inf",
+        "b_no_slice",
+        "b_dotdot",
+        "b_abs",
+        "b_link_out",
+        "b_dirlink_out",
+        "b_link_dangling",
+        "b_nul",
+        "b_empty_paths",
+        "b_everything",
+        "b_thin",
+        "b_aspect",
+        "b_multipage",
+        "b_tiff_header_only",
+        "b_tiff_bomb",
+        "b_spec_f64_overflow",
+        "b_spec_f32_huge",
+        "b_spec_float16",
+        "b_label_separator",
+        "b_label_arabic",
+        "b_id_control",
+    ],
+)
 def test_bad_row_rejected_with_reason(corpus, kind):
     raw, valid, bad, result = corpus
     row = next(r for r, (sid, _) in bad.items() if sid == kind)
@@ -362,21 +459,34 @@ def test_symlink_loop_row_rejected_and_refused_by_the_stage(tmp_path):
 HEADER = ",".join(H.COLUMNS)
 
 
-@pytest.mark.parametrize("content, pattern", [
-    (b"sample_id,slice_id,image,dos\na,1,images/a.png,1.0\n", r"missing column\(s\) spectra"),
-    (b"id,slice,img,spec,label\na,1,images/a.png,spectra/a.npy,1\n", r"missing column\(s\) sample_id, slice_id, image, spectra, dos"),
-    (b"", r"is empty; it needs a header line"),
-    (b"\n\n", r"is empty"),
-    (HEADER.encode() + b"\n", r"has a header but no rows"),
-    (HEADER.encode() + b"\n\n\n", r"has a header but no rows"),
-    (HEADER.encode() + b"\ncaf\xe9,1,images/a.png,spectra/a.npy,1.0\n", r"not UTF-8 text \(invalid continuation byte at byte 40, line 2\); save it as UTF-8"),
-    (b"\xff\xfe" + HEADER.encode("utf-16-le"), r"not UTF-8"),
-    (HEADER.encode() + b"\na,1,images/a.png,spectra/a.npy,1.0,\nb,1,images/b.png,spectra/b.npy,2.0,\n",
-     r"more fields than the header"),
-    (HEADER.encode() + b"\na,1,images/a.png,spectra/a.npy,1.0\nb,1,images/b.png,spectra/b.npy,2.0,extra\n",
-     r"not a readable CSV file"),
-    (HEADER.encode() + b'\na,1,"images/a.png,spectra/a.npy,1.0\n', r"not a readable CSV file"),
-])
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        (b"sample_id,slice_id,image,dos\na,1,images/a.png,1.0\n", r"missing column\(s\) spectra"),
+        (
+            b"id,slice,img,spec,label\na,1,images/a.png,spectra/a.npy,1\n",
+            r"missing column\(s\) sample_id, slice_id, image, spectra, dos",
+        ),
+        (b"", r"is empty; it needs a header line"),
+        (b"\n\n", r"is empty"),
+        (HEADER.encode() + b"\n", r"has a header but no rows"),
+        (HEADER.encode() + b"\n\n\n", r"has a header but no rows"),
+        (
+            HEADER.encode() + b"\ncaf\xe9,1,images/a.png,spectra/a.npy,1.0\n",
+            r"not UTF-8 text \(invalid continuation byte at byte 40, line 2\); save it as UTF-8",
+        ),
+        (b"\xff\xfe" + HEADER.encode("utf-16-le"), r"not UTF-8"),
+        (
+            HEADER.encode() + b"\na,1,images/a.png,spectra/a.npy,1.0,\nb,1,images/b.png,spectra/b.npy,2.0,\n",
+            r"more fields than the header",
+        ),
+        (
+            HEADER.encode() + b"\na,1,images/a.png,spectra/a.npy,1.0\nb,1,images/b.png,spectra/b.npy,2.0,extra\n",
+            r"not a readable CSV file",
+        ),
+        (HEADER.encode() + b'\na,1,"images/a.png,spectra/a.npy,1.0\n', r"not a readable CSV file"),
+    ],
+)
 def test_whole_file_errors(tmp_path, content, pattern):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -391,7 +501,8 @@ def test_short_rows_are_rejected_per_row(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     row = raw.good("a")
     (raw.root / "manifest.csv").write_text(
-        f"{HEADER}\n{','.join(row[c] for c in H.COLUMNS)}\nb,1,{row['image']}\n", encoding="utf-8")
+        f"{HEADER}\n{','.join(row[c] for c in H.COLUMNS)}\nb,1,{row['image']}\n", encoding="utf-8"
+    )
     result = validate_manifest(raw.root, spectra_shape=SHAPE, workers=1, show_progress=False)
     assert list(result.accepted.sample_id) == ["a"]
     reason = result.rejected.reason[0]
@@ -401,6 +512,7 @@ def test_short_rows_are_rejected_per_row(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # accepted modes decode to sensible 8-bit RGB
 # ------------------------------------------------------------------------------------------------
+
 
 def test_16bit_png_round_trips_and_scales_to_8bit(tmp_path):
     values = np.array([[0, 256, 257, 1000], [32767, 32896, 65279, 65535]], dtype=np.uint16)
@@ -457,12 +569,31 @@ def test_spectra_formats_load_as_float32(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 FIELD = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
-    ["", " ", ",", '"', '""', "a,b", '"x"', "\n", "\r\n", "nan", "NA", "inf", "1e400", "-0", "007", "é", "\u202e", "\0"])
-PATHS = st.sampled_from([
-    "images/f0.png", "images/f1.png", "spectra/g0.npy", "spectra/g1.csv", "images/good.png", "spectra/good.npy",
-    "images/missing.png", "../escape.png", "/etc/hostname", "images", ".", "", " images/f0.png ", "images/f0.png/x",
-    "images\\f0.png", "images/../images/f1.png",
-]) | FIELD
+    ["", " ", ",", '"', '""', "a,b", '"x"', "\n", "\r\n", "nan", "NA", "inf", "1e400", "-0", "007", "é", "\u202e", "\0"]
+)
+PATHS = (
+    st.sampled_from(
+        [
+            "images/f0.png",
+            "images/f1.png",
+            "spectra/g0.npy",
+            "spectra/g1.csv",
+            "images/good.png",
+            "spectra/good.npy",
+            "images/missing.png",
+            "../escape.png",
+            "/etc/hostname",
+            "images",
+            ".",
+            "",
+            " images/f0.png ",
+            "images/f0.png/x",
+            "images\\f0.png",
+            "images/../images/f1.png",
+        ]
+    )
+    | FIELD
+)
 FILE_BYTES = st.one_of(
     st.binary(max_size=200),
     st.binary(max_size=200).map(lambda b: b"\x89PNG\r\n\x1a\n" + b),
@@ -470,10 +601,15 @@ FILE_BYTES = st.one_of(
     st.binary(min_size=1, max_size=300).map(lambda b: H.png_bytes("RGB", (8, 8))[: len(b)]),
     st.text(alphabet=string.digits + ".,-e\n naif", max_size=200).map(str.encode),
 )
-ROW = st.fixed_dictionaries({
-    "sample_id": FIELD, "slice_id": FIELD, "image": PATHS, "spectra": PATHS,
-    "dos": st.one_of(FIELD, st.floats(allow_nan=True, allow_infinity=True).map(repr)),
-})
+ROW = st.fixed_dictionaries(
+    {
+        "sample_id": FIELD,
+        "slice_id": FIELD,
+        "image": PATHS,
+        "spectra": PATHS,
+        "dos": st.one_of(FIELD, st.floats(allow_nan=True, allow_infinity=True).map(repr)),
+    }
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -515,5 +651,9 @@ def test_random_manifests_and_files_never_crash(rows, files, raw_text):
         if raw_text is None:
             assert counts["total"] == len(rows)
             for r in result.accepted.itertuples():
-                assert r.image == "images/good.png" or r.image.strip() in ("images/../images/f1.png", "images/f0.png", "images/f1.png")
+                assert r.image == "images/good.png" or r.image.strip() in (
+                    "images/../images/f1.png",
+                    "images/f0.png",
+                    "images/f1.png",
+                )
                 assert np.isfinite(r.dos)

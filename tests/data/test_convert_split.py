@@ -1,6 +1,7 @@
 """Convert and split: exact round-trips, row alignment, determinism, train-only statistics,
 and the synthesize -> ingest -> convert -> split chain reproduced byte for byte.
 """
+
 from __future__ import annotations
 
 import json
@@ -140,7 +141,10 @@ def test_geometry_resizes_shorter_side_then_centre_crops(tmp_path):
     wide = H.make_image("RGB", (60, 30), seed=1)
     out = geometry.apply(wide)
     assert out.shape == (20, 20, 3) and out.dtype == np.uint8
-    assert Geometry(16, 16, "crop").apply(H.make_image("RGB", (16, 16))).tolist() == np.asarray(H.make_image("RGB", (16, 16))).tolist()
+    assert (
+        Geometry(16, 16, "crop").apply(H.make_image("RGB", (16, 16))).tolist()
+        == np.asarray(H.make_image("RGB", (16, 16))).tolist()
+    )
     # a vertical stripe pattern stays centred: left and right thirds of the wide image are cut off
     stripes = np.zeros((30, 60, 3), dtype=np.uint8)
     stripes[:, 20:40] = 255
@@ -152,12 +156,18 @@ def test_geometry_resizes_shorter_side_then_centre_crops(tmp_path):
 # split
 # ------------------------------------------------------------------------------------------------
 
+
 def _samples(n1: int = 40, n2: int = 10, extra: dict | None = None) -> pd.DataFrame:
     slices = ["1"] * n1 + ["2"] * n2
     for slice_id, n in (extra or {}).items():
         slices += [slice_id] * n
-    return pd.DataFrame({"sample_id": [f"s{i:03d}" for i in range(len(slices))], "slice_id": slices,
-                         "dos": np.linspace(0.0, 3.0, len(slices))})
+    return pd.DataFrame(
+        {
+            "sample_id": [f"s{i:03d}" for i in range(len(slices))],
+            "slice_id": slices,
+            "dos": np.linspace(0.0, 3.0, len(slices)),
+        }
+    )
 
 
 def test_split_sizes_and_disjointness():
@@ -176,8 +186,14 @@ def test_split_is_seeded():
     a = split_samples(samples, train_slices=["1"], test_slices=["2"], val_fraction=0.2, seed=7).table
     b = split_samples(samples, train_slices=["1"], test_slices=["2"], val_fraction=0.2, seed=7).table
     pd.testing.assert_frame_equal(a, b)
-    val_sets = {frozenset(split_samples(samples, train_slices=["1"], test_slices=["2"], val_fraction=0.2,
-                                        seed=seed).table.query("split == 'val'").sample_id) for seed in range(5)}
+    val_sets = {
+        frozenset(
+            split_samples(samples, train_slices=["1"], test_slices=["2"], val_fraction=0.2, seed=seed)
+            .table.query("split == 'val'")
+            .sample_id
+        )
+        for seed in range(5)
+    }
     assert len(val_sets) > 1
     other = split_samples(samples, train_slices=["1"], test_slices=["2"], val_fraction=0.2, seed=8).table
     assert set(other.query("split == 'val'").sample_id) != set(a.query("split == 'val'").sample_id)
@@ -198,21 +214,25 @@ def test_split_slice_ids_compare_as_strings():
 
 
 def test_unassigned_slices_are_reported_not_dropped_silently():
-    result = split_samples(_samples(10, 4, extra={"3": 5, "x": 2}), train_slices=["1"], test_slices=["2"],
-                           val_fraction=0.1, seed=0)
+    result = split_samples(
+        _samples(10, 4, extra={"3": 5, "x": 2}), train_slices=["1"], test_slices=["2"], val_fraction=0.1, seed=0
+    )
     assert result.unassigned == {"3": 5, "x": 2}
     assert result.counts == {"train": 9, "val": 1, "test": 4, "unassigned": 7}
     assert sum(result.counts.values()) == 21
     assert result.table["index"].max() < 14
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    (dict(train_slices=["1", "2"], test_slices=["2"]), r"both split.train_slices and split.test_slices"),
-    (dict(train_slices=["1"], test_slices=["1"]), r"\['1'\] are in both"),
-    (dict(train_slices=["9"], test_slices=["2"]), r"no training rows"),
-    (dict(train_slices=["1"], test_slices=["2"], val_fraction=1.0), r"val_fraction"),
-    (dict(train_slices=["1"], test_slices=["2"], val_fraction=-0.1), r"val_fraction"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(train_slices=["1", "2"], test_slices=["2"]), r"both split.train_slices and split.test_slices"),
+        (dict(train_slices=["1"], test_slices=["1"]), r"\['1'\] are in both"),
+        (dict(train_slices=["9"], test_slices=["2"]), r"no training rows"),
+        (dict(train_slices=["1"], test_slices=["2"], val_fraction=1.0), r"val_fraction"),
+        (dict(train_slices=["1"], test_slices=["2"], val_fraction=-0.1), r"val_fraction"),
+    ],
+)
 def test_split_errors(kwargs, pattern):
     kwargs = {"val_fraction": 0.05, "seed": 0, **kwargs}
     with pytest.raises(MetalloError, match=pattern):
@@ -228,8 +248,14 @@ def _processed(paths: Paths, n1=12, n2=5, n3=2, seed=0):
     spectra = rng.normal(0.5, 0.2, (n, *SHAPE)).astype(np.float32)
     np.save(paths.processed / "images.npy", images)
     np.save(paths.processed / "spectra.npy", spectra)
-    table = pd.DataFrame({"index": np.arange(n, dtype=np.int64), "sample_id": [f"s{i}" for i in range(n)],
-                          "slice_id": ["1"] * n1 + ["2"] * n2 + ["3"] * n3, "dos": rng.normal(2.0, 1.0, n)})
+    table = pd.DataFrame(
+        {
+            "index": np.arange(n, dtype=np.int64),
+            "sample_id": [f"s{i}" for i in range(n)],
+            "slice_id": ["1"] * n1 + ["2"] * n2 + ["3"] * n3,
+            "dos": rng.normal(2.0, 1.0, n),
+        }
+    )
     table.to_parquet(paths.processed / "samples.parquet", index=False)
     return images, spectra, table
 
@@ -239,10 +265,14 @@ def _expected_stats(images, spectra, labels, train):
     values = spectra[train].reshape(-1, SHAPE[1]).astype(np.float64)
     y = np.asarray(labels, dtype=np.float64)[train]
     return {
-        "image_mean": pixels.mean(0), "image_std": pixels.std(0),
-        "spectra_mean": values.mean(0), "spectra_std": values.std(0),
-        "global_mean": values.mean(), "global_std": values.std(),
-        "label_mean": y.mean(), "label_std": y.std(),
+        "image_mean": pixels.mean(0),
+        "image_std": pixels.std(0),
+        "spectra_mean": values.mean(0),
+        "spectra_std": values.std(0),
+        "global_mean": values.mean(),
+        "global_std": values.std(),
+        "label_mean": y.mean(),
+        "label_std": y.std(),
     }
 
 
@@ -326,12 +356,31 @@ def test_train_statistics_chunking_does_not_matter():
 # synthesize -> ingest -> convert -> split, twice: byte-identical
 # ------------------------------------------------------------------------------------------------
 
+
 def _chain(root: Path, convert_workers: int) -> Paths:
     paths = H.make_paths(root)
-    synthesize(paths.synthetic, seed=5, samples_per_slice={"1": 10, "2": 4}, image_size=48, n_spectra=6,
-               spectrum_length=40, grid=(3, 2), workers=1, progress=False)
-    params = H.make_params(paths.synthetic, on_error="fail", shape=(6, 40), grid=(3, 2), resize=40, crop=32,
-                           workers=convert_workers, val_fraction=0.05, seed=0)
+    synthesize(
+        paths.synthetic,
+        seed=5,
+        samples_per_slice={"1": 10, "2": 4},
+        image_size=48,
+        n_spectra=6,
+        spectrum_length=40,
+        grid=(3, 2),
+        workers=1,
+        progress=False,
+    )
+    params = H.make_params(
+        paths.synthetic,
+        on_error="fail",
+        shape=(6, 40),
+        grid=(3, 2),
+        resize=40,
+        crop=32,
+        workers=convert_workers,
+        val_fraction=0.05,
+        seed=0,
+    )
     assert run_ingest(params, paths) == {"total": 14, "accepted": 14, "rejected": 0}
     assert run_convert(params, paths) == 14
     assert run_split(params, paths) == {"train": 9, "val": 1, "test": 4, "unassigned": 0}
@@ -348,8 +397,15 @@ def test_data_chain_is_deterministic(tmp_path):
         assert digests_a == digests_b, folder
     assert sorted(H.tree_digests(tmp_path / "a" / "processed")) == sorted(OUTPUTS)
     assert json.loads((a.processed / "convert.json").read_text()) == {
-        "fit": "full", "resize": 40, "crop": 32, "bit_depth": 16, "bit_depth_param": "auto", "images_16bit": 0,
-        "max_value_16bit": None, "grid": [3, 2]}
+        "fit": "full",
+        "resize": 40,
+        "crop": 32,
+        "bit_depth": 16,
+        "bit_depth_param": "auto",
+        "images_16bit": 0,
+        "max_value_16bit": None,
+        "grid": [3, 2],
+    }
     assert sorted(H.tree_digests(tmp_path / "a" / "split")) == ["split.parquet", "stats.json"]
     assert sorted(H.tree_digests(tmp_path / "a" / "metrics")) == ["ingest.json", "split.json"]
     images = np.load(a.processed / "images.npy")

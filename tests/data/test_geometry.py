@@ -4,6 +4,7 @@ Images whose grid cells have distinct flat colours go through Geometry.apply; th
 from grid_extent + cell_boxes must hold each cell's colour, for fit full and crop, square and
 4:3 frames. Then convert's grid columns and the processor's new fields.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,14 @@ def _cell_colours(grid: tuple[int, int]) -> np.ndarray:
     """One distinct, well separated RGB colour per cell (row-major)."""
     rows, cols = grid
     k = np.arange(rows * cols)
-    return np.stack([40 + 200 * (k % cols) // max(cols - 1, 1), 40 + 200 * (k // cols) // max(rows - 1, 1),
-                     np.where(k % 2, 230, 20)], axis=1).astype(np.uint8)
+    return np.stack(
+        [
+            40 + 200 * (k % cols) // max(cols - 1, 1),
+            40 + 200 * (k // cols) // max(rows - 1, 1),
+            np.where(k % 2, 230, 20),
+        ],
+        axis=1,
+    ).astype(np.uint8)
 
 
 def _grid_image(width: int, height: int, grid: tuple[int, int]) -> Image.Image:
@@ -35,7 +42,7 @@ def _grid_image(width: int, height: int, grid: tuple[int, int]) -> Image.Image:
     pixels = np.zeros((height, width, 3), dtype=np.uint8)
     for k, colour in enumerate(colours):
         r, c = divmod(k, cols)
-        pixels[r * height // rows:(r + 1) * height // rows, c * width // cols:(c + 1) * width // cols] = colour
+        pixels[r * height // rows : (r + 1) * height // rows, c * width // cols : (c + 1) * width // cols] = colour
     return Image.fromarray(pixels)
 
 
@@ -51,7 +58,7 @@ def test_cell_boxes_hold_their_cells_pixels(fit, width, height):
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         assert 0 <= x0 <= x1 <= geometry.crop and 0 <= y0 <= y1 <= geometry.crop
         covered[y0:y1, x0:x1] += 1
-        inner = out[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3).astype(int)  # 1 px margin: resampling blends edges
+        inner = out[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].reshape(-1, 3).astype(int)  # 1 px margin: resampling blends edges
         if len(inner) == 0:
             continue
         # every inner pixel is its own cell's colour (up to rounding), not a neighbour's

@@ -1,6 +1,7 @@
 """16-bit images as cameras write them: bit depth recorded at ingest, resolved by convert
 (convert.bit_depth), stored in the processor and applied again by predict. Real PNG/TIFF files.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,16 @@ def test_convert_resolves_bit_depth_and_records_it(tmp_path, capsys, setting, ex
     assert interim.image_max_value.loc[["t16", "p16"]].tolist() == [4095, 2047]
     run_convert(params, paths)
     info = json.loads((paths.processed / "convert.json").read_text())
-    assert info == {"fit": "full", "resize": 24, "crop": 24, "bit_depth": expected, "bit_depth_param": setting,
-                    "images_16bit": 2, "max_value_16bit": 4095, "grid": list(H.GRID)}
+    assert info == {
+        "fit": "full",
+        "resize": 24,
+        "crop": 24,
+        "bit_depth": expected,
+        "bit_depth_param": setting,
+        "images_16bit": 2,
+        "max_value_16bit": 4095,
+        "grid": list(H.GRID),
+    }
     assert processor_settings(paths.processed) == {"fit": "full", "resize": 24, "crop": 24, "bit_depth": expected}
     images = np.load(paths.processed / "images.npy")
     geometry = Geometry(resize=24, crop=24, fit="full")
@@ -137,18 +146,21 @@ def test_convert_names_the_row_of_an_image_that_became_unusable(tmp_path):
         convert(samples, raw.root, tmp_path / "out", geometry=Geometry(16, 12), spectra_shape=H.SHAPE, workers=1)
     without_digests = samples.drop(columns=["image_sha256", "spectra_sha256"])
     with pytest.raises(MetalloError, match=r"manifest row 3 \(b\): images/b.png: image is 1x1000000 pixels"):
-        convert(without_digests, raw.root, tmp_path / "out", geometry=Geometry(16, 12), spectra_shape=H.SHAPE,
-                workers=1)
+        convert(
+            without_digests, raw.root, tmp_path / "out", geometry=Geometry(16, 12), spectra_shape=H.SHAPE, workers=1
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # the processor carries fit and bit_depth to predict
 # ------------------------------------------------------------------------------------------------
 
+
 def test_processor_saves_and_loads_fit_and_bit_depth(tmp_path):
     stats = {"image": {"mean": [0.5] * 3, "std": [0.2] * 3}, "spectra": {"mean": [0.0] * 4, "std": [1.0] * 4}}
-    processor = MetalloProcessor.from_stats(stats, image_size=32, resize=36, crop=32, fit="full", bit_depth=12,
-                                            spectra_norm="standard")
+    processor = MetalloProcessor.from_stats(
+        stats, image_size=32, resize=36, crop=32, fit="full", bit_depth=12, spectra_norm="standard"
+    )
     processor.save_pretrained(tmp_path)
     loaded = MetalloProcessor.from_pretrained(tmp_path)
     assert (loaded.fit, loaded.bit_depth, loaded.resize, loaded.crop) == ("full", 12, 36, 32)
@@ -165,11 +177,28 @@ def model_dir(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny-model")
     torch.manual_seed(0)
-    model = create_model("metallonet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, hidden_dim=8,
-                         label_mean=2.0, label_std=1.0)
+    model = create_model(
+        "metallonet",
+        n_spectra=6,
+        spectrum_length=20,
+        grid=[3, 2],
+        image_size=32,
+        hidden_dim=8,
+        label_mean=2.0,
+        label_std=1.0,
+    )
     model.save_pretrained(out)
-    MetalloProcessor(image_mean=[0.5] * 3, image_std=[0.25] * 3, spectra_mean=[0.5] * 20, spectra_std=[0.1] * 20,
-                     image_size=32, resize=36, crop=32, fit="full", bit_depth=12).save_pretrained(out)
+    MetalloProcessor(
+        image_mean=[0.5] * 3,
+        image_std=[0.25] * 3,
+        spectra_mean=[0.5] * 20,
+        spectra_std=[0.1] * 20,
+        image_size=32,
+        resize=36,
+        crop=32,
+        fit="full",
+        bit_depth=12,
+    ).save_pretrained(out)
     return out
 
 

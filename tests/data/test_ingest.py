@@ -4,6 +4,7 @@ One test per kind of bad input through ``validate_manifest``, then the stage its
 (``run_ingest``) with its outputs: rejected.csv, samples.parquet, metrics/ingest.json and the
 ``fail`` / ``skip`` modes. Real files in tmp_path, tiny sizes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,6 +37,7 @@ def validate(raw: Path, **kwargs):
 # ------------------------------------------------------------------------------------------------
 # one bad row per kind, between two good rows
 # ------------------------------------------------------------------------------------------------
+
 
 def _missing_file(raw: H.RawFolder):
     return raw.add("bad", "images/nope.png", raw.good_spectra("bad.npy")), ["image", "not found", "nope.png"]
@@ -74,7 +76,11 @@ def _bomb_pil_limit(raw: H.RawFolder):
 def _bomb_metallo_limit(raw: H.RawFolder):
     # 8000 x 8000 = 64 M pixels: under PIL's own warning level, above Metallo's MAX_PIXELS
     image = raw.image_file("bomb.png", H.bomb_png(8000, 8000))
-    return raw.add("bad", image, raw.good_spectra("bad.npy")), ["decompression-bomb limit", f"{MAX_PIXELS:,}", "8000x8000"]
+    return raw.add("bad", image, raw.good_spectra("bad.npy")), [
+        "decompression-bomb limit",
+        f"{MAX_PIXELS:,}",
+        "8000x8000",
+    ]
 
 
 def _spectra_wrong_shape(raw: H.RawFolder):
@@ -159,12 +165,17 @@ def _png_suffix_on_tiff_with_bad_mode(raw: H.RawFolder):
 
 
 def _dos_digit_separator(raw: H.RawFolder):
-    return raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="1_000"), ["'1_000'", "not a number"]
+    return raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="1_000"), [
+        "'1_000'",
+        "not a number",
+    ]
 
 
 def _dos_arabic_indic_digits(raw: H.RawFolder):
-    return (raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="\u0661\u0662"),
-            ["not a number", "plain decimal"])
+    return (
+        raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="\u0661\u0662"),
+        ["not a number", "plain decimal"],
+    )
 
 
 def _sample_id_control_char(raw: H.RawFolder):
@@ -172,8 +183,10 @@ def _sample_id_control_char(raw: H.RawFolder):
 
 
 def _slice_id_control_char(raw: H.RawFolder):
-    return (raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), slice_id="1\x1b"),
-            ["slice_id", "control characters"])
+    return (
+        raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), slice_id="1\x1b"),
+        ["slice_id", "control characters"],
+    )
 
 
 def _spectra_unknown_suffix(raw: H.RawFolder):
@@ -186,7 +199,10 @@ def _label_missing(raw: H.RawFolder):
 
 
 def _label_not_numeric(raw: H.RawFolder):
-    return raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="high"), ["'high'", "not a number"]
+    return raw.add("bad", raw.good_image("bad.png"), raw.good_spectra("bad.npy"), dos="high"), [
+        "'high'",
+        "not a number",
+    ]
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
@@ -321,7 +337,7 @@ def test_every_row_checked_and_all_reasons_of_a_row_listed(tmp_path):
     raw.add("b1", "images/none.png", raw.good_spectra("b1.npy"))
     raw.good("g2")
     raw.add("b2", raw.good_image("b2.png"), raw.good_spectra("b2.npy"), dos="?")
-    raw.add("b3", "../escape.png", "spectra/none.npy", dos="")   # three problems in one row
+    raw.add("b3", "../escape.png", "spectra/none.npy", dos="")  # three problems in one row
     raw.good("g3")
     raw.write()
     result = validate(raw.root)
@@ -337,8 +353,11 @@ def test_every_row_checked_and_all_reasons_of_a_row_listed(tmp_path):
 def test_manifest_missing_column_is_a_whole_file_error(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     row = raw.good("a")
-    H.write_manifest(raw.root, [[row["sample_id"], row["image"], row["spectra"], row["dos"]]],
-                     header=("sample_id", "image", "spectra", "dos"))
+    H.write_manifest(
+        raw.root,
+        [[row["sample_id"], row["image"], row["spectra"], row["dos"]]],
+        header=("sample_id", "image", "spectra", "dos"),
+    )
     with pytest.raises(MetalloError, match="missing column.*slice_id"):
         validate(raw.root)
 
@@ -354,8 +373,11 @@ def test_manifest_missing_two_columns_names_both(tmp_path):
 def test_manifest_without_dos_column_is_allowed_when_no_label_required(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     row = raw.good("a")
-    H.write_manifest(raw.root, [[row["sample_id"], "1", row["image"], row["spectra"]]],
-                     header=("sample_id", "slice_id", "image", "spectra"))
+    H.write_manifest(
+        raw.root,
+        [[row["sample_id"], "1", row["image"], row["spectra"]]],
+        header=("sample_id", "slice_id", "image", "spectra"),
+    )
     assert read_manifest(raw.root, require_label=False)["dos"].tolist() == [""]
     result = validate(raw.root, require_label=False)
     assert result.counts == {"total": 1, "accepted": 1, "rejected": 0}
@@ -367,8 +389,9 @@ def test_manifest_without_dos_column_is_allowed_when_no_label_required(tmp_path)
 def test_manifest_header_whitespace_is_tolerated(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     row = raw.good("a")
-    H.write_manifest(raw.root, [[row[c] for c in H.COLUMNS]],
-                     header=(" sample_id", "slice_id ", "image", "spectra", "dos"))
+    H.write_manifest(
+        raw.root, [[row[c] for c in H.COLUMNS]], header=(" sample_id", "slice_id ", "image", "spectra", "dos")
+    )
     result = validate(raw.root)
     assert list(result.accepted.sample_id) == ["a"]
 
@@ -376,8 +399,11 @@ def test_manifest_header_whitespace_is_tolerated(tmp_path):
 def test_manifest_extra_columns_are_refused_by_name(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     row = raw.good("a")
-    H.write_manifest(raw.root, [[row[c] for c in H.COLUMNS] + ["note", "x"]],
-                     header=(" sample_id", "slice_id ", "image", "spectra", "dos", "comment", "operator"))
+    H.write_manifest(
+        raw.root,
+        [[row[c] for c in H.COLUMNS] + ["note", "x"]],
+        header=(" sample_id", "slice_id ", "image", "spectra", "dos", "comment", "operator"),
+    )
     with pytest.raises(MetalloError) as info:
         validate(raw.root)
     message = str(info.value)
@@ -399,11 +425,14 @@ def test_manifest_repeated_columns_are_refused_by_name(tmp_path):
 def test_row_numbers_are_real_lines_after_quoted_newlines_and_blank_lines(tmp_path):
     raw = H.RawFolder(tmp_path / "raw")
     a, b, c = raw.good("a"), raw.good("b"), raw.good("c")
-    text = (",".join(H.COLUMNS) + "\n"
-            + f'a,"slice\nspanning\nlines",{a["image"]},{a["spectra"]},1.0\n'   # lines 2-4 (bad: control chars)
-            + "\n"                                                                # line 5: blank
-            + f"b,1,{b['image']},{b['spectra']},zz\n"                             # line 6: bad dos
-            + f"c,1,{c['image']},{c['spectra']},2.0\n")                           # line 7
+    text = (
+        ",".join(H.COLUMNS)
+        + "\n"
+        + f'a,"slice\nspanning\nlines",{a["image"]},{a["spectra"]},1.0\n'  # lines 2-4 (bad: control chars)
+        + "\n"  # line 5: blank
+        + f"b,1,{b['image']},{b['spectra']},zz\n"  # line 6: bad dos
+        + f"c,1,{c['image']},{c['spectra']},2.0\n"
+    )  # line 7
     (raw.root / "manifest.csv").write_text(text, encoding="utf-8")
     result = validate(raw.root)
     assert result.rejected.row.tolist() == [2, 6]
@@ -422,8 +451,10 @@ def test_ids_are_trimmed_so_padded_duplicates_are_caught(tmp_path):
     assert "duplicate sample_id 'a' (first seen at row 2)" in result.rejected.reason[0]
 
 
-@pytest.mark.parametrize("text, value", [("1", 1.0), ("-2.5", -2.5), ("+.5", 0.5), ("3.", 3.0), ("1e3", 1000.0),
-                                         ("-1.5E-3", -1.5e-3), (" 7 ", 7.0)])
+@pytest.mark.parametrize(
+    "text, value",
+    [("1", 1.0), ("-2.5", -2.5), ("+.5", 0.5), ("3.", 3.0), ("1e3", 1000.0), ("-1.5E-3", -1.5e-3), (" 7 ", 7.0)],
+)
 def test_dos_plain_ascii_numbers_accepted(text, value):
     assert parse_dos(text) == (value, None)
 
@@ -495,8 +526,7 @@ def test_bomb_is_rejected_without_decoding(tmp_path):
     """)
     if not Path("/proc/self/statm").exists():
         pytest.skip("needs /proc")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         cwd=REPO)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 2, out.stdout + out.stderr
@@ -507,6 +537,7 @@ def test_bomb_is_rejected_without_decoding(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # the stage: run_ingest
 # ------------------------------------------------------------------------------------------------
+
 
 def _mixed_raw(root: Path) -> H.RawFolder:
     raw = H.RawFolder(root)

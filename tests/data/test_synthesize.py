@@ -20,8 +20,6 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-
-
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "raw"
@@ -34,7 +32,13 @@ def stats_run(tmp_path_factory):
     """~40 samples at a very small size, for the statistical checks."""
     out = tmp_path_factory.mktemp("stats") / "raw"
     S.synthesize(
-        out, seed=11, samples_per_slice={"1": 30, "2": 10}, image_size=48, spectrum_length=240, workers=1, progress=False
+        out,
+        seed=11,
+        samples_per_slice={"1": 30, "2": 10},
+        image_size=48,
+        spectrum_length=240,
+        workers=1,
+        progress=False,
     )
     return out
 
@@ -106,7 +110,13 @@ def test_shapes_and_dtypes(small_run):
 def test_custom_grid_and_sizes(tmp_path):
     out = tmp_path / "g"
     S.synthesize(
-        out, samples_per_slice={"1": 2}, image_size=30, n_spectra=6, spectrum_length=50, grid=(3, 2), workers=1,
+        out,
+        samples_per_slice={"1": 2},
+        image_size=30,
+        n_spectra=6,
+        spectrum_length=50,
+        grid=(3, 2),
+        workers=1,
         progress=False,
     )
     rows = H.read_manifest_rows(out)
@@ -271,8 +281,13 @@ def test_local_spectra_track_local_phase_fraction():
     # the image agrees: cells with more second phase are darker
     grey = img.astype(float).mean(axis=2)
     cell_grey = np.array(
-        [grey[G.cell_bounds(96, 6, k // 4)[0] : G.cell_bounds(96, 6, k // 4)[1],
-              G.cell_bounds(96, 4, k % 4)[0] : G.cell_bounds(96, 4, k % 4)[1]].mean() for k in range(24)]
+        [
+            grey[
+                G.cell_bounds(96, 6, k // 4)[0] : G.cell_bounds(96, 6, k // 4)[1],
+                G.cell_bounds(96, 4, k % 4)[0] : G.cell_bounds(96, 4, k % 4)[1],
+            ].mean()
+            for k in range(24)
+        ]
     )
     assert np.corrcoef(frac, cell_grey)[0, 1] < -0.8
 

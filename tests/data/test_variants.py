@@ -24,8 +24,6 @@ SCALE = 0.1
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-
-
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -256,7 +254,9 @@ def test_test_slice_shift(made, name, img_gain, img_offset, spec_gain, dark_test
     assert dark_test[0] < b + a * p.dark < dark_test[1]
 
     # and across the data set: test-slice spectra differ from train-slice spectra in level
-    lev = {sid: np.mean([_spectra(folder / r["spectra"]).mean() for r in rows if r["slice_id"] == sid]) for sid in p.counts}
+    lev = {
+        sid: np.mean([_spectra(folder / r["spectra"]).mean() for r in rows if r["slice_id"] == sid]) for sid in p.counts
+    }
     train = np.mean([lev[s] for s in p.train_slices])
     assert lev[p.test_slices[0]] / train > {"camera16": 1.15, "specimens3": 1.5, "tiffcsv": 1.05}[name]
 

@@ -1,4 +1,5 @@
 """A MetalloDataset over arrays written to .npy files, for model-level tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,5 +13,10 @@ def ArrayDataset(folder: Path, images: np.ndarray, spectra: np.ndarray, labels: 
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "images.npy", images)
     np.save(folder / "spectra.npy", spectra)
-    return MetalloDataset(folder / "images.npy", folder / "spectra.npy", np.arange(len(labels)), labels,
-                          [f"s{i}" for i in range(len(labels))])
+    return MetalloDataset(
+        folder / "images.npy",
+        folder / "spectra.npy",
+        np.arange(len(labels)),
+        labels,
+        [f"s{i}" for i in range(len(labels))],
+    )

@@ -4,6 +4,7 @@ Everything writes real files into a temporary folder: tiny PNGs in every accepte
 spectra as ``.npy``/``.csv``, hand-written manifests, and hostile files (truncated PNGs,
 decompression bombs, pickled arrays, ...). Sizes are tiny so the tests stay fast.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,21 +33,43 @@ def data_params(shape: tuple[int, int] = SHAPE, grid: tuple[int, int] = GRID) ->
 
 def make_paths(root: Path) -> Paths:
     """A :class:`Paths` whose every folder lies under ``root``."""
-    return Paths(synthetic=root / "synthetic", interim=root / "interim", processed=root / "processed",
-                 split=root / "split", model=root / "model", checkpoints=root / "checkpoints",
-                 metrics=root / "metrics")
+    return Paths(
+        synthetic=root / "synthetic",
+        interim=root / "interim",
+        processed=root / "processed",
+        split=root / "split",
+        model=root / "model",
+        checkpoints=root / "checkpoints",
+        metrics=root / "metrics",
+    )
 
 
-def make_params(raw_dir: Path, *, on_error: str = "skip", shape: tuple[int, int] = SHAPE,
-                grid: tuple[int, int] = GRID, resize: int = 16, crop: int = 12, workers: int = 1,
-                train_slices=("1",), test_slices=("2",), val_fraction: float = 0.05, seed: int = 0,
-                fit: str = "full", bit_depth: str | int = "auto") -> dict:
+def make_params(
+    raw_dir: Path,
+    *,
+    on_error: str = "skip",
+    shape: tuple[int, int] = SHAPE,
+    grid: tuple[int, int] = GRID,
+    resize: int = 16,
+    crop: int = 12,
+    workers: int = 1,
+    train_slices=("1",),
+    test_slices=("2",),
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    fit: str = "full",
+    bit_depth: str | int = "auto",
+) -> dict:
     return {
         "data": data_params(shape, grid),
         "ingest": {"raw_dir": str(raw_dir), "on_error": on_error},
         "convert": {"fit": fit, "resize": resize, "crop": crop, "bit_depth": bit_depth, "workers": workers},
-        "split": {"train_slices": list(train_slices), "test_slices": list(test_slices),
-                  "val_fraction": val_fraction, "seed": seed},
+        "split": {
+            "train_slices": list(train_slices),
+            "test_slices": list(test_slices),
+            "val_fraction": val_fraction,
+            "seed": seed,
+        },
     }
 
 
@@ -63,6 +86,7 @@ def tree_digests(folder: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------
 # images
 # ------------------------------------------------------------------------------------------------
+
 
 def image_array(mode: str, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     """Random pixels for ``mode`` at ``size`` = (width, height)."""
@@ -112,6 +136,7 @@ def bomb_png(width: int, height: int) -> bytes:
 # spectra
 # ------------------------------------------------------------------------------------------------
 
+
 def spectra_array(shape: tuple[int, ...] = SHAPE, seed: int = 0, dtype=np.float32) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.5, 0.1, shape).astype(dtype)
 
@@ -136,6 +161,7 @@ def npy_header_bytes(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
 # ------------------------------------------------------------------------------------------------
 # raw folders
 # ------------------------------------------------------------------------------------------------
+
 
 def write_manifest(raw: Path, rows: list[dict] | list[list], header=COLUMNS) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
@@ -163,9 +189,20 @@ class RawFolder:
         self.rows.append(row)
         return row
 
-    def good(self, sample_id: str, *, mode: str = "RGB", size: tuple[int, int] = (24, 20), spectra: str = "npy",
-             dtype=np.float32, slice_id: str = "1", dos: str | None = None, image_name: str | None = None,
-             spectra_name: str | None = None, seed: int | None = None) -> dict:
+    def good(
+        self,
+        sample_id: str,
+        *,
+        mode: str = "RGB",
+        size: tuple[int, int] = (24, 20),
+        spectra: str = "npy",
+        dtype=np.float32,
+        slice_id: str = "1",
+        dos: str | None = None,
+        image_name: str | None = None,
+        spectra_name: str | None = None,
+        seed: int | None = None,
+    ) -> dict:
         """A valid sample: a PNG in ``mode`` and spectra as ``npy`` (``dtype``) or ``csv``."""
         seed = len(self.rows) if seed is None else seed
         image_rel = f"images/{image_name or sample_id + '.png'}"
@@ -206,6 +243,7 @@ class RawFolder:
 # TIFF (written by hand: baseline, uncompressed, so 16-bit RGB and multi-page files are possible)
 # ------------------------------------------------------------------------------------------------
 
+
 def tiff_bytes(pages: list[np.ndarray], byteorder: str = "<") -> bytes:
     """A baseline uncompressed TIFF with one page per array (uint8/uint16, H×W grey or H×W×3 RGB)."""
     out = bytearray(b"II*\0" if byteorder == "<" else b"MM\0*")
@@ -225,9 +263,18 @@ def tiff_bytes(pages: list[np.ndarray], byteorder: str = "<") -> bytes:
             out += b"\0" * (len(out) % 2)
             bits_value = len(out)
             out += struct.pack(byteorder + "H" * samples, *([bits] * samples))
-        tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, samples, bits_value), (259, 3, 1, 1),
-                (262, 3, 1, 1 if samples == 1 else 2), (273, 4, 1, data_offset), (277, 3, 1, samples),
-                (278, 4, 1, height), (279, 4, 1, len(data)), (284, 3, 1, 1)]
+        tags = [
+            (256, 4, 1, width),
+            (257, 4, 1, height),
+            (258, 3, samples, bits_value),
+            (259, 3, 1, 1),
+            (262, 3, 1, 1 if samples == 1 else 2),
+            (273, 4, 1, data_offset),
+            (277, 3, 1, samples),
+            (278, 4, 1, height),
+            (279, 4, 1, len(data)),
+            (284, 3, 1, 1),
+        ]
         out += b"\0" * (len(out) % 2)
         struct.pack_into(byteorder + "I", out, next_pointer, len(out))
         out += struct.pack(byteorder + "H", len(tags))
@@ -257,6 +304,7 @@ def thin_png(width: int, height: int) -> bytes:
 # ------------------------------------------------------------------------------------------------
 # reading a generated raw folder
 # ------------------------------------------------------------------------------------------------
+
 
 def read_manifest_rows(folder: Path) -> list[dict]:
     """The rows of ``folder/manifest.csv`` as dicts of strings."""

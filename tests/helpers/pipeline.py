@@ -1,4 +1,5 @@
 """Working with a tiny project's copies: clone it, edit its params, run its stages, read its errors."""
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,10 @@ def stages_at_once(*jobs: tuple[Path, str, dict]) -> list[subprocess.CompletedPr
     """Run several ``(root, stage, env)`` stage scripts concurrently (they spend most of their time importing)."""
     procs = []
     for root, name, env in jobs:
-        out, err = open(root.parent / f"{root.name}-{name}.out", "w+"), open(root.parent / f"{root.name}-{name}.err", "w+")
+        out, err = (
+            open(root.parent / f"{root.name}-{name}.out", "w+"),
+            open(root.parent / f"{root.name}-{name}.err", "w+"),
+        )
         cmd = [sys.executable, "-m", f"stages.{name}"]
         env = {"OMP_NUM_THREADS": "1", **env}  # one thread each: they share the machine's cores
         procs.append((cmd, out, err, subprocess.Popen(cmd, cwd=root, env=project_env(**env), stdout=out, stderr=err)))
@@ -95,5 +99,12 @@ def lock_outs(lock: dict, stage_name: str) -> dict[str, str]:
 def tiny_processor():
     from metallo.processing import MetalloProcessor
 
-    return MetalloProcessor(image_mean=[0.5] * 3, image_std=[0.25] * 3, spectra_mean=[0.0] * 64,
-                            spectra_std=[1.0] * 64, image_size=64, resize=72, crop=64)
+    return MetalloProcessor(
+        image_mean=[0.5] * 3,
+        image_std=[0.25] * 3,
+        spectra_mean=[0.0] * 64,
+        spectra_std=[1.0] * 64,
+        image_size=64,
+        resize=72,
+        crop=64,
+    )

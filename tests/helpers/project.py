@@ -1,4 +1,5 @@
 """A tiny, real Metallo project (git + DVC) in a temporary folder, and running commands in it."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,14 @@ TINY_PARAMS = {
     "convert": {"resize": 72, "crop": 64, "workers": 2},
     "split": {"val_fraction": 0.2},
     "model": {"name": "metallonet", "image_size": 64, "hidden_dim": 16},
-    "train": {"num_train_epochs": 2, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16,
-              "logging_steps": 1, "early_stopping_patience": 0, "save_total_limit": 1},
+    "train": {
+        "num_train_epochs": 2,
+        "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 16,
+        "logging_steps": 1,
+        "early_stopping_patience": 0,
+        "save_total_limit": 1,
+    },
     "evaluate": {"attention_examples": 2},
 }
 
@@ -51,7 +58,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess
     return result
 
 
-def make_project(root: Path, params: dict | None = None, *, tiny: bool = True, extra_files: tuple[str, ...] = ()) -> Path:
+def make_project(
+    root: Path, params: dict | None = None, *, tiny: bool = True, extra_files: tuple[str, ...] = ()
+) -> Path:
     """Copy the pipeline into ``root`` and commit it in a fresh git + DVC repo.
 
     ``tiny`` overlays :data:`TINY_PARAMS` on the project's params (``False`` keeps the demo size);

@@ -42,7 +42,7 @@ def local_correspondence_set(n: int, seed: int):
     cells = GRID[0] * GRID[1]
     period = 3.0 + 9.0 * torch.rand(n, cells, generator=g)
     depth = 0.1 + 0.4 * torch.rand(n, cells, generator=g)
-    z_period, z_depth = (period - 7.5) / (9.0 / 12 ** 0.5), (depth - 0.3) / (0.4 / 12 ** 0.5)
+    z_period, z_depth = (period - 7.5) / (9.0 / 12**0.5), (depth - 0.3) / (0.4 / 12**0.5)
     label = (z_period * z_depth).mean(dim=1)
     return textured_cells(torch.full((n, cells), 0.3), period, g), dipped_spectra(depth, g), label.numpy()
 
@@ -52,8 +52,11 @@ def r2(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fitted(features, train_images, train_spectra, labels):
-    fit = fit_ridge(features.prepare(features.extract_raw(train_images, train_spectra).double().numpy()), labels,
-                    [10.0 ** k for k in range(-4, 4)])
+    fit = fit_ridge(
+        features.prepare(features.extract_raw(train_images, train_spectra).double().numpy()),
+        labels,
+        [10.0**k for k in range(-4, 4)],
+    )
     features.set_statistics(fit["mean"], fit["std"])
     return lambda images, spectra: (features(images, spectra).double().numpy() @ fit["coef"]) + fit["intercept"]
 
@@ -92,10 +95,10 @@ def test_cell_terms_split_the_branch_readout_exactly():
 def test_cell_branch_learns_local_correspondence_that_global_features_cannot():
     images, spectra, labels = local_correspondence_set(240, seed=2)
     train, test = slice(0, 180), slice(180, None)
-    cells = fitted(CellInteractionFeatures(GRID, (0, 0, 1, 1), n_bands=8), images[train], spectra[train],
-                   labels[train])
-    global_features = ClassicalFeatures(["image", "spectra"], n_bands=8, histogram_bins=8, gradient_scales=[1, 2, 4],
-                                        dark_threshold=0.5)
+    cells = fitted(CellInteractionFeatures(GRID, (0, 0, 1, 1), n_bands=8), images[train], spectra[train], labels[train])
+    global_features = ClassicalFeatures(
+        ["image", "spectra"], n_bands=8, histogram_bins=8, gradient_scales=[1, 2, 4], dark_threshold=0.5
+    )
     whole = fitted(global_features, images[train], spectra[train], labels[train])
     assert r2(cells(images[test], spectra[test]), labels[test]) > 0.8
     assert r2(whole(images[test], spectra[test]), labels[test]) < 0.4

@@ -173,8 +173,9 @@ def test_non_default_shapes(name):
         for stage in model.config.cell_feature_stages:  # one weight row per cell, one column per feature pixel
             side = 128 // stage_stride(stage)
             assert getattr(model.image_encoder, f"cell_weights_{stage}").shape == (12, side * side)
-        attention = make_model(name, image_size=128, n_spectra=12, grid=(4, 3), spectrum_length=400,
-                               fusion="attention").eval()
+        attention = make_model(
+            name, image_size=128, n_spectra=12, grid=(4, 3), spectrum_length=400, fusion="attention"
+        ).eval()
         output = attention(pixel_values, spectra, labels=labels, return_attention=True)
         assert output.attention.shape == (2, 4, 4) and output.cell_contributions is None
         assert attention.spectral_encoder.position_embeddings().shape == (12, attention.config.hidden_dim)
@@ -394,7 +395,7 @@ def test_cell_pooling_weights_crop_extent_keeps_outer_cells_inside_their_corner(
     torch.testing.assert_close(weights.sum(dim=(2, 3)), torch.ones(2, 2))
     for row in range(2):
         for col in range(2):  # each cell's weight lies in its own image quadrant, spread evenly (whole pixels)
-            quadrant = weights[row, col, 4 * row:4 * row + 4, 4 * col:4 * col + 4]
+            quadrant = weights[row, col, 4 * row : 4 * row + 4, 4 * col : 4 * col + 4]
             torch.testing.assert_close(quadrant, torch.full((4, 4), 1 / 16))
     # A cell entirely outside the image falls back to the image mean.
     outside = cell_pooling_weights((1.0, 0.0, 2.0, 1.0), (1, 2), 64, 16)
@@ -472,8 +473,9 @@ def test_grid_save_and_load_pretrained_keeps_cell_weights(tmp_path):
     from safetensors import safe_open
 
     extent = (-0.1, -0.05, 1.1, 1.05)
-    model = make_model("metallonet", grid_extent=extent, cell_feature_stages=[1, 3], label_mean=5.0,
-                       label_std=2.0).eval()
+    model = make_model(
+        "metallonet", grid_extent=extent, cell_feature_stages=[1, 3], label_mean=5.0, label_std=2.0
+    ).eval()
     pixel_values, spectra, _ = make_batch(model.config, batch=2)
     model.save_pretrained(tmp_path)
     with safe_open(tmp_path / "model.safetensors", "pt") as saved:

@@ -1,4 +1,5 @@
 """Fixtures of the pipeline tests: the shared tiny project after ``dvc repro`` and an untrained model folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,16 @@ def model_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-model")
     torch.manual_seed(0)
-    model = create_model("metallonet", n_spectra=24, spectrum_length=64, grid=[6, 4], image_size=64, hidden_dim=16,
-                         label_mean=3.0, label_std=1.0)
+    model = create_model(
+        "metallonet",
+        n_spectra=24,
+        spectrum_length=64,
+        grid=[6, 4],
+        image_size=64,
+        hidden_dim=16,
+        label_mean=3.0,
+        label_std=1.0,
+    )
     model.save_pretrained(out)
     tiny_processor().save_pretrained(out)
     return out

@@ -3,6 +3,7 @@
 Real git, real DVC CLI, real MLflow SQLite stores, real subprocesses; nothing is mocked. The slow tests
 work on copies of the shared tiny project (``shared``, tests/pipeline/conftest.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,6 +21,7 @@ from tests.helpers.pipeline import (
 def _rename(section: str, old: str, new: str):
     def edit(params):
         params[section] = {(new if k == old else k): v for k, v in params[section].items()}
+
     return edit
 
 
@@ -27,10 +29,16 @@ def _rename(section: str, old: str, new: str):
 def test_misspelt_params_and_a_missing_raw_folder_get_one_paragraph_messages(shared, tmp_path):
     cases = {  # name -> (params edit, stage, words the message must hold)
         "hiden_dim": (_rename("model", "hidden_dim", "hiden_dim"), "train", ("hiden_dim", "hidden_dim")),
-        "learnig_rate": (_rename("train", "learning_rate", "learnig_rate"), "train",
-                         ("train.learnig_rate", "learning_rate")),
-        "raw_dir": (lambda p: p["ingest"].update(raw_dir="data/nope"), "ingest",
-                    ("data/nope", "does not exist", "ingest.raw_dir")),  # what is wrong, and what to change
+        "learnig_rate": (
+            _rename("train", "learning_rate", "learnig_rate"),
+            "train",
+            ("train.learnig_rate", "learning_rate"),
+        ),
+        "raw_dir": (
+            lambda p: p["ingest"].update(raw_dir="data/nope"),
+            "ingest",
+            ("data/nope", "does not exist", "ingest.raw_dir"),
+        ),  # what is wrong, and what to change
     }
     jobs = []
     for name, (edit, stage_name, _) in cases.items():
@@ -49,16 +57,27 @@ def test_model_directory_of_another_kind_is_refused(tmp_path):
     from metallo.prediction import load_model
 
     bert = tmp_path / "bert"
-    BertModel(BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                         intermediate_size=8, max_position_embeddings=16)).save_pretrained(bert)
+    BertModel(
+        BertConfig(
+            vocab_size=16,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            intermediate_size=8,
+            max_position_embeddings=16,
+        )
+    ).save_pretrained(bert)
     with pytest.raises(MetalloError, match="'bert' model, not a Metallo model") as err:
         load_model(bert, device="cpu")
     assert "metallonet" in str(err.value)
 
     # An image model folder even carries a preprocessor_config.json (of another format).
     vit = tmp_path / "vit"
-    ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8, image_size=16,
-                       patch_size=8)).save_pretrained(vit)
+    ViTModel(
+        ViTConfig(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8, image_size=16, patch_size=8
+        )
+    ).save_pretrained(vit)
     ViTImageProcessor().save_pretrained(vit)
     with pytest.raises(MetalloError, match="'vit' model, not a Metallo model"):
         load_model(vit, device="cpu")

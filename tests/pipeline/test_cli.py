@@ -3,6 +3,7 @@
 Help texts, the stage commands (the same functions as the DVC stage scripts), ``metallo models``
 and ``metallo predict`` / ``metallo.predict`` on a tiny model trained by a real ``dvc repro``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,14 @@ import yaml
 from metallo import cli
 from tests.helpers.project import REPO, TINY_PARAMS, project_env, run
 
-STAGE_SCRIPTS = {"synth": "synthesize", "ingest": "ingest", "convert": "convert", "split": "split",
-                 "train": "train", "evaluate": "evaluate"}
+STAGE_SCRIPTS = {
+    "synth": "synthesize",
+    "ingest": "ingest",
+    "convert": "convert",
+    "split": "split",
+    "train": "train",
+    "evaluate": "evaluate",
+}
 COMMANDS = (*STAGE_SCRIPTS, "predict", "bench", "models", "ui")
 
 
@@ -56,7 +63,9 @@ def test_every_command_has_help(capsys, command):
     text = help_text(capsys, command)
     assert f"usage: metallo {command}" in text
     description = text.split("\n\n")[1]  # usage, then what the command does, then the options
-    assert not description.lstrip().startswith(("options:", "-h")), f"`metallo {command} --help` says nothing of what it does"
+    assert not description.lstrip().startswith(("options:", "-h")), (
+        f"`metallo {command} --help` says nothing of what it does"
+    )
     if command in STAGE_SCRIPTS:
         assert "Reads params:" in text and "--params" in text
 
@@ -67,7 +76,9 @@ def test_stage_help_names_the_params_sections_dvc_tracks(capsys):
         line = next(text for text in help_text(capsys, command).splitlines() if text.startswith("Reads params:"))
         listed = {s.strip().split(".")[0] for s in line.removeprefix("Reads params:").rstrip(".").split(",")}
         tracked = {p.split(".")[0] for p in stages[stage]["params"]}
-        assert tracked <= listed, f"`metallo {command} --help` lists {sorted(listed)}, dvc.yaml tracks {sorted(tracked)}"
+        assert tracked <= listed, (
+            f"`metallo {command} --help` lists {sorted(listed)}, dvc.yaml tracks {sorted(tracked)}"
+        )
 
 
 def test_predict_models_ui_help_describe_their_options(capsys):
@@ -86,10 +97,18 @@ def test_stage_commands_call_what_the_stage_scripts_call():
         script = REPO / "stages" / f"{stage}.py"
         assert stages[stage]["cmd"] == f"python -m stages.{stage}"
         tree = ast.parse(script.read_text())
-        imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                    for alias in node.names if alias.name.startswith("run_")}
-        called = {node.func.id for node in ast.walk(tree)
-                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("run_")}
+        imported = {
+            (node.module, alias.name)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+            if alias.name.startswith("run_")
+        }
+        called = {
+            node.func.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("run_")
+        }
         module, function = cli.STAGES[command][:2]
         assert imported == {(module, function)} and called == {function}, (command, imported, called)
 
@@ -127,8 +146,14 @@ def project(shared_project) -> Path:
 def test_stage_commands_write_what_dvc_repro_wrote(project, tmp_path, monkeypatch, capsys):
     root = tmp_path / "project"
     shutil.copytree(project, root, symlinks=True)
-    outputs = ["data/interim/samples.parquet", "data/interim/rejected.csv", "metrics/ingest.json",
-               "data/split/split.parquet", "data/split/stats.json", "metrics/split.json"]
+    outputs = [
+        "data/interim/samples.parquet",
+        "data/interim/rejected.csv",
+        "metrics/ingest.json",
+        "data/split/split.parquet",
+        "data/split/stats.json",
+        "metrics/split.json",
+    ]
     assert sorted(str(p.relative_to(project)) for p in (project / "data/split").iterdir()) == outputs[3:5]
     for name in outputs:
         (root / name).unlink()
@@ -154,8 +179,17 @@ def new_samples(tmp_path_factory) -> dict[str, Path]:
 
     base = tmp_path_factory.mktemp("new-samples")
     labelled = base / "labelled"
-    synthesize(labelled, seed=7, samples_per_slice={"1": 3, "2": 2}, image_size=64, n_spectra=24, spectrum_length=64,
-               grid=(6, 4), workers=1, progress=False)
+    synthesize(
+        labelled,
+        seed=7,
+        samples_per_slice={"1": 3, "2": 2},
+        image_size=64,
+        n_spectra=24,
+        spectrum_length=64,
+        grid=(6, 4),
+        workers=1,
+        progress=False,
+    )
     unlabelled = base / "unlabelled"
     shutil.copytree(labelled, unlabelled)
     manifest = pd.read_csv(unlabelled / "manifest.csv", dtype=str).drop(columns=["dos"])
@@ -170,10 +204,25 @@ def cli_predictions(project, new_samples, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-predict")
     procs = {}
     for mode, extra in (("skip", []), ("fail", ["--on-error", "fail"])):
-        cmd = [sys.executable, "-m", "metallo.cli", "predict", "--model", str(project / "models/model"),
-               "--manifest", str(new_samples["unlabelled"]), "--out", str(out / f"{mode}.csv"), *extra]
-        procs[mode] = (cmd, subprocess.Popen(cmd, cwd=project, env=project_env(), stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True))
+        cmd = [
+            sys.executable,
+            "-m",
+            "metallo.cli",
+            "predict",
+            "--model",
+            str(project / "models/model"),
+            "--manifest",
+            str(new_samples["unlabelled"]),
+            "--out",
+            str(out / f"{mode}.csv"),
+            *extra,
+        ]
+        procs[mode] = (
+            cmd,
+            subprocess.Popen(
+                cmd, cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ),
+        )
     results = {}
     for mode, (cmd, proc) in procs.items():
         stdout, stderr = proc.communicate(timeout=600)
@@ -221,9 +270,25 @@ def test_predict_fails_when_every_row_is_rejected(project, tmp_path):
     raw = tmp_path / "all-bad"
     raw.mkdir()
     (raw / "manifest.csv").write_text("sample_id,slice_id,image,spectra\nx1,1,images/nope.png,spectra/nope.npy\n")
-    result = subprocess.run([sys.executable, "-m", "metallo.cli", "predict", "--model", str(project / "models/model"),
-                             "--manifest", str(raw / "manifest.csv"), "--out", str(tmp_path / "pred.csv")],
-                            cwd=project, env=project_env(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "metallo.cli",
+            "predict",
+            "--model",
+            str(project / "models/model"),
+            "--manifest",
+            str(raw / "manifest.csv"),
+            "--out",
+            str(tmp_path / "pred.csv"),
+        ],
+        cwd=project,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "0 predicted, 1 rejected" in result.stdout and "every row was rejected" in result.stderr
     assert (tmp_path / "pred.rejected.csv").is_file()

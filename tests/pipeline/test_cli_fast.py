@@ -1,4 +1,5 @@
 """The command line stays fast and says things that fit the command (issue 15, goal 6)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ print(json.dumps({"seconds": time.perf_counter() - started, "heavy": sorted(m fo
 
 def python(code: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = project_env(PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_building_the_parser_imports_neither_torch_nor_transformers():

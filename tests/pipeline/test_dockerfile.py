@@ -1,4 +1,5 @@
 """Static checks of the Dockerfile: what it copies exists, and it installs requirements.txt."""
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ DVC CLI on a tiny git + DVC project (tests/conftest.py), MLflow SQLite stores. F
 by default; the pipeline-level ones are ``@pytest.mark.slow`` and share the session's tiny
 ``dvc repro`` (``shared_project``).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,11 +74,17 @@ for _ in map_ordered(time.sleep, [0.0, 60.0, 0.0, 0.0], workers=2, chunksize=1, 
 
 def test_pool_workers_die_when_their_parent_is_killed(tmp_path):
     marker = uuid.uuid4().hex
-    parent = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT], cwd=REPO,
-                              env={**os.environ, "METALLO_FAULT_MARKER": marker})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", POOL_SCRIPT], cwd=REPO, env={**os.environ, "METALLO_FAULT_MARKER": marker}
+    )
     try:
-        workers = _wait_for(lambda: (lambda found: found if len(found) >= 2 else None)(
-            [p for p in _marked(marker) if p.pid != parent.pid]), 60, "two pool workers")
+        workers = _wait_for(
+            lambda: (lambda found: found if len(found) >= 2 else None)(
+                [p for p in _marked(marker) if p.pid != parent.pid]
+            ),
+            60,
+            "two pool workers",
+        )
         time.sleep(0.5)  # let the short items finish: one worker now waits on the pipe
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
@@ -103,10 +110,25 @@ def _tiny_model(out: Path) -> Path:
     from metallo.processing import MetalloProcessor
 
     torch.manual_seed(0)
-    create_model("metallonet", n_spectra=24, spectrum_length=64, grid=[6, 4], image_size=64, hidden_dim=16,
-                 label_mean=3.0, label_std=1.0).save_pretrained(out)
-    MetalloProcessor(image_mean=[0.5] * 3, image_std=[0.25] * 3, spectra_mean=[0.0] * 64, spectra_std=[1.0] * 64,
-                     image_size=64, resize=72, crop=64).save_pretrained(out)
+    create_model(
+        "metallonet",
+        n_spectra=24,
+        spectrum_length=64,
+        grid=[6, 4],
+        image_size=64,
+        hidden_dim=16,
+        label_mean=3.0,
+        label_std=1.0,
+    ).save_pretrained(out)
+    MetalloProcessor(
+        image_mean=[0.5] * 3,
+        image_std=[0.25] * 3,
+        spectra_mean=[0.0] * 64,
+        spectra_std=[1.0] * 64,
+        image_size=64,
+        resize=72,
+        crop=64,
+    ).save_pretrained(out)
     return out
 
 
@@ -128,32 +150,64 @@ def _edit_json(path: Path, update: dict) -> None:
 def _remote_code(folder: Path) -> None:
     """A config of an unknown model type whose auto_map points at a .py file that leaves a marker when imported."""
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="evil_remote_model", architectures=["EvilModel"],
-                  auto_map={"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"})
+    config.update(
+        model_type="evil_remote_model",
+        architectures=["EvilModel"],
+        auto_map={"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"},
+    )
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "evil.py").write_text(f"open({str(folder / 'CODE_RAN')!r}, 'w').write('x')\n"
-                                    "from transformers import PretrainedConfig, PreTrainedModel\n"
-                                    "class EvilConfig(PretrainedConfig):\n    model_type = 'evil_remote_model'\n"
-                                    "class EvilModel(PreTrainedModel):\n    config_class = EvilConfig\n")
+    (folder / "evil.py").write_text(
+        f"open({str(folder / 'CODE_RAN')!r}, 'w').write('x')\n"
+        "from transformers import PretrainedConfig, PreTrainedModel\n"
+        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil_remote_model'\n"
+        "class EvilModel(PreTrainedModel):\n    config_class = EvilConfig\n"
+    )
 
 
 #: name -> (how to break a copy of a good model folder, extra CLI args, exit code, words the message must hold)
 BAD_INPUTS = {
     "batch size 0": (None, ["--batch-size", "0"], 2, ("--batch-size", "positive integer", "got 0")),
     "negative batch size": (None, ["--batch-size", "-4"], 2, ("--batch-size", "got -4")),
-    "truncated safetensors": (lambda d: _truncate(d / "model.safetensors"), [], 1,
-                              ("model.safetensors", "corrupt", "retrain")),
-    "garbage safetensors": (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 16 + b"not a tensor file"), [], 1,
-                            ("model.safetensors", "corrupt")),
-    "unknown preprocessor key": (lambda d: _edit_json(d / "preprocessor_config.json", {"image_meen": [0.5] * 3}), [], 1,
-                                 ("preprocessor_config.json", "'image_meen'", "unknown key")),
-    "missing preprocessor key": (lambda d: (d / "preprocessor_config.json").write_text(json.dumps(
-        {k: v for k, v in json.loads((d / "preprocessor_config.json").read_text()).items() if k != "image_std"})), [], 1,
-                                 ("preprocessor_config.json", "'image_std'", "missing key")),
-    "preprocessor not JSON": (lambda d: (d / "preprocessor_config.json").write_text("{image_mean: oops"), [], 1,
-                              ("preprocessor_config.json", "not valid JSON")),
-    "config not JSON": (lambda d: (d / "config.json").write_text("{\"model_type\": "), [], 1,
-                        ("config.json", "not valid JSON")),
+    "truncated safetensors": (
+        lambda d: _truncate(d / "model.safetensors"),
+        [],
+        1,
+        ("model.safetensors", "corrupt", "retrain"),
+    ),
+    "garbage safetensors": (
+        lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 16 + b"not a tensor file"),
+        [],
+        1,
+        ("model.safetensors", "corrupt"),
+    ),
+    "unknown preprocessor key": (
+        lambda d: _edit_json(d / "preprocessor_config.json", {"image_meen": [0.5] * 3}),
+        [],
+        1,
+        ("preprocessor_config.json", "'image_meen'", "unknown key"),
+    ),
+    "missing preprocessor key": (
+        lambda d: (d / "preprocessor_config.json").write_text(
+            json.dumps(
+                {k: v for k, v in json.loads((d / "preprocessor_config.json").read_text()).items() if k != "image_std"}
+            )
+        ),
+        [],
+        1,
+        ("preprocessor_config.json", "'image_std'", "missing key"),
+    ),
+    "preprocessor not JSON": (
+        lambda d: (d / "preprocessor_config.json").write_text("{image_mean: oops"),
+        [],
+        1,
+        ("preprocessor_config.json", "not valid JSON"),
+    ),
+    "config not JSON": (
+        lambda d: (d / "config.json").write_text('{"model_type": '),
+        [],
+        1,
+        ("config.json", "not valid JSON"),
+    ),
     "remote code in auto_map": (_remote_code, [], 1, ("auto_map", "never runs code")),
 }
 
@@ -190,19 +244,39 @@ def bad_input_results(tmp_path_factory):
     cases, models = {}, {}
     for i, (name, (breaks, extra, _, _)) in enumerate(BAD_INPUTS.items()):
         models[name] = _variant(good, base / f"case{i}", breaks) if breaks else good
-        cases[name] = (["predict", "--model", str(models[name]), "--manifest", str(manifest),
-                        "--out", str(base / f"case{i}.csv"), *extra], str(base / f"case{i}.out"), str(base / f"case{i}.err"))
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(cases)], cwd=base, text=True,
-                            env=project_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cases[name] = (
+            [
+                "predict",
+                "--model",
+                str(models[name]),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(base / f"case{i}.csv"),
+                *extra,
+            ],
+            str(base / f"case{i}.out"),
+            str(base / f"case{i}.err"),
+        )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(cases)],
+        cwd=base,
+        text=True,
+        env=project_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         out, err = proc.communicate(timeout=300)  # no input is ever sent: a prompt would hang here
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-4000:]
-    return {name: (models[name], int(Path(e + ".code").read_text()), Path(o).read_text(), Path(e).read_text())
-            for name, (_, o, e) in cases.items()}
+    return {
+        name: (models[name], int(Path(e + ".code").read_text()), Path(o).read_text(), Path(e).read_text())
+        for name, (_, o, e) in cases.items()
+    }
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
@@ -286,7 +360,9 @@ def test_training_on_inf_inputs_fails_and_writes_no_model(train_faults):
 
     runs = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_runs(
         [mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("metallo").experiment_id],
-        order_by=["attributes.start_time DESC"], max_results=1)
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     assert runs[0].info.status == "FAILED"
 
 
@@ -303,8 +379,13 @@ def test_unreachable_tracking_server_costs_one_warning_and_training_goes_on(trai
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,named", [("resume, new learning rate", "train.learning_rate: 0.001 -> 0.01"),
-                                        ("resume, new hidden_dim", "model.hidden_dim: 16 -> 32")])
+@pytest.mark.parametrize(
+    "name,named",
+    [
+        ("resume, new learning rate", "train.learning_rate: 0.001 -> 0.01"),
+        ("resume, new hidden_dim", "model.hidden_dim: 16 -> 32"),
+    ],
+)
 def test_resume_with_changed_params_is_refused(train_faults, name, named):
     root, result = train_faults[0][name]
     message = error_message(result)
@@ -321,13 +402,16 @@ def test_resume_with_only_a_logging_change_continues_the_same_training(train_fau
     assert "train: resuming from checkpoints/checkpoint-" in result.stdout
     volatile = ("train_runtime_s", "train_samples_per_second")
     got = {k: v for k, v in json.loads((root / "metrics/train.json").read_text()).items() if k not in volatile}
-    want = {k: v for k, v in json.loads((shared_project / "metrics/train.json").read_text()).items() if k not in volatile}
+    want = {
+        k: v for k, v in json.loads((shared_project / "metrics/train.json").read_text()).items() if k not in volatile
+    }
     # the finished training's last checkpoint: the same model, nothing retrained (metrics to float precision:
     # this run had one thread, the shared one the default)
     assert got.pop("model") == want.pop("model")
     assert got == pytest.approx(want, rel=1e-5)
-    assert (root / "models/model/model.safetensors").read_bytes() == \
-        (shared_project / "models/model/model.safetensors").read_bytes()
+    assert (root / "models/model/model.safetensors").read_bytes() == (
+        shared_project / "models/model/model.safetensors"
+    ).read_bytes()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,8 +443,12 @@ def _stage_processes(session: int, stage: str) -> list[psutil.Process]:
 def _outputs(root: Path) -> dict[str, object]:
     """What the stages up to train produced: dvc.lock hashes, and train.json without its timings."""
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    outs = {f"{s}:{path}": md5 for s in PIPELINE for path, md5 in lock_outs(lock, s).items()
-            if path not in ("metrics/train.json", "models/run.json")}  # timings; the MLflow run id
+    outs = {
+        f"{s}:{path}": md5
+        for s in PIPELINE
+        for path, md5 in lock_outs(lock, s).items()
+        if path not in ("metrics/train.json", "models/run.json")
+    }  # timings; the MLflow run id
     outs["run.json keys"] = sorted(json.loads((root / "models/run.json").read_text()))
     train = json.loads((root / "metrics/train.json").read_text())
     outs["train.json"] = {k: v for k, v in train.items() if k not in ("train_runtime_s", "train_samples_per_second")}
@@ -373,15 +461,26 @@ def test_kill_during_each_stage_then_repro_gives_the_uninterrupted_outputs(share
     injected = []
     for stage in PIPELINE:
         log = open(tmp_path / f"repro-{stage}.log", "w")
-        repro = subprocess.Popen(["dvc", "repro", "train"], cwd=root, env=project_env(),  # as shared_project ran
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        repro = subprocess.Popen(
+            ["dvc", "repro", "train"],
+            cwd=root,
+            env=project_env(),  # as shared_project ran
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            procs = _wait_for(lambda: _stage_processes(repro.pid, stage) or (repro.poll() is not None and ["ended"]),
-                              300, f"stage {stage} to start")
-            assert procs != ["ended"], f"dvc repro ended before {stage} ran:\n{(tmp_path / f'repro-{stage}.log').read_text()}"
+            procs = _wait_for(
+                lambda: _stage_processes(repro.pid, stage) or (repro.poll() is not None and ["ended"]),  # noqa: B023
+                300,
+                f"stage {stage} to start",
+            )
+            assert procs != ["ended"], (
+                f"dvc repro ended before {stage} ran:\n{(tmp_path / f'repro-{stage}.log').read_text()}"
+            )
             point = KILL_POINTS[stage]
             if point:
-                _wait_for(lambda: (root / point).exists() or repro.poll() is not None, 300, f"{point} to appear")
+                _wait_for(lambda: (root / point).exists() or repro.poll() is not None, 300, f"{point} to appear")  # noqa: B023
             else:
                 time.sleep(0.5)
             alive = bool(_stage_processes(repro.pid, stage))
@@ -393,7 +492,7 @@ def test_kill_during_each_stage_then_repro_gives_the_uninterrupted_outputs(share
                 os.killpg(repro.pid, signal.SIGKILL)
                 repro.wait()
             log.close()
-        _wait_for(lambda: not _stage_processes(repro.pid, stage), 10, f"the killed {stage} processes to go")
+        _wait_for(lambda: not _stage_processes(repro.pid, stage), 10, f"the killed {stage} processes to go")  # noqa: B023
     print("kills (stage, its process still running when killed):", injected)
     assert sum(alive for _, alive in injected) >= 4, injected  # (ingest/split may finish within 0.5 s)
 

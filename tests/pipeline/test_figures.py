@@ -1,4 +1,5 @@
 """Figures a scientist trusts (issue 15, goal 5): shared scales, colour bars, labelled axes, .3g captions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,10 +17,18 @@ def captured(monkeypatch):
 def images(n: int, size: int = 32) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
+
 def test_attention_maps_share_one_0_to_1_scale_with_a_colour_bar(captured):
     maps = np.stack([np.full((4, 4), 0.53), np.linspace(0.2, 0.99, 16).reshape(4, 4)])
-    fig = figures.attention_montage(images(2), maps, np.array([0.007, 0.039]), np.array([0.0123, 0.0351]),
-                                    ["a", "b"], "unused.png", model_image_size=128)
+    fig = figures.attention_montage(
+        images(2),
+        maps,
+        np.array([0.007, 0.039]),
+        np.array([0.0123, 0.0351]),
+        ["a", "b"],
+        "unused.png",
+        model_image_size=128,
+    )
     overlays = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]
     assert len(overlays) == 2
     assert {(im.norm.vmin, im.norm.vmax) for im in overlays} == {(0.0, 1.0)}  # one scale: 0.53 is not "black"
@@ -34,14 +43,23 @@ def test_attention_maps_share_one_0_to_1_scale_with_a_colour_bar(captured):
 
 def test_cell_montage_captions_fit_small_labels(captured):
     contributions = np.random.default_rng(1).normal(0, 0.01, (2, 3, 2))
-    fig = figures.cell_contribution_montage(images(2), contributions, [(0, 0, 1, 1)] * 2, np.array([0.007, 0.039]),
-                                            np.array([0.0123, 0.0351]), ["a", "b"], "unused.png")
+    fig = figures.cell_contribution_montage(
+        images(2),
+        contributions,
+        [(0, 0, 1, 1)] * 2,
+        np.array([0.007, 0.039]),
+        np.array([0.0123, 0.0351]),
+        ["a", "b"],
+        "unused.png",
+    )
     assert "a\ntrue 0.007 · pred 0.0123" in [ax.get_title() for ax in fig.axes]
     assert any("label units" in ax.get_ylabel() for ax in fig.axes)  # the shared colour bar
 
 
-@pytest.mark.parametrize("wavelengths,label,first,last", [((400.0, 1000.0), "wavelength (nm)", 400.0, 1000.0),
-                                                         (None, "point index", 0.0, 19.0)])
+@pytest.mark.parametrize(
+    "wavelengths,label,first,last",
+    [((400.0, 1000.0), "wavelength (nm)", 400.0, 1000.0), (None, "point index", 0.0, 19.0)],
+)
 def test_spectra_are_drawn_against_wavelength_when_known(captured, wavelengths, label, first, last):
     spectra = np.random.default_rng(2).random((6, 20))
     fig = figures.spectra_on_grid(images(1)[0], spectra, (3, 2), "s1", "unused.png", wavelengths=wavelengths)
@@ -56,9 +74,11 @@ def test_spectra_are_drawn_against_wavelength_when_known(captured, wavelengths, 
 def test_result_figures_label_both_axes_with_units(captured):
     y_true, y_pred = np.array([0.007, 0.02, 0.039]), np.array([0.008, 0.018, 0.035])
     metrics = {"r2": 0.9, "rmse": 0.00254}
-    for fig in (figures.predicted_vs_true(y_true, y_pred, metrics, "x.png"),
-                figures.residuals_vs_true(y_true, y_pred, "x.png"),
-                figures.residual_histogram(y_true, y_pred, "x.png")):
+    for fig in (
+        figures.predicted_vs_true(y_true, y_pred, metrics, "x.png"),
+        figures.residuals_vs_true(y_true, y_pred, "x.png"),
+        figures.residual_histogram(y_true, y_pred, "x.png"),
+    ):
         ax = fig.axes[0]
         assert ax.get_xlabel() and ax.get_ylabel()
         assert "label units" in ax.get_xlabel()

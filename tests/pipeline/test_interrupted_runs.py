@@ -3,6 +3,7 @@
 Real git, real DVC CLI, real MLflow SQLite stores, real subprocesses; nothing is mocked. The slow tests
 work on copies of the shared tiny project (``shared``, tests/pipeline/conftest.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -101,12 +102,15 @@ def test_killed_training_leaves_no_model_and_resumes_from_its_last_checkpoint(sh
 
     log_path = tmp_path / "killed.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=root, env=project_env(),
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.train"], cwd=root, env=project_env(), stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 600
             while not complete_checkpoints(root / "checkpoints"):
-                assert proc.poll() is None, f"training ended before its first checkpoint:\n{log_path.read_text()[-3000:]}"
+                assert proc.poll() is None, (
+                    f"training ended before its first checkpoint:\n{log_path.read_text()[-3000:]}"
+                )
                 assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
                 time.sleep(0.05)
             proc.send_signal(signal.SIGKILL)

@@ -2,6 +2,7 @@
 
 Real git, real DVC CLI, a real MLflow SQLite store; nothing is mocked.
 """
+
 from __future__ import annotations
 
 import json

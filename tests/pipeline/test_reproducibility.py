@@ -3,6 +3,7 @@
 Real git, real DVC CLI, real MLflow SQLite stores, real subprocesses; nothing is mocked. The slow tests
 work on copies of the shared tiny project (``shared``, tests/pipeline/conftest.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,11 @@ def test_same_seed_on_cpu_gives_the_same_training(shared, tmp_path):
     root = clone(shared, tmp_path / "project")
 
     def outcome(project: Path) -> dict:
-        return {"train.json": json.loads((project / "metrics/train.json").read_text()),
-                "log": (project / "metrics/live/plots/metrics/train_loss.tsv").read_text(),
-                "weights": hashlib.sha256((project / "models/model/model.safetensors").read_bytes()).hexdigest()}
+        return {
+            "train.json": json.loads((project / "metrics/train.json").read_text()),
+            "log": (project / "metrics/live/plots/metrics/train_loss.tsv").read_text(),
+            "weights": hashlib.sha256((project / "models/model/model.safetensors").read_bytes()).hexdigest(),
+        }
 
     def train_on_cpu() -> dict:
         remove(root, "models/model", "metrics/train.json", "metrics/live")
@@ -42,8 +45,9 @@ def test_same_seed_on_cpu_gives_the_same_training(shared, tmp_path):
     first = train_on_cpu() if torch.cuda.is_available() else outcome(shared)
     again = train_on_cpu()
     volatile = ("train_runtime_s", "train_samples_per_second")
-    assert {k: v for k, v in again["train.json"].items() if k not in volatile} == \
-        {k: v for k, v in first["train.json"].items() if k not in volatile}
+    assert {k: v for k, v in again["train.json"].items() if k not in volatile} == {
+        k: v for k, v in first["train.json"].items() if k not in volatile
+    }
     assert again["log"] == first["log"]
     assert again["weights"] == first["weights"]
 
@@ -53,7 +57,9 @@ def test_demo_data_stages_reproduce_the_committed_dvc_lock(tmp_path):
     committed = yaml.safe_load((REPO / "dvc.lock").read_text()) if (REPO / "dvc.lock").is_file() else {}
     missing = [s for s in DATA_STAGES if s not in committed.get("stages", {})]
     if missing:
-        pytest.skip(f"the repository's dvc.lock has no entry for stage(s) {', '.join(missing)}: nothing to compare with")
+        pytest.skip(
+            f"the repository's dvc.lock has no entry for stage(s) {', '.join(missing)}: nothing to compare with"
+        )
     root = make_project(tmp_path / "demo", tiny=False, extra_files=("dvc.lock",))
 
     result = run(["dvc", "repro", "split"], root)

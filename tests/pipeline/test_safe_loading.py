@@ -3,6 +3,7 @@
 Real git, real DVC CLI, real MLflow SQLite stores, real subprocesses; nothing is mocked. The slow tests
 work on copies of the shared tiny project (``shared``, tests/pipeline/conftest.py).
 """
+
 from __future__ import annotations
 
 import ast
@@ -53,9 +54,15 @@ def test_pickle_only_weights_are_refused_and_never_unpickled(model_dir, tmp_path
 
 def _load_calls(tree: ast.AST, modules: tuple[str, ...]) -> list[ast.Call]:
     """Every ``<module>.load(...)`` call in ``tree`` with ``<module>`` one of ``modules``."""
-    return [node for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
-            and isinstance(node.func.value, ast.Name) and node.func.value.id in modules]
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "load"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in modules
+    ]
 
 
 def _source_calls(modules: tuple[str, ...]):
@@ -90,8 +97,12 @@ def _pretrained_calls():
     """(file, call) for every ``X.from_pretrained(...)`` in metallo/ except Metallo's own processor loader."""
     for path in sorted(SOURCE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained"
-                    and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("MetalloProcessor", "cls"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "from_pretrained"
+                and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("MetalloProcessor", "cls"))
+            ):
                 yield path.relative_to(REPO), node
 
 

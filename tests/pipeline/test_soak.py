@@ -9,6 +9,7 @@ atomic write, and no MLflow run left RUNNING. Once per soak two experiments are 
 with ``dvc queue start -j 2``. The delays come from a seeded RNG: the seed is printed, and
 ``METALLO_SOAK_SEED=<seed>`` replays the same schedule. Nothing is mocked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,9 @@ TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 
 def _data_hashes(root: Path) -> dict[str, str]:
     """sha256 of data/processed/*.npy and of every file under data/split."""
-    files = sorted((root / "data/processed").glob("*.npy")) + sorted(p for p in (root / "data/split").rglob("*")
-                                                                     if p.is_file())
+    files = sorted((root / "data/processed").glob("*.npy")) + sorted(
+        p for p in (root / "data/split").rglob("*") if p.is_file()
+    )
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
@@ -73,8 +75,9 @@ def _start_and_kill(cmd: list[str], root: Path, delay: float, log: Path) -> tupl
     """
     with open(log, "w") as out:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=root, env=project_env(), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=project_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             ended = wait_until(lambda: proc.poll() is not None, delay, poll=0.05)
             elapsed = time.monotonic() - started
@@ -114,25 +117,32 @@ def _check_project(root: Path, reference: dict[str, str]) -> list[str]:
         problems.append(f"data outputs differ from the uninterrupted run: {differ[:10]}")
     try:
         evaluation = json.loads((root / "metrics/eval.json").read_text())
-        if not isinstance(evaluation, dict) or evaluation.get("n") != TINY_PARAMS["synthesize"]["samples_per_slice"]["2"]:
+        if (
+            not isinstance(evaluation, dict)
+            or evaluation.get("n") != TINY_PARAMS["synthesize"]["samples_per_slice"]["2"]
+        ):
             problems.append(f"metrics/eval.json incomplete: {str(evaluation)[:300]}")
     except (OSError, ValueError) as err:
         problems.append(f"metrics/eval.json unreadable: {err}")
     missing = [name for name in MODEL_FILES if not (root / "models/model" / name).is_file()]
     if missing:
         problems.append(f"models/model lacks {missing}")
-    leftovers = sorted(str(p.relative_to(root)) for d in OUTPUT_DIRS if (root / d).exists()
-                       for p in (root / d).rglob("*.tmp*"))
+    leftovers = sorted(
+        str(p.relative_to(root)) for d in OUTPUT_DIRS if (root / d).exists() for p in (root / d).rglob("*.tmp*")
+    )
     if leftovers:
         problems.append(f"temporary files left by interrupted atomic writes: {leftovers}")
     current_run = json.loads((root / "models/run.json").read_text()).get("run_id")
     for r in _mlflow_runs(root):
         if r.info.status not in TERMINAL:
-            problems.append(f"MLflow run {r.info.run_id} left {r.info.status} "
-                            f"(owner pid {r.data.tags.get('metallo.pid')}, hidden_dim {r.data.params.get('model.hidden_dim')}, "
-                            f"lr {r.data.params.get('train.learning_rate')})")
-        elif (r.info.status == "FINISHED" and "test_rmse" not in r.data.metrics
-              and r.info.run_id == current_run):  # a superseded run (DVC restored train from its run cache) may lack them
+            problems.append(
+                f"MLflow run {r.info.run_id} left {r.info.status} "
+                f"(owner pid {r.data.tags.get('metallo.pid')}, hidden_dim {r.data.params.get('model.hidden_dim')}, "
+                f"lr {r.data.params.get('train.learning_rate')})"
+            )
+        elif (
+            r.info.status == "FINISHED" and "test_rmse" not in r.data.metrics and r.info.run_id == current_run
+        ):  # a superseded run (DVC restored train from its run cache) may lack them
             problems.append(f"MLflow run {r.info.run_id} FINISHED without test metrics")
     return problems
 
@@ -193,8 +203,10 @@ def _queue_two_experiments(root: Path) -> list[str]:
     for dim in ("12", "20"):
         good = [r for r in queued_runs.get(dim, []) if r.info.status == "FINISHED" and "test_rmse" in r.data.metrics]
         if not good:
-            problems.append(f"no FINISHED MLflow run with test metrics for hidden_dim={dim}: "
-                            f"{[(r.info.run_id, r.info.status) for r in queued_runs.get(dim, [])]}")
+            problems.append(
+                f"no FINISHED MLflow run with test metrics for hidden_dim={dim}: "
+                f"{[(r.info.run_id, r.info.status) for r in queued_runs.get(dim, [])]}"
+            )
     return problems
 
 
@@ -234,20 +246,28 @@ def test_soak_random_kills_then_repro_recovers(shared_project, tmp_path):
         if ended == 0:
             lengths[kind] = min(lengths[kind], elapsed)  # it ran to the end sooner: spread later kills over that
         if ended not in (None, 0):
-            problems.append(f"round {n}: {what} failed by itself before the kill: "
-                            f"{(tmp_path / f'kill-{n}.log').read_text()[-1500:]}")
+            problems.append(
+                f"round {n}: {what} failed by itself before the kill: "
+                f"{(tmp_path / f'kill-{n}.log').read_text()[-1500:]}"
+            )
         kills.append((n, what, delay, stage, ended is None))
-        print(f"soak: kill {n}: {what}, SIGKILL after {delay:.2f} s, stage running: {stage or '-'}"
-              f"{' (it had already ended)' if ended is not None else ''}")
+        print(
+            f"soak: kill {n}: {what}, SIGKILL after {delay:.2f} s, stage running: {stage or '-'}"
+            f"{' (it had already ended)' if ended is not None else ''}"
+        )
         recovered = run(["dvc", "repro"], root, check=False)
         if recovered.returncode != 0:
-            problems.append(f"round {n}: dvc repro after the kill failed:\n{recovered.stdout[-1500:]}{recovered.stderr[-2000:]}")
+            problems.append(
+                f"round {n}: dvc repro after the kill failed:\n{recovered.stdout[-1500:]}{recovered.stderr[-2000:]}"
+            )
             break
         problems += [f"round {n} ({what}, killed in {stage or '-'}): {p}" for p in _check_project(root, reference)]
     during = [k for k in kills if k[3]]
     live = [k for k in kills if k[4]]
-    print(f"soak: {len(kills)} rounds in {time.monotonic() - soak_start:.0f} s: {len(live)} kills of a running command, "
-          f"{len(during)} during a stage ({', '.join(sorted({k[3] for k in during})) or '-'}); seed {seed}")
+    print(
+        f"soak: {len(kills)} rounds in {time.monotonic() - soak_start:.0f} s: {len(live)} kills of a running command, "
+        f"{len(during)} during a stage ({', '.join(sorted({k[3] for k in during})) or '-'}); seed {seed}"
+    )
 
     run(["git", "checkout", "--", "params.yaml"], root)  # the queued experiments start from the baseline
     run(["dvc", "repro"], root)
@@ -255,12 +275,25 @@ def test_soak_random_kills_then_repro_recovers(shared_project, tmp_path):
     problems += [f"at the end: {p}" for p in _check_project(root, reference)]
 
     # No process of the test outlives it: children, and daemonised DVC queue workers in the project.
-    wait_until(lambda: not processes_in(tmp_path)
-                and not [p for p in me.children(recursive=True) if p.pid not in before and p.is_running()
-                         and p.status() != psutil.STATUS_ZOMBIE], EXIT_WAIT)
+    wait_until(
+        lambda: (
+            not processes_in(tmp_path)
+            and not [
+                p
+                for p in me.children(recursive=True)
+                if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            ]
+        ),
+        EXIT_WAIT,
+    )
     leftover = {p.pid: p for p in processes_in(tmp_path)}
-    leftover.update({p.pid: p for p in me.children(recursive=True)
-                     if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE})
+    leftover.update(
+        {
+            p.pid: p
+            for p in me.children(recursive=True)
+            if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        }
+    )
     described = []
     for proc in leftover.values():
         try:

@@ -2,6 +2,7 @@
 
 Real git, DVC CLI, MLflow SQLite store and transformers Auto classes; nothing is mocked.
 """
+
 from __future__ import annotations
 
 import collections
@@ -49,14 +50,23 @@ def runs(root: Path) -> list:
 # goal 6: quiet, informative output
 # ------------------------------------------------------------------------------------------------
 
+
 def test_training_prints_progress_lines_and_no_library_noise(project):
     _, first = project
     train = first.stdout.split("Running stage 'train'")[1].split("Running stage 'evaluate'")[0]
     assert "train: epoch 1/2  step 3/6  val RMSE" in train and "train: epoch 2/2  step 6/6" in train
     assert "ETA" in train
     output = first.stdout + first.stderr
-    for noise in ("{'loss'", "{'eval_loss'", "Writing model shards", "Loading weights", "Downloading artifacts",
-                  "INFO mlflow", "UserWarning", "Add type hints"):
+    for noise in (
+        "{'loss'",
+        "{'eval_loss'",
+        "Writing model shards",
+        "Loading weights",
+        "Downloading artifacts",
+        "INFO mlflow",
+        "UserWarning",
+        "Add type hints",
+    ):
         assert noise not in output, noise
 
 
@@ -69,6 +79,7 @@ def test_mean_baseline_pearson_is_null(project):
 # ------------------------------------------------------------------------------------------------
 # goals 1 and 2: dvclive outputs, plots, deterministic DVC outputs
 # ------------------------------------------------------------------------------------------------
+
 
 def test_dvclive_outputs_after_training(project):
     root, _ = project
@@ -92,8 +103,12 @@ def test_plots_one_per_quantity_with_units_and_no_duplicate_images(project):
     images = [name for name in shown if name.endswith(".png")]
     assert sorted(images) == sorted(f"metrics/figures/{name}" for name in FIGURES)  # each once
     vega = {name: plots[0]["content"] for name, plots in shown.items() if plots[0]["type"] == "vega"}
-    assert set(vega) == {"Training loss", "Validation RMSE", "Predicted vs true DOS (test)",
-                         "Residuals vs true DOS (test)"}
+    assert set(vega) == {
+        "Training loss",
+        "Validation RMSE",
+        "Predicted vs true DOS (test)",
+        "Residuals vs true DOS (test)",
+    }
 
     def titles(content: dict) -> set[str]:
         layers = [content, *content.get("layer", [])]
@@ -122,6 +137,7 @@ def test_rerunning_train_and_evaluate_leaves_git_clean(project):
 # goal 3: MLflow conventions
 # ------------------------------------------------------------------------------------------------
 
+
 def test_mlflow_run_has_source_tags_dataset_inputs_and_one_value_per_step(project):
     root, _ = project
     newest = runs(root)[0]
@@ -132,8 +148,11 @@ def test_mlflow_run_has_source_tags_dataset_inputs_and_one_value_per_step(projec
     assert "git.commit" not in tags
     inputs = {d.dataset.name: (d.dataset, {t.key: t.value for t in d.tags}) for d in newest.inputs.dataset_inputs}
     assert set(inputs) == {"train", "val", "test"}
-    assert {name: tags["mlflow.data.context"] for name, (_, tags) in inputs.items()} == \
-        {"train": "training", "val": "validation", "test": "testing"}
+    assert {name: tags["mlflow.data.context"] for name, (_, tags) in inputs.items()} == {
+        "train": "training",
+        "val": "validation",
+        "test": "testing",
+    }
     assert len({dataset.digest for dataset, _ in inputs.values()}) == 3
     assert all(str(root / "data/processed") in dataset.source for dataset, _ in inputs.values())
     c = client(root)
@@ -147,8 +166,9 @@ def test_logged_model_has_test_metrics_input_example_and_is_registered(project):
     c = client(root)
     all_runs = runs(root)
     newest = all_runs[0]
-    models = c.search_logged_models([newest.info.experiment_id],
-                                    filter_string=f"source_run_id = '{newest.info.run_id}'")
+    models = c.search_logged_models(
+        [newest.info.experiment_id], filter_string=f"source_run_id = '{newest.info.run_id}'"
+    )
     assert len(models) == 1
     metrics = {m.key: m for m in models[0].metrics}
     report = json.loads((root / "metrics/eval.json").read_text())
@@ -200,8 +220,14 @@ def test_auto_classes_load_the_model_folder_and_predict_as_the_pipeline(project)
     root, _ = project
     split = pd.read_parquet(root / "data/split/split.parquet")
     test = split[split["split"] == "test"].head(3)
-    result = subprocess.run([sys.executable, "-c", HF_LOAD, *map(str, test["index"])], cwd=root, env=project_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", HF_LOAD, *map(str, test["index"])],
+        cwd=root,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
     assert out["processor"] == "MetalloProcessor" and out["model"] == "MetalloNetModel"
@@ -215,8 +241,14 @@ def test_model_card_is_written(project):
     root, _ = project
     card = ModelCard.load(root / "models/model/README.md")
     assert "metallo" in card.data.tags and card.data.library_name == "transformers"
-    for section in ("## How to use", "## Training data", "## Parameters", "## Metrics", "## Intended use",
-                    "## Limitations"):
+    for section in (
+        "## How to use",
+        "## Training data",
+        "## Parameters",
+        "## Metrics",
+        "## Intended use",
+        "## Limitations",
+    ):
         assert section in card.text, section
     summary = json.loads((root / "metrics/train.json").read_text())
     assert f"{summary['val_rmse']:.4g}" in card.text
@@ -227,11 +259,17 @@ def test_model_card_is_written(project):
 # goal 1 while training runs, and goal 2's comparison command (on a copy: `dvc exp run` changes params)
 # ------------------------------------------------------------------------------------------------
 
+
 def test_dvclive_updates_dvc_exp_show_while_dvc_exp_run_trains(project, tmp_path):
     root = Path(shutil.copytree(project[0], tmp_path / "project", symlinks=True))
     log = open(tmp_path / "exp.log", "w")
-    proc = subprocess.Popen(["dvc", "exp", "run", "-S", "train.num_train_epochs=3"], cwd=root, env=project_env(),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["dvc", "exp", "run", "-S", "train.num_train_epochs=3"],
+        cwd=root,
+        env=project_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     live_file = root / "metrics/live/metrics.json"
     seen = None
     try:
@@ -240,8 +278,12 @@ def test_dvclive_updates_dvc_exp_show_while_dvc_exp_run_trains(project, tmp_path
             time.sleep(0.2)
             if live_file.is_file() and not (root / "models/model").exists():  # train runs: DVC removed its outs
                 shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
-                running = [e for r in shown for e in (r.get("experiments") or [])
-                           if (e.get("executor") or {}).get("state") == "running"]
+                running = [
+                    e
+                    for r in shown
+                    for e in (r.get("experiments") or [])
+                    if (e.get("executor") or {}).get("state") == "running"
+                ]
                 metrics = running and running[0]["revs"][0]["data"]["metrics"].get("metrics/live/metrics.json", {})
                 if metrics and "train_loss" in metrics.get("data", {}):
                     seen = metrics["data"]

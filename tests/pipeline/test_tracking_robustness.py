@@ -3,6 +3,7 @@
 Real git, real DVC CLI, real MLflow SQLite stores, real subprocesses; nothing is mocked. The slow tests
 work on copies of the shared tiny project (``shared``, tests/pipeline/conftest.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def test_unusable_or_locked_tracking_store_does_not_break_train_or_evaluate(shar
     holder = sqlite3.connect(locked_root / "mlflow.db", isolation_level=None, timeout=1)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        evaluated, trained, locked = stages_at_once((evaluate_root, "evaluate", dead), (train_root, "train", dead),
-                                                    (locked_root, "train", {}))
+        evaluated, trained, locked = stages_at_once(
+            (evaluate_root, "evaluate", dead), (train_root, "train", dead), (locked_root, "train", {})
+        )
     finally:
         holder.rollback()
         holder.close()

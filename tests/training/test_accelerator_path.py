@@ -3,6 +3,7 @@
 No host sync in the steady-state step (device-side augmentation, no ``.item()``, no FLOP
 counting), asynchronous MLflow logging that keeps every point, and the ``train.profile`` settings.
 """
+
 from __future__ import annotations
 
 import mlflow
@@ -41,8 +42,11 @@ class OpRecorder(TorchDispatchMode):
 
 
 def _raw_batch(size: int = 4, device: str = "cpu") -> dict:
-    return {"pixel_values": torch.zeros(size, 64, 64, 3, dtype=torch.uint8, device=device),
-            "spectra": torch.ones(size, 24, 64, device=device), "labels": torch.zeros(size, device=device)}
+    return {
+        "pixel_values": torch.zeros(size, 64, 64, 3, dtype=torch.uint8, device=device),
+        "spectra": torch.ones(size, 24, 64, device=device),
+        "labels": torch.zeros(size, device=device),
+    }
 
 
 def test_augmentation_and_processing_create_tensors_only_on_the_batch_device():
@@ -86,23 +90,57 @@ def _tiny_trainer(tmp_path, train: dict, callbacks=()):
     from metallo.training.train import MetalloTrainer
 
     torch.manual_seed(0)
-    model = create_model("toynet", n_spectra=24, spectrum_length=64, grid=[6, 4], image_size=64, hidden_dim=8,
-                         label_mean=0.0, label_std=1.0)
-    rows = [{"pixel_values": torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8), "spectra": torch.rand(24, 64),
-             "labels": torch.tensor(float(i))} for i in range(16)]
+    model = create_model(
+        "toynet",
+        n_spectra=24,
+        spectrum_length=64,
+        grid=[6, 4],
+        image_size=64,
+        hidden_dim=8,
+        label_mean=0.0,
+        label_std=1.0,
+    )
+    rows = [
+        {
+            "pixel_values": torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8),
+            "spectra": torch.rand(24, 64),
+            "labels": torch.tensor(float(i)),
+        }
+        for i in range(16)
+    ]
     args, _ = build_training_arguments(train, tmp_path / "checkpoints")
-    return MetalloTrainer(model=model, args=args, train_dataset=rows, data_collator=default_collate,
-                          callbacks=list(callbacks), processor=tiny_processor(), grid=(6, 4),
-                          augmentation=Augmentation())
+    return MetalloTrainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=default_collate,
+        callbacks=list(callbacks),
+        processor=tiny_processor(),
+        grid=(6, 4),
+        augmentation=Augmentation(),
+    )
 
 
 def test_training_steps_with_the_accelerator_settings_read_nothing_back_from_the_device(tmp_path):
     """The GPU profile's step, on the CPU: no per-step .item()/NaN check, FLOPs not counted, own generator."""
     train = apply_profile({"train": {"profile": "gpu"}, "model": {}})["train"]
-    train.update(accelerator_step_settings(), per_device_train_batch_size=4, max_steps=4, compile=False,
-                 use_cpu=True, eval_strategy="no", save_strategy="no", logging_steps=100, report_to="none",
-                 disable_tqdm=True, dataloader_num_workers=0, dataloader_persistent_workers=False,
-                 dataloader_prefetch_factor=None, early_stopping_patience=0, seed=3)
+    train.update(
+        accelerator_step_settings(),
+        per_device_train_batch_size=4,
+        max_steps=4,
+        compile=False,
+        use_cpu=True,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=100,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_persistent_workers=False,
+        dataloader_prefetch_factor=None,
+        early_stopping_patience=0,
+        seed=3,
+    )
     counter = HostSyncCounter()
     trainer = _tiny_trainer(tmp_path, train, [counter])
     assert trainer.args.logging_nan_inf_filter is False and trainer.args.accelerator_config.non_blocking is True

@@ -2,6 +2,7 @@
 
 Fast tests on real files (no training); the end-to-end resume tests are in test_fault_injection.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,17 +53,36 @@ def _edited(params: dict, section: str, **values) -> dict:
     return out
 
 
-@pytest.mark.parametrize("section,key,value", [
-    ("train", "learning_rate", 0.5), ("model", "hidden_dim", 32), ("train", "num_train_epochs", 7),
-    ("data", "spectrum_length", 65), ("convert", "crop", 60), ("train", "seed", 1), ("model", "loss", "huber"),
-])
+@pytest.mark.parametrize(
+    "section,key,value",
+    [
+        ("train", "learning_rate", 0.5),
+        ("model", "hidden_dim", 32),
+        ("train", "num_train_epochs", 7),
+        ("data", "spectrum_length", 65),
+        ("convert", "crop", 60),
+        ("train", "seed", 1),
+        ("model", "loss", "huber"),
+    ],
+)
 def test_params_that_shape_training_change_the_fingerprint(project, section, key, value):
     params, paths = project
-    assert fingerprint(_edited(params, section, **{key: value}), paths)["digest"] != fingerprint(params, paths)["digest"]
+    assert (
+        fingerprint(_edited(params, section, **{key: value}), paths)["digest"] != fingerprint(params, paths)["digest"]
+    )
 
 
-@pytest.mark.parametrize("key,value", [("resume", True), ("logging_steps", 50), ("save_total_limit", 5),
-                                       ("report_to", []), ("dataloader_num_workers", 2), ("disable_tqdm", False)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("resume", True),
+        ("logging_steps", 50),
+        ("save_total_limit", 5),
+        ("report_to", []),
+        ("dataloader_num_workers", 2),
+        ("disable_tqdm", False),
+    ],
+)
 def test_options_that_do_not_change_the_result_keep_the_fingerprint(project, key, value):
     params, paths = project
     assert fingerprint(_edited(params, "train", **{key: value}), paths) == fingerprint(params, paths)
@@ -86,9 +106,9 @@ def test_a_checkpoint_without_fingerprint_or_state_is_incomplete(tmp_path, proje
     current = fingerprint(params, paths)
     folder = tmp_path / "checkpoints"
     _checkpoint(folder, 3, current)
-    _checkpoint(folder, 6, None)                         # killed before the fingerprint was written
+    _checkpoint(folder, 6, None)  # killed before the fingerprint was written
     _checkpoint(folder, 9, current, state='{"global_st')  # trainer state truncated
-    _checkpoint(folder, 12, current, state=None)        # killed before the trainer state
+    _checkpoint(folder, 12, current, state=None)  # killed before the trainer state
     (folder / "checkpoint-15").mkdir()
     (folder / "checkpoint-15" / "trainer_state.json").write_text("{}")
     (folder / "checkpoint-15" / FINGERPRINT_FILE).write_text('{"dig')  # fingerprint truncated
@@ -96,12 +116,16 @@ def test_a_checkpoint_without_fingerprint_or_state_is_incomplete(tmp_path, proje
     assert prepare(folder, current, resume=True) == str(folder / "checkpoint-3")
 
 
-@pytest.mark.parametrize("section,key,value,named", [
-    ("train", "learning_rate", 0.01, "train.learning_rate: 0.001 -> 0.01"),
-    ("model", "hidden_dim", 32, "model.hidden_dim: 16 -> 32"),
-])
-def test_resume_refuses_a_checkpoint_of_other_params_and_says_how_to_start_fresh(tmp_path, project, section, key,
-                                                                                  value, named):
+@pytest.mark.parametrize(
+    "section,key,value,named",
+    [
+        ("train", "learning_rate", 0.01, "train.learning_rate: 0.001 -> 0.01"),
+        ("model", "hidden_dim", 32, "model.hidden_dim: 16 -> 32"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_of_other_params_and_says_how_to_start_fresh(
+    tmp_path, project, section, key, value, named
+):
     params, paths = project
     folder = tmp_path / "checkpoints"
     _checkpoint(folder, 4, fingerprint(params, paths))

@@ -1,4 +1,5 @@
 """Multi-process data-parallel training through torchrun + the Trainer's DDP (gloo on CPU)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The processor as a ``transformers`` image processor and the Auto-class registration (issue 15, goal 4)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ from tests.helpers.project import REPO, project_env
 def processor():
     from metallo.processing import MetalloProcessor
 
-    return MetalloProcessor([0.5] * 3, [0.25] * 3, [0.0] * 20, [1.0] * 20, image_size=16, resize=24, crop=20,
-                            fit="full", spectra_norm="snv")
+    return MetalloProcessor(
+        [0.5] * 3, [0.25] * 3, [0.0] * 20, [1.0] * 20, image_size=16, resize=24, crop=20, fit="full", spectra_norm="snv"
+    )
 
 
 def test_processor_is_a_transformers_image_processor(tmp_path):
@@ -24,8 +26,9 @@ def test_processor_is_a_transformers_image_processor(tmp_path):
 
     from metallo.models import create_model
 
-    create_model("toynet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, label_mean=0.0,
-                 label_std=1.0).config.save_pretrained(tmp_path)
+    create_model(
+        "toynet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, label_mean=0.0, label_std=1.0
+    ).config.save_pretrained(tmp_path)
     original = processor()
     assert isinstance(original, BaseImageProcessor)
     original.save_pretrained(tmp_path)
@@ -34,8 +37,10 @@ def test_processor_is_a_transformers_image_processor(tmp_path):
     loaded = AutoImageProcessor.from_pretrained(tmp_path)
     assert type(loaded).__name__ == "MetalloProcessor" and loaded == original
 
-    batch = loaded([np.zeros((30, 40, 3), np.uint8), np.full((20, 20, 3), 255, np.uint8)],
-                   spectra=np.random.default_rng(0).random((2, 6, 20)))
+    batch = loaded(
+        [np.zeros((30, 40, 3), np.uint8), np.full((20, 20, 3), 255, np.uint8)],
+        spectra=np.random.default_rng(0).random((2, 6, 20)),
+    )
     assert isinstance(batch, BatchFeature)
     assert tuple(batch["pixel_values"].shape) == (2, 3, 16, 16) and tuple(batch["spectra"].shape) == (2, 6, 20)
     assert float(batch["pixel_values"][0].mean()) == pytest.approx(-2.0)  # (0 - 0.5) / 0.25
@@ -48,8 +53,9 @@ def test_processor_json_from_before_it_was_an_image_processor_still_loads(tmp_pa
     from metallo.prediction.loading import load_processor
     from metallo.processing import MetalloProcessor
 
-    create_model("toynet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, label_mean=0.0,
-                 label_std=1.0).config.save_pretrained(tmp_path)
+    create_model(
+        "toynet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, label_mean=0.0, label_std=1.0
+    ).config.save_pretrained(tmp_path)
     old = {k: v for k, v in processor().to_dict().items() if k != "image_processor_type"}
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(old))
     assert MetalloProcessor.from_pretrained(tmp_path) == processor()
@@ -60,15 +66,19 @@ def test_processor_json_from_before_it_was_an_image_processor_still_loads(tmp_pa
 def test_import_metallo_alone_registers_the_auto_classes_when_transformers_comes(tmp_path):
     from metallo.models import create_model
 
-    create_model("toynet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, label_mean=0.0,
-                 label_std=1.0).save_pretrained(tmp_path)
+    create_model(
+        "toynet", n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, label_mean=0.0, label_std=1.0
+    ).save_pretrained(tmp_path)
     processor().save_pretrained(tmp_path)
-    code = ("import sys; import metallo; assert 'transformers' not in sys.modules\n"
-            "from transformers import AutoImageProcessor, AutoModel\n"
-            f"print(type(AutoImageProcessor.from_pretrained({str(tmp_path)!r})).__name__, "
-            f"type(AutoModel.from_pretrained({str(tmp_path)!r})).__name__)")
-    result = subprocess.run([sys.executable, "-c", code], env=project_env(PYTHONPATH=str(REPO)), capture_output=True,
-                            text=True, timeout=300)
+    code = (
+        "import sys; import metallo; assert 'transformers' not in sys.modules\n"
+        "from transformers import AutoImageProcessor, AutoModel\n"
+        f"print(type(AutoImageProcessor.from_pretrained({str(tmp_path)!r})).__name__, "
+        f"type(AutoModel.from_pretrained({str(tmp_path)!r})).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=project_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["MetalloProcessor", "ToyNetModel"]
     assert "Warning" not in result.stderr

@@ -1,4 +1,5 @@
 """dvclive series and the train stage's console output (issue 15, goals 1 and 6), without a pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,15 @@ from types import SimpleNamespace
 def test_series_names_are_the_ones_users_see():
     from metallo.training.live import series
 
-    assert series({"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-3, "epoch": 0.5}) == \
-        {"train_loss": 0.5, "learning_rate": 1e-3, "epoch": 0.5}
-    assert series({"eval_rmse": 0.4, "eval_r2": 0.8, "eval_runtime": 0.1, "epoch": 1.0}) == \
-        {"val_rmse": 0.4, "val_r2": 0.8}
+    assert series({"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-3, "epoch": 0.5}) == {
+        "train_loss": 0.5,
+        "learning_rate": 1e-3,
+        "epoch": 0.5,
+    }
+    assert series({"eval_rmse": 0.4, "eval_r2": 0.8, "eval_runtime": 0.1, "epoch": 1.0}) == {
+        "val_rmse": 0.4,
+        "val_r2": 0.8,
+    }
     assert series({"train_runtime": 9.0, "train_loss": 0.1, "epoch": 2.0}) == {}  # runtimes go to MLflow only
 
 
@@ -21,16 +27,30 @@ def test_live_callback_replays_a_resumed_history_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     live = open_live(tmp_path / "metrics")
     callback = LiveCallback(live)
-    state = SimpleNamespace(is_world_process_zero=True, global_step=2,
-                            log_history=[{"loss": 1.0, "epoch": 0.5, "step": 1}, {"loss": 0.8, "epoch": 1.0, "step": 2},
-                                         {"eval_rmse": 0.5, "epoch": 1.0, "step": 2}])
+    state = SimpleNamespace(
+        is_world_process_zero=True,
+        global_step=2,
+        log_history=[
+            {"loss": 1.0, "epoch": 0.5, "step": 1},
+            {"loss": 0.8, "epoch": 1.0, "step": 2},
+            {"eval_rmse": 0.5, "epoch": 1.0, "step": 2},
+        ],
+    )
     callback.on_train_begin(None, state, None)
     state.global_step = 3
     callback.on_log(None, state, None, logs={"loss": 0.6, "epoch": 1.5})
     finish(live)
     folder = tmp_path / "metrics" / "live"
-    assert (folder / "plots/metrics/train_loss.tsv").read_text().split() == \
-        ["step", "train_loss", "1", "1.0", "2", "0.8", "3", "0.6"]
+    assert (folder / "plots/metrics/train_loss.tsv").read_text().split() == [
+        "step",
+        "train_loss",
+        "1",
+        "1.0",
+        "2",
+        "0.8",
+        "3",
+        "0.6",
+    ]
     assert (folder / "plots/metrics/val_rmse.tsv").read_text().split() == ["step", "val_rmse", "2", "0.5"]
     summary = json.loads((folder / "metrics.json").read_text())
     assert summary == {"train_loss": 0.6, "epoch": 1.5, "step": 3}  # the best model's metrics are in train.json
@@ -41,8 +61,9 @@ def test_progress_prints_one_line_per_evaluation_with_epoch_step_and_eta(capsys)
 
     progress = TrainingProgress(bar=False)
     args = SimpleNamespace(num_train_epochs=3, metric_for_best_model="rmse")
-    state = SimpleNamespace(is_world_process_zero=True, global_step=0, max_steps=30, epoch=0.0,
-                            num_train_epochs=3, best_metric=None)
+    state = SimpleNamespace(
+        is_world_process_zero=True, global_step=0, max_steps=30, epoch=0.0, num_train_epochs=3, best_metric=None
+    )
     progress.on_train_begin(args, state, None)
     for step in range(1, 11):
         state.global_step, state.epoch = step, step / 10

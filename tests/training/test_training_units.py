@@ -1,4 +1,5 @@
 """Unit tests for the training glue: metrics, params → TrainingArguments, tracking URI, processor."""
+
 from __future__ import annotations
 
 import math
@@ -36,10 +37,21 @@ def test_metrics_perfect_and_constant():
 
 def test_training_arguments_from_params(tmp_path):
     args, options = build_training_arguments(
-        {"num_train_epochs": 3, "learning_rate": 0.01, "logging_steps": 2, "eval_strategy": "epoch",
-         "save_strategy": "epoch", "load_best_model_at_end": True, "metric_for_best_model": "rmse",
-         "greater_is_better": False, "early_stopping_patience": 2, "report_to": ["mlflow"], "augment": False},
-        tmp_path)
+        {
+            "num_train_epochs": 3,
+            "learning_rate": 0.01,
+            "logging_steps": 2,
+            "eval_strategy": "epoch",
+            "save_strategy": "epoch",
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "rmse",
+            "greater_is_better": False,
+            "early_stopping_patience": 2,
+            "report_to": ["mlflow"],
+            "augment": False,
+        },
+        tmp_path,
+    )
     assert args.num_train_epochs == 3 and args.learning_rate == 0.01 and args.logging_steps == 2
     assert args.report_to == [] or args.report_to == "none" or "mlflow" not in args.report_to
     assert args.use_cpu == (not torch.cuda.is_available())
@@ -87,8 +99,15 @@ def test_unreachable_store_warns_and_disables_tracking(tmp_path, monkeypatch):
 
 
 def _processor(length=8):
-    return MetalloProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
-                            spectra_mean=[1.0] * length, spectra_std=[2.0] * length, image_size=4, resize=10, crop=8)
+    return MetalloProcessor(
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.25, 0.25, 0.25],
+        spectra_mean=[1.0] * length,
+        spectra_std=[2.0] * length,
+        image_size=4,
+        resize=10,
+        crop=8,
+    )
 
 
 def test_processor_normalises_and_resizes_on_the_batch():
@@ -132,8 +151,13 @@ def test_in_memory_dataset_matches_the_memory_mapped_one(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "images.npy", rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8))
     np.save(tmp_path / "spectra.npy", rng.random((5, 6, 10), dtype=np.float32))
-    mapped = MetalloDataset(tmp_path / "images.npy", tmp_path / "spectra.npy", np.array([4, 1, 3]),
-                            np.array([0.5, 1.5, 2.5]), ["e", "b", "d"])
+    mapped = MetalloDataset(
+        tmp_path / "images.npy",
+        tmp_path / "spectra.npy",
+        np.array([4, 1, 3]),
+        np.array([0.5, 1.5, 2.5]),
+        ["e", "b", "d"],
+    )
     held = InMemoryDataset(mapped, "cpu")
     assert len(held) == 3 and InMemoryDataset.nbytes(mapped) == 3 * (8 * 8 * 3 + 6 * 10 * 4)
     for i in range(3):
@@ -214,7 +238,9 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
         "dead": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
         "alive": client.create_run(experiment_id, tags=tracking.owner_tags()),
         "reused pid": client.create_run(experiment_id, tags={**tracking.owner_tags(), "metallo.pid_start": "1"}),
-        "other host": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": "elsewhere"}),
+        "other host": client.create_run(
+            experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": "elsewhere"}
+        ),
         "no owner": client.create_run(experiment_id),
         "finished": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
         "other experiment": client.create_run(other_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
@@ -224,8 +250,15 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     tracker = Tracker("metallo")
     new_run = tracker.start(run_name="next training")
     status = {name: client.get_run(run.info.run_id).info.status for name, run in runs.items()}
-    assert status == {"dead": "KILLED", "alive": "RUNNING", "reused pid": "KILLED", "other host": "RUNNING",
-                      "no owner": "RUNNING", "finished": "FINISHED", "other experiment": "RUNNING"}
+    assert status == {
+        "dead": "KILLED",
+        "alive": "RUNNING",
+        "reused pid": "KILLED",
+        "other host": "RUNNING",
+        "no owner": "RUNNING",
+        "finished": "FINISHED",
+        "other experiment": "RUNNING",
+    }
     tags = client.get_run(new_run).data.tags
     assert tags["metallo.pid"] == str(os.getpid()) and tags["metallo.host"] == host
     tracker.finish()
