@@ -33,6 +33,22 @@ MLFLOW_HINTS = (
 )
 
 
+#: Library log messages that say nothing useful here: logger name -> message starts. (Checkpoints saved
+#: within a second of each other, as in the tiny test runs, make transformers doubt the file system.)
+KNOWN_LOG_MESSAGES = {"transformers.trainer_utils": ("mtime may not be reliable",)}
+
+
+class DropMessages(logging.Filter):
+    """Drops the log records whose message starts with one of ``starts``."""
+
+    def __init__(self, starts: tuple[str, ...]):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.starts)
+
+
 def quiet_libraries() -> None:
     """Turn off the progress bars of transformers/huggingface_hub/MLflow and MLflow's INFO messages."""
     from transformers.utils import logging as hf_logging
@@ -45,6 +61,10 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in MLFLOW_HINTS:
         warnings.filterwarnings("ignore", message=pattern)
+    for name, starts in KNOWN_LOG_MESSAGES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropMessages) for f in logger.filters):
+            logger.addFilter(DropMessages(starts))
 
 
 @contextlib.contextmanager

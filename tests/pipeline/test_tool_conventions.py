@@ -66,6 +66,7 @@ def test_training_prints_progress_lines_and_no_library_noise(project):
         "INFO mlflow",
         "UserWarning",
         "Add type hints",
+        "mtime may not be reliable",
     ):
         assert noise not in output, noise
 

@@ -76,3 +76,18 @@ def test_progress_prints_one_line_per_evaluation_with_epoch_step_and_eta(capsys)
     assert len(lines) == 1
     assert lines[0].startswith("train: epoch 1/3  step 10/30  val RMSE 0.25  R² 0.900") and "ETA" in lines[0]
     assert "{" not in out.out + out.err  # no raw log dicts
+
+
+def test_known_library_messages_are_dropped(caplog):
+    import logging
+
+    from metallo.training.progress import quiet_libraries
+
+    quiet_libraries()
+    quiet_libraries()  # idempotent: one filter
+    logger = logging.getLogger("transformers.trainer_utils")
+    with caplog.at_level(logging.WARNING):
+        logger.warning("mtime may not be reliable on this filesystem, falling back to numerical ordering")
+        logger.warning("a warning worth reading")
+    assert "mtime" not in caplog.text and "a warning worth reading" in caplog.text
+    assert len(logger.filters) == 1
