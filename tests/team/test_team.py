@@ -222,6 +222,10 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
         assert {f"model/{name}" for name in MODEL_FILES} <= {
             f.path for f in client.list_artifacts(r.info.run_id, "model")
         }
+    # Both evaluate stages registered their model in the server's registry (PostgreSQL), "best" among them.
+    versions = client.search_model_versions("name = 'metallo'")
+    assert {r.info.run_id for r in runs} <= {v.run_id for v in versions}
+    assert client.get_model_version_by_alias("metallo", "best").run_id in {r.info.run_id for r in runs}
     predictions = pyfunc_predictions(uri, runs[0].info.run_id, root)
     assert list(predictions.columns) == ["dos", "dos_lower", "dos_upper"] and len(predictions) == 2
     assert list(root.rglob("mlflow.db")) == [] and not (root / "mlartifacts").exists(), "nothing tracked locally"
