@@ -86,7 +86,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +194,24 @@ class Profile:
         return self.grid[0] * self.grid[1]
 
 
+#: The ``local`` profile; ``local_mixed`` and ``local_grid5`` differ from it only where stated.
+_LOCAL = Profile(
+    name="local",
+    mimics="label carried only by per-cell correspondence: each grid cell has its own grain size (image) "
+    "and absorption-band depth (its spectrum); label = mean over cells of their standardised product",
+    counts={"1": 400, "2": 100},
+    train_slices=("1",),
+    test_slices=("2",),
+    frame=(300, 300),
+    grid=(6, 4),
+    spectrum_length=1600,
+    image_formats=("png_rgb8",),
+    spectra_format="npy_reflectance",
+    label_intercept=0.0,
+    label_scale=1.0,
+    per_cell=True,
+)
+
 PROFILES: dict[str, Profile] = {
     "camera16": Profile(
         name="camera16",
@@ -260,58 +278,28 @@ PROFILES: dict[str, Profile] = {
         response=(600.0, 250.0),
         id_style="digits",
     ),
-    "local": Profile(
-        name="local",
-        mimics="label carried only by per-cell correspondence: each grid cell has its own grain size (image) "
-        "and absorption-band depth (its spectrum); label = mean over cells of their standardised product",
-        counts={"1": 400, "2": 100},
-        train_slices=("1",),
-        test_slices=("2",),
-        frame=(300, 300),
-        grid=(6, 4),
-        spectrum_length=1600,
-        image_formats=("png_rgb8",),
-        spectra_format="npy_reflectance",
-        label_intercept=0.0,
-        label_scale=1.0,
-        per_cell=True,
-    ),
-    "local_mixed": Profile(
+    "local": _LOCAL,
+    "local_mixed": replace(
+        _LOCAL,
         name="local_mixed",
         mimics="local correspondence plus a global term: the per-cell products of ``local`` and the sample's "
         "second-phase fraction (seen in the whole image and every spectrum) carry equal shares of the label",
-        counts={"1": 400, "2": 100},
-        train_slices=("1",),
-        test_slices=("2",),
-        frame=(300, 300),
-        grid=(6, 4),
-        spectrum_length=1600,
-        image_formats=("png_rgb8",),
-        spectra_format="npy_reflectance",
-        label_intercept=0.0,
-        label_scale=1.0,
-        per_cell=True,
         global_weight=1.0,
     ),
-    "local_grid5": Profile(
+    "local_grid5": replace(
+        _LOCAL,
         name="local_grid5",
         mimics="local correspondence on another instrument: 12-bit grey 320x240 frames, a raw-count "
         "spectrometer with 1,024 points on a 5x5 grid",
-        counts={"1": 400, "2": 100},
-        train_slices=("1",),
-        test_slices=("2",),
         frame=(240, 320),
         grid=(5, 5),
         spectrum_length=1024,
         image_formats=("png_gray12",),
         spectra_format="npy_float32_counts",
-        label_intercept=0.0,
-        label_scale=1.0,
         full_scale=30000.0,
         dark=250.0,
         read_noise=6.0,
         response=(620.0, 150.0),
-        per_cell=True,
     ),
 }
 
