@@ -131,6 +131,22 @@ class MetalloNetFusionLayer(BertLayer):
             self.crossattention.output = MetalloNetGatedOutput(config)
 
 
+def fusion_layer_config(config: MetalloNetConfig, **attention) -> BertConfig:
+    """The `BertConfig` of MetalloNet's fusion layers (width `hidden_dim`, GELU, SDPA); `attention`: cross-attention
+    switches."""
+    return BertConfig(
+        hidden_size=config.hidden_dim,
+        num_hidden_layers=config.num_fusion_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        hidden_act="gelu",
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+        attn_implementation="sdpa",
+        **attention,
+    )
+
+
 class MetalloNetFusion(nn.Module):
     """CLS + main tokens through `num_fusion_layers` fusion layers, cross-attending to context tokens if given.
 
@@ -139,18 +155,7 @@ class MetalloNetFusion(nn.Module):
 
     def __init__(self, config: MetalloNetConfig, cross_attention: bool):
         super().__init__()
-        bert_config = BertConfig(
-            hidden_size=config.hidden_dim,
-            num_hidden_layers=config.num_fusion_layers,
-            num_attention_heads=config.num_attention_heads,
-            intermediate_size=config.intermediate_size,
-            hidden_act="gelu",
-            hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.dropout,
-            is_decoder=cross_attention,
-            add_cross_attention=cross_attention,
-            attn_implementation="sdpa",
-        )
+        bert_config = fusion_layer_config(config, is_decoder=cross_attention, add_cross_attention=cross_attention)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_dim))
         self.layers = nn.ModuleList(
             [MetalloNetFusionLayer(bert_config, layer_idx=i) for i in range(config.num_fusion_layers)]
@@ -217,16 +222,7 @@ class MetalloNetGridFusion(nn.Module):
         )
         self.position_embeddings = MetalloNetGridPositionEmbedding(*config.grid, width)
         self.context_proj = nn.Linear(2 * width, width)
-        bert_config = BertConfig(
-            hidden_size=width,
-            num_hidden_layers=config.num_fusion_layers,
-            num_attention_heads=config.num_attention_heads,
-            intermediate_size=config.intermediate_size,
-            hidden_act="gelu",
-            hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.dropout,
-            attn_implementation="sdpa",
-        )
+        bert_config = fusion_layer_config(config)
         self.layers = nn.ModuleList([BertLayer(bert_config, layer_idx=i) for i in range(config.num_fusion_layers)])
         self.norm = nn.LayerNorm(width)
         self.cell_head = nn.Linear(width, 1)
