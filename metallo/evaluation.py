@@ -27,8 +27,7 @@ from metallo.training import lineage
 from metallo.training.arguments import tracks_mlflow
 from metallo.training.metrics import regression_metrics
 from metallo.training.progress import quiet_libraries
-from metallo.training.tracking import Tracker
-from metallo.training.train import RUN_FILE, TRACKING_KEYS
+from metallo.training.tracking import TRACKING_KEYS, Tracker
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 
 EVALUATE_KEYS = ("batch_size", "attention_examples", "interval")
@@ -164,8 +163,7 @@ def open_train_run(params: dict, paths: Paths) -> Tracker:
     """
     experiment = section(params, "tracking", TRACKING_KEYS)["experiment"]
     digest = lineage.model_digest(paths.model)
-    run_file = paths.model.parent / RUN_FILE
-    run = read_json(run_file) if run_file.is_file() else {}
+    run = read_json(paths.run_file) if paths.run_file.is_file() else {}
     if run.get("model_digest") == digest:
         return Tracker(experiment, enabled=bool(run.get("run_id")), run_id=run.get("run_id"))
     if not tracks_mlflow(params.get("train") or {}):

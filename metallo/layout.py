@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from metallo.errors import MetalloError
 from metallo.io import read_json
 from metallo.params import section
@@ -29,6 +31,11 @@ class Paths:
     @property
     def stats(self) -> Path:
         return self.split / "stats.json"
+
+    @property
+    def run_file(self) -> Path:
+        """The MLflow run the trained model belongs to (untracked: a run id differs on every run)."""
+        return self.model.parent / "run.json"
 
 
 PATHS = Paths()
@@ -54,6 +61,37 @@ def wavelength_range(params: dict) -> tuple[float, float] | None:
     return first, last
 
 
+def check_positive_int(field: str, value: Any) -> None:
+    """Raises a ValueError unless ``value`` is a positive integer (a Python or NumPy int, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{field} must be a positive integer; got {value!r}")
+
+
+def check_grid(grid: Any, n_spectra: int) -> tuple[int, int]:
+    """``grid`` as ``(rows, cols)``: two positive integers with ``rows * cols == n_spectra``.
+
+    Raises:
+        ValueError: naming what is wrong (callers add which param or field it was).
+    """
+    if isinstance(grid, str):
+        raise ValueError(f"grid must be [rows, cols]; got {grid!r}")
+    try:
+        values = list(grid)
+    except TypeError:
+        raise ValueError(f"grid must be [rows, cols]; got {grid!r}") from None
+    if len(values) != 2:
+        raise ValueError(f"grid must be [rows, cols]; got {grid!r}")
+    for value in values:
+        check_positive_int("grid entries", value)
+    rows, cols = (int(v) for v in values)
+    if rows * cols != n_spectra:
+        raise ValueError(
+            f"grid {rows}x{cols} holds {rows * cols} measurement points but n_spectra is {n_spectra}; "
+            "rows * cols must equal n_spectra"
+        )
+    return rows, cols
+
+
 @dataclass(frozen=True)
 class DataShape:
     """``data:`` section: the shape of one sample's spectra and their measurement grid."""
@@ -65,13 +103,12 @@ class DataShape:
     @classmethod
     def from_params(cls, params: dict) -> DataShape:
         data = section(params, "data", DATA_KEYS)
-        grid = tuple(int(v) for v in data["grid"])
-        shape = cls(int(data["n_spectra"]), int(data["spectrum_length"]), grid)
-        if len(grid) != 2 or grid[0] * grid[1] != shape.n_spectra:
-            raise MetalloError(
-                f"data.grid {list(grid)} must be [rows, cols] with rows*cols == data.n_spectra ({shape.n_spectra})."
-            )
-        return shape
+        n_spectra, spectrum_length = int(data["n_spectra"]), int(data["spectrum_length"])
+        try:
+            grid = check_grid(data["grid"], n_spectra)
+        except ValueError as err:
+            raise MetalloError(f"data.{err} (data.n_spectra {n_spectra}); set data.grid to [rows, cols].") from None
+        return cls(n_spectra, spectrum_length, grid)
 
     @property
     def spectra(self) -> tuple[int, int]:

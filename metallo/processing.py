@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
+from metallo.data.geometry import Geometry
 from metallo.errors import MetalloError
 
 PROCESSOR_FILE = "preprocessor_config.json"
+#: ``fit`` of processors saved before convert had the option: the original resize-and-crop geometry.
+FIT_BEFORE_OPTION = "crop"
 
 
 #: Per-spectrum normalisations (``preprocess.spectra``): ``snv`` = standard normal variate (each
@@ -84,9 +87,9 @@ class MetalloProcessor(BaseImageProcessor):
     spectra_mean: list[float]
     spectra_std: list[float]
     image_size: int
-    resize: int = 336
-    crop: int = 300
-    fit: str = "crop"
+    resize: int = Geometry.resize
+    crop: int = Geometry.crop
+    fit: str = FIT_BEFORE_OPTION
     bit_depth: int = 16
     spectra_norm: str = "standard"
     image_norm: str = "dataset"
@@ -111,7 +114,7 @@ class MetalloProcessor(BaseImageProcessor):
         image_size: int,
         resize: int,
         crop: int,
-        fit: str = "crop",
+        fit: str = FIT_BEFORE_OPTION,
         bit_depth: int = 16,
         spectra_norm: str = "snv",
         image_norm: str = "dataset",
@@ -192,8 +195,6 @@ class MetalloProcessor(BaseImageProcessor):
         scaled to 8 bits first (:func:`metallo.data.readers.read_image_rgb` does it as convert did).
         """
         from PIL import Image
-
-        from metallo.data.geometry import Geometry
 
         if return_tensors not in ("pt", None):
             raise MetalloError(
@@ -300,7 +301,7 @@ class MetalloProcessor(BaseImageProcessor):
         Anything else (images, with ``spectra=`` raw spectra) goes to :meth:`preprocess`.
 
         Optional ``image_gain`` / ``spectra_gain`` / ``spectra_offset`` entries (from
-        :func:`augment_batch`) are consumed. With ``raw_copies`` the batch also gets
+        :func:`metallo.augmentation.augment_batch`) are consumed. With ``raw_copies`` the batch also gets
         ``raw_pixel_values`` (intensities in [0, 1] at the stored resolution, not resized) and
         ``raw_spectra`` (as measured), after the
         same augmentation, for models that compute features of their own from them.
@@ -321,69 +322,6 @@ class MetalloProcessor(BaseImageProcessor):
             if self.raw_copies:
                 out["raw_spectra"] = raw
         return out
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Training-only jitter of raw inputs, as between specimens and sessions (``preprocess.augment_*``).
-
-    Args:
-        illumination: ± relative brightness of the whole micrograph (microscope lamp).
-        colour: ± relative gain of each colour channel (the lamp's colour temperature).
-        spectra_gain: ± relative spectrometer gain.
-        spectra_offset: ± dark offset added to each spectrum, in units of its own std.
-    """
-
-    illumination: float = 0.15
-    colour: float = 0.06
-    spectra_gain: float = 0.05
-    spectra_offset: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("illumination", "colour", "spectra_gain"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise MetalloError(f"preprocess.augment_{name} must be in [0, 1); got {getattr(self, name)!r}.")
-        if not 0.0 <= self.spectra_offset <= 10.0:
-            raise MetalloError(f"preprocess.augment_spectra_offset must be in [0, 10]; got {self.spectra_offset!r}.")
-
-
-def augment_batch(
-    batch: dict, grid: tuple[int, int], ranges: Augmentation = Augmentation(), generator: torch.Generator | None = None
-) -> dict:
-    """Training augmentation of a raw batch: grid-consistent flips plus per-sample gains.
-
-    The random numbers are drawn on the batch's device (no host round trip); the processor
-    applies the gains and offsets before normalising.
-    """
-    batch = flip_batch(batch, grid, generator)
-    size = batch["pixel_values"].shape[0]
-    device = batch["pixel_values"].device
-
-    def uniform(spread: float, *shape: int) -> torch.Tensor:
-        return 2.0 * spread * torch.rand(size, *shape, generator=generator, device=device) - spread
-
-    image_gain = (1.0 + uniform(ranges.illumination, 1)) * (1.0 + uniform(ranges.colour, 3))
-    out = {**batch, "image_gain": image_gain, "spectra_gain": 1.0 + uniform(ranges.spectra_gain)}
-    if ranges.spectra_offset:
-        out["spectra_offset"] = uniform(ranges.spectra_offset)
-    return out
-
-
-def flip_batch(batch: dict, grid: tuple[int, int], generator: torch.Generator | None = None) -> dict:
-    """Random horizontal/vertical flips that keep each spectrum under its grid cell.
-
-    Works on uint8 B×H×W×3 images and B×S×L spectra (S = rows × cols, row-major), before
-    normalisation. Each sample is flipped independently.
-    """
-    pixels, spectra = batch["pixel_values"], batch["spectra"]
-    rows, cols = grid
-    flips = torch.rand(pixels.shape[0], 2, generator=generator, device=pixels.device) < 0.5
-    on_grid = spectra.view(-1, rows, cols, spectra.shape[-1])
-    for axis, (image_dim, grid_dim) in enumerate(((2, 2), (1, 1))):  # horizontal: width/cols; vertical: height/rows
-        chosen = flips[:, axis]
-        pixels = torch.where(chosen.view(-1, 1, 1, 1), pixels.flip(image_dim), pixels)
-        on_grid = torch.where(chosen.view(-1, 1, 1, 1), on_grid.flip(grid_dim), on_grid)
-    return {**batch, "pixel_values": pixels, "spectra": on_grid.reshape(spectra.shape)}
 
 
 def register_image_processor() -> None:

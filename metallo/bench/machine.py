@@ -80,10 +80,10 @@ def resolve_device(name: str):
 
 def resolve_precision(name: str, device) -> str:
     """``auto`` → bf16 autocast on a GPU that supports it, else fp32 (as the train stage does)."""
-    import torch
+    from metallo.training.arguments import bf16_supported
 
     if name == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if bf16_supported(device.type) else "fp32"
     if name not in ("bf16", "fp32"):
         raise MetalloError(f"--precision must be auto, bf16 or fp32; got {name!r}.")
     return name

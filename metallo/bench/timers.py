@@ -50,7 +50,7 @@ def build_model(config: BenchConfig, stats: dict):
     """The model ``config`` names, built as the train stage builds it (seeded with ``config.seed``)."""
     from transformers import set_seed
 
-    from metallo.training.train import build_model as build_training_model
+    from metallo.training.components import build_model as build_training_model
 
     set_seed(config.seed)
     params = {

@@ -29,7 +29,7 @@ from metallo.data.generative import SLICE_PROFILES, SampleLatents, generate_samp
 from metallo.data.ingest import MANIFEST, MANIFEST_COLUMNS
 from metallo.errors import MetalloError
 from metallo.io import remove_path, write_file, write_rows
-from metallo.layout import PATHS, DataShape
+from metallo.layout import PATHS, DataShape, check_grid, check_positive_int
 from metallo.parallel import map_ordered, resolve_workers
 from metallo.params import section
 
@@ -113,11 +113,6 @@ def _write_sample(task) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid) -> tuple[int, int]:
     """Check the arguments of :func:`synthesize`; the grid as ``(rows, cols)``."""
     if not isinstance(samples_per_slice, dict) or not samples_per_slice:
@@ -125,17 +120,10 @@ def _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid) -
     for sid, n in samples_per_slice.items():
         if str(sid) not in SLICE_PROFILES:
             raise ValueError(f"unknown slice id {sid!r}; known: {', '.join(SLICE_PROFILES)}")
-        _positive_int(f"samples_per_slice[{sid!r}]", n)
-    try:
-        rows, cols = (int(g) for g in grid)
-    except (TypeError, ValueError):
-        raise ValueError(f"grid must be a pair (rows, cols), got {grid!r}") from None
+        check_positive_int(f"samples_per_slice[{sid!r}]", n)
     for name, value in (("image_size", image_size), ("n_spectra", n_spectra), ("spectrum_length", spectrum_length)):
-        _positive_int(name, value)
-    if rows <= 0 or cols <= 0:
-        raise ValueError(f"grid entries must be positive, got {grid!r}")
-    if rows * cols != n_spectra:
-        raise ValueError(f"grid {rows}x{cols} = {rows * cols} cells does not match n_spectra={n_spectra}")
+        check_positive_int(name, value)
+    rows, cols = check_grid(grid, n_spectra)
     if image_size < max(rows, cols):
         raise ValueError(f"image_size={image_size} is smaller than the grid {rows}x{cols}")
     if spectrum_length < 2:

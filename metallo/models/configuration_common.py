@@ -2,18 +2,14 @@
 
 from transformers import PretrainedConfig
 
+from metallo.layout import check_grid, check_positive_int
+
 #: Input views a model can use.
 MODALITIES = ("image", "spectra")
 #: torchvision ResNet trunks a model can be built on.
 BACKBONE_NAMES = ("resnet18", "resnet50")
 #: Training losses on standardised labels.
 LOSS_NAMES = ("mse", "huber", "l1")
-
-
-def check_positive_int(field: str, value) -> None:
-    """Raises a ValueError unless `value` is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field} must be a positive integer; got {value!r}")
 
 
 def check_choice(field: str, value, choices) -> None:
@@ -79,17 +75,7 @@ class MetalloConfig(PretrainedConfig):
             )
         check_positive_int("n_spectra", self.n_spectra)
         check_positive_int("spectrum_length", self.spectrum_length)
-        if isinstance(self.grid, str) or len(self.grid) != 2:
-            raise ValueError(f"grid must be (rows, cols); got {self.grid!r}")
-        for value in self.grid:
-            check_positive_int("grid", value)
-        self.grid = tuple(self.grid)
-        rows, cols = self.grid
-        if rows * cols != self.n_spectra:
-            raise ValueError(
-                f"grid {self.grid} holds {rows * cols} measurement points but n_spectra is "
-                f"{self.n_spectra}; rows * cols must equal n_spectra"
-            )
+        self.grid = check_grid(self.grid, self.n_spectra)
         if isinstance(self.modalities, str):
             raise ValueError(f"modalities must be a list such as ['image', 'spectra']; got {self.modalities!r}")
         for modality in self.modalities:
@@ -103,6 +89,21 @@ class MetalloConfig(PretrainedConfig):
     @property
     def explanation_maps(self) -> bool:
         """Whether the model returns maps over the micrograph (`attention` or `cell_contributions`)."""
+        return False
+
+    @property
+    def raw_inputs(self) -> bool:
+        """Whether the model normalises its inputs itself (images in [0, 1], spectra as measured)."""
+        return False
+
+    @property
+    def raw_copies(self) -> bool:
+        """Whether the model also reads its inputs before normalisation (`raw_pixel_values`, `raw_spectra`)."""
+        return False
+
+    @property
+    def fitted_in_closed_form(self) -> bool:
+        """Whether the model is fitted in one closed-form step rather than trained by gradient descent."""
         return False
 
 

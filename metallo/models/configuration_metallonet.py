@@ -107,5 +107,10 @@ class MetalloNetConfig(MetalloNetworkConfig):
         """Per-cell contributions (grid fusion) or spatial attention (attention fusion) need the image."""
         return "image" in self.modalities
 
+    @property
+    def raw_copies(self) -> bool:
+        """The classical branch reads the stored-resolution image and the measured spectra."""
+        return self.classical_branch
+
 
 __all__ = ["CLASSICAL_FEATURES", "FUSIONS", "MetalloNetConfig"]

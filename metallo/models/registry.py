@@ -1,9 +1,10 @@
 """Name -> (config, model) registry, so params pick a model with `model.name: toynet | metallonet`."""
 
-import difflib
 import inspect
 
 from transformers import PretrainedConfig, PreTrainedModel
+
+from metallo.errors import did_you_mean
 
 from .configuration_classical import ClassicalConfig
 from .configuration_metallonet import MetalloNetConfig
@@ -64,10 +65,9 @@ def create_config(name: str, **overrides) -> PretrainedConfig:
     fields = config_fields(name)
     for key in overrides:
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"Unknown config field {key!r} for model {name!r}.{hint} Valid fields: {', '.join(fields)}"
+                f"Unknown config field {key!r} for model {name!r}.{did_you_mean(key, fields)} "
+                f"Valid fields: {', '.join(fields)}"
             )
     return config_class(**overrides)
 

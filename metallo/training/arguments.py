@@ -55,10 +55,20 @@ TRAINING_FIELDS = tuple(
 )
 
 
+def bf16_supported(device_type: str) -> bool:
+    """Whether bf16 autocast is the precision to use on ``device_type``: a CUDA GPU that supports it."""
+    return device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def hardware_defaults() -> dict[str, Any]:
     """``use_cpu``/``bf16`` for this machine: bf16 autocast on GPUs that support it."""
-    cuda = torch.cuda.is_available()
-    return {"use_cpu": not cuda, "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
+    return {"use_cpu": not torch.cuda.is_available(), "bf16": bf16_supported("cuda")}
+
+
+def report_targets(train: dict[str, Any]) -> list[str]:
+    """``train.report_to`` as a list (a string or ``none`` allowed); MLflow unless set otherwise."""
+    report_to = train.get("report_to", ["mlflow"])
+    return [report_to] if isinstance(report_to, str) else list(report_to or [])
 
 
 def accelerator_step_settings(pin_memory: bool = True) -> dict[str, Any]:
@@ -92,10 +102,8 @@ def build_training_arguments(
             kwargs.setdefault(key, value)
     if "fp16" not in kwargs:
         kwargs.setdefault("bf16", auto["bf16"] and not kwargs["use_cpu"])
-    report_to = kwargs.get("report_to", ["mlflow"])
-    report_to = [report_to] if isinstance(report_to, str) else list(report_to or [])
     # MLflow is handled by Metallo's own tracker (one run, only the params.yaml params).
-    kwargs["report_to"] = [r for r in report_to if r not in ("mlflow", "none")] or "none"
+    kwargs["report_to"] = [r for r in report_targets(train) if r not in ("mlflow", "none")] or "none"
     if options.compile:
         kwargs["torch_compile"] = True
     if options.early_stopping_patience and not kwargs.get("load_best_model_at_end", False):
@@ -111,5 +119,5 @@ def build_training_arguments(
 
 
 def tracks_mlflow(train: dict[str, Any]) -> bool:
-    report_to = train.get("report_to", ["mlflow"])
-    return "mlflow" in ([report_to] if isinstance(report_to, str) else list(report_to or []))
+    """Whether ``train.report_to`` asks for MLflow (Metallo's own tracker logs the run)."""
+    return "mlflow" in report_targets(train)

@@ -6,6 +6,9 @@ the optimiser differs: features of the whole train split, then one solve.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -61,3 +64,35 @@ def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, b
     """Fit ``model`` on ``train``; returns the ridge penalty it chose."""
     model.eval()
     return model.fit(dataset_features(model, processor, train, batch_size), train.labels)
+
+
+def start_from_classical_branch(model, processor: MetalloProcessor, train: MetalloDataset) -> None:
+    """Fit a deep model's classical branch (if it has one) so that training starts from its predictions."""
+    if model.config.raw_copies:
+        alpha = initialise_classical_branch(model, processor, train)
+        print(f"train: classical branch fitted by ridge (alpha {alpha:g}); training starts from its predictions")
+
+
+def fit_on_splits(
+    model, processor: MetalloProcessor, datasets: dict[str, MetalloDataset], model_name: str, tracker, live
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Fit a closed-form model on the train split; its training summary and validation predictions.
+
+    The fit's time goes to the MLflow run, the validation metrics to the live metrics (one step).
+    """
+    from metallo.prediction import predict_arrays
+    from metallo.training.live import log_step
+    from metallo.training.metrics import METRIC_NAMES, regression_metrics
+    from metallo.training.outputs import training_summary
+
+    started = time.perf_counter()
+    alpha = fit_closed_form(model, processor, datasets["train"])
+    seconds = time.perf_counter() - started
+    tracker.log_metrics(
+        {"train_runtime": seconds, "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)}
+    )
+    val = datasets["val"]
+    val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
+    summary = training_summary(model_name, datasets, 1.0, 1, regression_metrics(val.labels, val_pred))
+    log_step(live, {f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}, step=1)
+    return {**summary, "ridge_alpha": alpha}, val_pred

@@ -1,5 +1,7 @@
 """What the train stage does differently under DDP (``torchrun``), kept correct beyond one node.
 
+* With ``train.nproc_per_node`` > 1 the stage re-runs itself under ``torchrun --standalone``
+  (:func:`relaunched_under_torchrun`); the Trainer then runs DDP in each process.
 * Each rank augments with its own device generator, seeded ``train.seed + rank``
   (:func:`augmentation_generator`): the ranks draw different flips and gains, reproducibly.
 * Old checkpoints are deleted by the process that writes checkpoints on this disk
@@ -15,12 +17,42 @@ Without a process group every function is a no-op apart from its single-process 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from metallo.errors import MetalloError
 from metallo.training import checkpoints
+
+#: The module torchrun runs in each process.
+STAGE_MODULE = "metallo.training.train"
+
+
+def under_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` (it sets ``LOCAL_RANK``)."""
+    return "LOCAL_RANK" in os.environ
+
+
+def launch_torchrun(nproc: int) -> None:
+    """Run the train stage under ``torchrun`` with ``nproc`` processes on this machine, and wait for it."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd += ["-m", STAGE_MODULE]
+    print("train: launching", " ".join(cmd[1:]), flush=True)
+    result = subprocess.run(cmd, check=False)
+    if result.returncode:
+        raise MetalloError(f"torchrun exited with status {result.returncode}; see the log above.")
+
+
+def relaunched_under_torchrun(nproc: int) -> bool:
+    """With ``nproc`` > 1 and not yet under torchrun, run the stage there (:func:`launch_torchrun`) and say so."""
+    if nproc <= 1 or under_torchrun():
+        return False
+    launch_torchrun(nproc)
+    return True
 
 
 def is_distributed() -> bool:

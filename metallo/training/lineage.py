@@ -185,3 +185,42 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
         return str(version.version)
 
     return tracker.call(f"register the model as {name!r}", _register)
+
+
+def data_hash(paths) -> str:
+    """A short digest of the processed data and the split (``data.hash`` tag, the datasets' digest)."""
+    digest = hashlib.sha256()
+    for path in (paths.processed / "samples.parquet", paths.split / "split.parquet", paths.stats):
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()[:16]
+
+
+def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool):
+    """Open the train stage's MLflow run: standard source tags, Metallo's tags, the params and the datasets.
+
+    The run is named after the DVC experiment when there is one (else the model and the time).
+    Returns the :class:`~metallo.training.tracking.Tracker` (disabled when ``enabled`` is false).
+    """
+    from datetime import datetime
+
+    from metallo.params import section
+    from metallo.training.tracking import TRACKING_KEYS, Tracker, git_commit
+
+    tracker = Tracker(section(params, "tracking", TRACKING_KEYS)["experiment"], enabled=enabled)
+    if not tracker.enabled:
+        return tracker
+    model_name = section(params, "model")["name"]
+    experiment_name = os.environ.get("DVC_EXP_NAME", "")
+    digest = data_hash(paths)
+    tags = {
+        **(tracker.call("read the source tags", lambda: source_tags(git_commit())) or {}),
+        "data.hash": digest,
+        "model.name": model_name,
+        **({"dvc.experiment": experiment_name} if experiment_name else {}),
+    }
+    tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
+    tracker.log_params(params)
+    inputs = tracker.call("describe the datasets", lambda: split_datasets(datasets, paths.processed, digest))
+    if inputs:
+        log_datasets(tracker, inputs)
+    return tracker

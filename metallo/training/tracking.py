@@ -11,25 +11,28 @@ before any MLflow call, and MLflow's own HTTP retries and timeout are bounded
 (:data:`HTTP_DEFAULTS`, only where the user has not set those variables), so an unreachable
 server costs seconds and one warning instead of minutes of retries.
 
-Each training run is tagged with the process that owns it (``metallo.pid``, ``metallo.host``,
-``metallo.pid_start``). When ``train`` starts a run it marks KILLED every run of its experiment
-still RUNNING whose owner process on this host is gone (a killed training cannot end its run).
+Each training run is tagged with the process that owns it; when ``train`` starts a run it marks KILLED
+the runs a killed training left RUNNING (:mod:`metallo.training.stale_runs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from metallo.params import flatten
+from metallo.training.stale_runs import end_stale_runs, owner_tags
 
+#: Keys of the ``tracking:`` params section.
+TRACKING_KEYS = ("experiment", "register")
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 #: MLflow HTTP settings Metallo applies when the environment does not set them (MLflow's defaults
@@ -42,7 +45,6 @@ HTTP_DEFAULTS = {
 }
 #: Seconds to wait for a TCP connection to an HTTP(S) tracking server before giving up on it.
 CONNECT_TIMEOUT_S = 3.0
-PID_TAG, HOST_TAG, START_TAG = "metallo.pid", "metallo.host", "metallo.pid_start"
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -92,57 +94,6 @@ def unreachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
             return None
     except (OSError, ValueError) as err:
         return f"{type(err).__name__}: {err}"
-
-
-def process_start(pid: int) -> str:
-    """The kernel's start time of process ``pid`` (Linux; ``""`` elsewhere): tells a reused PID apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def process_alive(pid: int, start: str = "") -> bool:
-    """Whether process ``pid`` on this host still runs (and, when ``start`` is known, is the same process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("Z", "X"):  # killed, not yet reaped
-            return False
-    except (OSError, IndexError):
-        pass
-    return not (start and process_start(pid) and process_start(pid) != start)
-
-
-def owner_tags() -> dict[str, str]:
-    """Tags naming the process that owns a run."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), START_TAG: process_start(os.getpid())}
-
-
-def stale_runs(client, experiment_id: str) -> list:
-    """RUNNING runs of the experiment whose owner process on this host is gone."""
-    from mlflow.entities import ViewType
-
-    host = socket.gethostname()
-    stale = []
-    for run in client.search_runs(
-        [experiment_id],
-        filter_string="attributes.status = 'RUNNING'",
-        run_view_type=ViewType.ACTIVE_ONLY,
-        max_results=1000,
-    ):
-        tags = run.data.tags
-        if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
-            continue  # another machine's run, or one without an owner: leave it alone
-        if not process_alive(int(tags[PID_TAG]), tags.get(START_TAG, "")):
-            stale.append(run)
-    return stale
 
 
 class Tracker:
@@ -200,7 +151,7 @@ class Tracker:
                     if experiment
                     else client.create_experiment(self.experiment, artifact_location=self._artifact_location())
                 )
-                self.end_stale_runs(client, experiment_id)
+                end_stale_runs(client, experiment_id)
                 run = client.create_run(experiment_id, run_name=run_name, tags={**dict(tags or {}), **owner_tags()})
                 self.run_id = run.info.run_id
             return self.run_id
@@ -214,25 +165,9 @@ class Tracker:
         def _sweep() -> None:
             experiment = self.client().get_experiment_by_name(self.experiment)
             if experiment is not None:
-                self.end_stale_runs(self.client(), experiment.experiment_id)
+                end_stale_runs(self.client(), experiment.experiment_id)
 
         self._safely("check for runs left RUNNING", _sweep)
-
-    @staticmethod
-    def end_stale_runs(client, experiment_id: str) -> list[str]:
-        """Mark KILLED the experiment's RUNNING runs whose process is gone; return their ids."""
-        ended = []
-        try:
-            for stale in stale_runs(client, experiment_id):
-                client.set_terminated(stale.info.run_id, "KILLED")
-                ended.append(stale.info.run_id)
-                print(
-                    f"tracking: marked run {stale.info.run_id} KILLED (its process {stale.data.tags[PID_TAG]} "
-                    "on this host is gone)"
-                )
-        except Exception as err:  # noqa: BLE001 - cleaning up old runs must not stop this one
-            warnings.warn(f"MLflow: could not check for runs left RUNNING by killed trainings ({err})", stacklevel=2)
-        return ended
 
     def _artifact_location(self) -> str | None:
         return artifact_root() if self.uri.startswith("sqlite:") else None
@@ -288,6 +223,15 @@ class Tracker:
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
         self._safely("end the run", lambda: self.client().set_terminated(self.run_id, status))
+
+    @contextlib.contextmanager
+    def failed_on_error(self) -> Iterator[None]:
+        """End the run as FAILED when the block raises (a Ctrl-C too), then let the error go on."""
+        try:
+            yield
+        except BaseException:
+            self.finish("FAILED")
+            raise
 
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run any other MLflow call under the same failure policy."""

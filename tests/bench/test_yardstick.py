@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from metallo.augmentation import Augmentation, augment_batch
 from metallo.data.split import split_samples, train_statistics
 from metallo.errors import MetalloError
 from metallo.models import create_model
-from metallo.processing import Augmentation, MetalloProcessor, augment_batch, floored_std, snv
+from metallo.processing import MetalloProcessor, floored_std, snv
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration, save_calibration
 
 SHAPE, GRID = (6, 40), (3, 2)
@@ -128,7 +129,7 @@ def test_classical_model_fits_saves_and_predicts(tmp_path):
 
 
 def test_classical_model_ignores_other_models_params_and_refuses_unknown_ones():
-    from metallo.training.train import build_model
+    from metallo.training.components import build_model
 
     params = {
         "data": {"n_spectra": 6, "spectrum_length": 40, "grid": [3, 2]},

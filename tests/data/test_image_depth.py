@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from metallo.data.convert import Geometry, convert, processor_settings, run_convert
@@ -18,6 +17,7 @@ from metallo.data.readers import bits_for_max, read_image, read_image_rgb, scale
 from metallo.errors import MetalloError
 from metallo.processing import MetalloProcessor
 from tests.helpers import data as H
+from tests.helpers.models import save_tiny_model, tiny_model, tiny_processor
 
 
 def _ramp(top: int, size=(20, 24)) -> np.ndarray:
@@ -173,33 +173,18 @@ def test_processor_saves_and_loads_fit_and_bit_depth(tmp_path):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from metallo.models import create_model
-
-    out = tmp_path_factory.mktemp("tiny-model")
-    torch.manual_seed(0)
-    model = create_model(
-        "metallonet",
-        n_spectra=6,
+    model = tiny_model(n_spectra=6, spectrum_length=20, grid=[3, 2], image_size=32, hidden_dim=8, label_mean=2.0)
+    processor = tiny_processor(
         spectrum_length=20,
-        grid=[3, 2],
-        image_size=32,
-        hidden_dim=8,
-        label_mean=2.0,
-        label_std=1.0,
-    )
-    model.save_pretrained(out)
-    MetalloProcessor(
-        image_mean=[0.5] * 3,
-        image_std=[0.25] * 3,
-        spectra_mean=[0.5] * 20,
-        spectra_std=[0.1] * 20,
         image_size=32,
         resize=36,
         crop=32,
         fit="full",
         bit_depth=12,
-    ).save_pretrained(out)
-    return out
+        spectra_mean=[0.5] * 20,
+        spectra_std=[0.1] * 20,
+    )
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), model, processor)
 
 
 def test_predict_applies_the_trained_bit_depth_and_rejects_a_line_image(tmp_path, model_dir):

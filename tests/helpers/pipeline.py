@@ -94,17 +94,3 @@ def error_message(result: subprocess.CompletedProcess) -> str:
 
 def lock_outs(lock: dict, stage_name: str) -> dict[str, str]:
     return {out["path"]: out["md5"] for out in lock["stages"][stage_name]["outs"]}
-
-
-def tiny_processor():
-    from metallo.processing import MetalloProcessor
-
-    return MetalloProcessor(
-        image_mean=[0.5] * 3,
-        image_std=[0.25] * 3,
-        spectra_mean=[0.0] * 64,
-        spectra_std=[1.0] * 64,
-        image_size=64,
-        resize=72,
-        crop=64,
-    )

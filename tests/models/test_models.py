@@ -9,9 +9,9 @@ from torchvision.models import resnet18
 from transformers import AutoConfig, AutoModel
 
 import metallo.models as mm
+from metallo.augmentation import flip_batch
 from metallo.models.cells import cell_pooling_weights
 from metallo.models.modeling_common import feature_map_size, stage_stride
-from metallo.processing import flip_batch
 
 TINY = dict(image_size=64, spectrum_length=256, hidden_dim=32, intermediate_size=64)
 BATCH = 4
@@ -256,7 +256,7 @@ def test_config_validation(overrides, message):
 def test_create_model_errors():
     with pytest.raises(ValueError, match="available models: classical, metallonet, toynet"):
         mm.create_model("resnet")
-    with pytest.raises(ValueError, match="'hiden_dim'.*Did you mean 'hidden_dim'.*Valid fields:.*image_size"):
+    with pytest.raises(ValueError, match="'hiden_dim'.*Did you mean: hidden_dim.*Valid fields:.*image_size"):
         mm.create_model("toynet", hiden_dim=8)
     with pytest.raises(ValueError, match="'num_fusion_layers'"):
         mm.create_config("toynet", num_fusion_layers=1)

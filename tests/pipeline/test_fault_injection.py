@@ -23,6 +23,7 @@ import psutil
 import pytest
 import yaml
 
+from tests.helpers.models import save_tiny_model
 from tests.helpers.pipeline import clone, edit_params, error_message, lock_outs, remove, stages_at_once
 from tests.helpers.project import REPO, make_project, project_env, run
 
@@ -101,35 +102,6 @@ def test_pool_workers_die_when_their_parent_is_killed(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # 2. bad inputs through the CLI: a clear one-paragraph error, never a traceback
 # ----------------------------------------------------------------------------------------------
-
-
-def _tiny_model(out: Path) -> Path:
-    import torch
-
-    from metallo.models import create_model
-    from metallo.processing import MetalloProcessor
-
-    torch.manual_seed(0)
-    create_model(
-        "metallonet",
-        n_spectra=24,
-        spectrum_length=64,
-        grid=[6, 4],
-        image_size=64,
-        hidden_dim=16,
-        label_mean=3.0,
-        label_std=1.0,
-    ).save_pretrained(out)
-    MetalloProcessor(
-        image_mean=[0.5] * 3,
-        image_std=[0.25] * 3,
-        spectra_mean=[0.0] * 64,
-        spectra_std=[1.0] * 64,
-        image_size=64,
-        resize=72,
-        crop=64,
-    ).save_pretrained(out)
-    return out
 
 
 def _variant(base: Path, dst: Path, edit) -> Path:
@@ -238,7 +210,7 @@ for name, (argv, out, err) in cases.items():
 def bad_input_results(tmp_path_factory):
     """Every BAD_INPUTS case through ``metallo predict`` in a subprocess; its stdin stays open and unread."""
     base = tmp_path_factory.mktemp("bad-inputs")
-    good = _tiny_model(base / "good")
+    good = save_tiny_model(base / "good")
     manifest = base / "manifest.csv"
     manifest.write_text("sample_id,slice_id,image,spectra\n")
     cases, models = {}, {}

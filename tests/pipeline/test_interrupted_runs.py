@@ -75,8 +75,7 @@ def test_atomic_folder_write_interrupted_leaves_destination_untouched(tmp_path, 
 
 
 def test_resume_passes_over_checkpoints_a_kill_left_half_written(tmp_path):
-    from metallo.training.checkpoints import FINGERPRINT_FILE
-    from metallo.training.train import last_complete_checkpoint  # still importable from train
+    from metallo.training.checkpoints import FINGERPRINT_FILE, last_complete_checkpoint
 
     folder = tmp_path / "checkpoints"
     assert last_complete_checkpoint(folder) is None  # no folder yet

@@ -12,15 +12,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import TrainerCallback
 
+from metallo.augmentation import Augmentation, augment_batch
 from metallo.errors import MetalloError
-from metallo.models import create_model
 from metallo.params import load_params
-from metallo.processing import Augmentation, augment_batch
 from metallo.training.arguments import accelerator_step_settings, build_training_arguments
 from metallo.training.distributed import augmentation_generator
 from metallo.training.profiles import PROFILES, apply_profile
 from metallo.training.tracking import Tracker
-from tests.helpers.pipeline import tiny_processor
+from tests.helpers.models import tiny_model, tiny_processor
 from tests.helpers.project import REPO
 
 
@@ -87,19 +86,10 @@ class HostSyncCounter(TrainerCallback):
 def _tiny_trainer(tmp_path, train: dict, callbacks=()):
     from torch.utils.data import default_collate
 
-    from metallo.training.train import MetalloTrainer
+    from metallo.training.trainer import MetalloTrainer
 
     torch.manual_seed(0)
-    model = create_model(
-        "toynet",
-        n_spectra=24,
-        spectrum_length=64,
-        grid=[6, 4],
-        image_size=64,
-        hidden_dim=8,
-        label_mean=0.0,
-        label_std=1.0,
-    )
+    model = tiny_model("toynet", hidden_dim=8, label_mean=0.0)
     rows = [
         {
             "pixel_values": torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8),

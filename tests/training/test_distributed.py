@@ -47,7 +47,7 @@ def test_train_stage_under_torchrun_saves_and_logs_once(tmp_path):
 
 def _draw_on_rank(rank: int, world: int, port: int, out: dict) -> None:
     """One gloo rank: the train stage's augmentation generator and one augmentation of a shared batch."""
-    from metallo.processing import Augmentation, augment_batch
+    from metallo.augmentation import Augmentation, augment_batch
     from metallo.training.distributed import augmentation_generator
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

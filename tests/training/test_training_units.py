@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from metallo.augmentation import flip_batch
 from metallo.errors import MetalloError
-from metallo.processing import MetalloProcessor, flip_batch
+from metallo.processing import MetalloProcessor
 from metallo.training.arguments import METALLO_OPTIONS, build_training_arguments
 from metallo.training.metrics import regression_metrics
 from metallo.training.tracking import Tracker, project_root, tracking_uri
@@ -166,7 +167,7 @@ def test_in_memory_dataset_matches_the_memory_mapped_one(tmp_path):
 
 
 def test_data_on_device_setting(tmp_path):
-    from metallo.training.train import use_data_on_device
+    from metallo.training.trainer import use_data_on_device
 
     args, _ = build_training_arguments({"early_stopping_patience": 0, "use_cpu": True}, tmp_path)
     assert use_data_on_device("auto", None, args) is False  # CPU: the memory maps are already in RAM
@@ -224,7 +225,7 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
 
     import mlflow
 
-    from metallo.training import tracking
+    from metallo.training import stale_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -236,8 +237,8 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     host = socket.gethostname()
     runs = {
         "dead": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
-        "alive": client.create_run(experiment_id, tags=tracking.owner_tags()),
-        "reused pid": client.create_run(experiment_id, tags={**tracking.owner_tags(), "metallo.pid_start": "1"}),
+        "alive": client.create_run(experiment_id, tags=stale_runs.owner_tags()),
+        "reused pid": client.create_run(experiment_id, tags={**stale_runs.owner_tags(), "metallo.pid_start": "1"}),
         "other host": client.create_run(
             experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": "elsewhere"}
         ),

@@ -1,0 +1,106 @@
+"""The train stage's parts built from params: the model, its input processor, the augmentation, the splits.
+
+Everything here reads ``params.yaml`` sections and the files of earlier stages (``convert.json``,
+``data/split/stats.json``) and builds objects; nothing trains or writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metallo.augmentation import Augmentation
+from metallo.data.convert import grid_extents, processor_settings
+from metallo.data.dataset import MetalloDataset, load_splits
+from metallo.errors import MetalloError
+from metallo.layout import PATHS, DataShape, Paths, load_stats
+from metallo.params import section
+from metallo.processing import MetalloProcessor
+
+#: Keys of the ``preprocess:`` params section.
+PREPROCESS_KEYS = (
+    "spectra",
+    "std_floor",
+    "image",
+    "augment_illumination",
+    "augment_colour",
+    "augment_spectra_gain",
+    "augment_spectra_offset",
+)
+
+
+def dataset_grid_extent(paths: Paths = PATHS) -> list[float]:
+    """The measurement grid's place in the converted images (median over samples; see ``convert.fit``)."""
+    return [round(float(v), 6) for v in np.median(grid_extents(paths.processed), axis=0)]
+
+
+def build_model(params: dict, stats: dict, grid_extent: list[float] | None = None):
+    """The model named by ``model.name`` with the data shape and the train label statistics.
+
+    Keys of ``model:`` that belong to another registered model (e.g. ``backbone`` when the
+    classical baseline is chosen) are left out, so one params file serves every model;
+    a key no model knows is refused. ``grid_extent`` (from the convert geometry) goes to models
+    that place spectra on the image.
+    """
+    from metallo.models import config_fields, create_model, list_models
+
+    cfg = dict(section(params, "model"))
+    name = cfg.pop("name", None)
+    if not name:
+        raise MetalloError("model.name is missing; set it to one of metallo.models.list_models() (e.g. metallonet).")
+    if name in list_models():
+        own = set(config_fields(name))
+        others = {field for other in list_models() for field in config_fields(other)} - own
+        cfg = {key: value for key, value in cfg.items() if key not in others}
+        if grid_extent is not None and "grid_extent" in own:
+            cfg.setdefault("grid_extent", grid_extent)
+    shape = DataShape.from_params(params)
+    try:
+        return create_model(
+            name,
+            n_spectra=shape.n_spectra,
+            spectrum_length=shape.spectrum_length,
+            grid=list(shape.grid),
+            label_mean=stats["label"]["mean"],
+            label_std=stats["label"]["std"] or 1.0,
+            **cfg,
+        )
+    except ValueError as err:
+        raise MetalloError(f"cannot build model {name!r} from the model: params: {err}") from None
+
+
+def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATHS) -> MetalloProcessor:
+    """The input processor from ``preprocess:``, convert's geometry (``convert.json``) and the train statistics.
+
+    A model whose config has ``raw_inputs`` (the classical baseline) normalises its inputs itself and gets
+    images in [0, 1] and spectra as measured; one with ``raw_copies`` (a classical branch) gets both.
+    """
+    cfg = section(params, "preprocess", PREPROCESS_KEYS)
+    raw = model_config.raw_inputs
+    return MetalloProcessor.from_stats(
+        stats,
+        image_size=model_config.image_size,
+        **processor_settings(paths.processed),
+        spectra_norm="none" if raw else cfg.get("spectra", "snv"),
+        image_norm="none" if raw else cfg.get("image", "dataset"),
+        raw_copies=model_config.raw_copies,
+        std_floor=float(cfg.get("std_floor", 0.01)),
+    )
+
+
+def build_augmentation(params: dict) -> Augmentation:
+    """``preprocess.augment_*`` ranges (used when ``train.augment`` is on)."""
+    cfg = section(params, "preprocess", PREPROCESS_KEYS)
+    return Augmentation(
+        **{key.removeprefix("augment_"): float(value) for key, value in cfg.items() if key.startswith("augment_")}
+    )
+
+
+def build_model_and_data(params: dict, paths: Paths = PATHS) -> tuple[object, MetalloProcessor, dict]:
+    """The model, its processor (both from the train statistics) and the ``train``/``val``/``test`` splits."""
+    stats = load_stats(paths)
+    model = build_model(params, stats, dataset_grid_extent(paths))
+    processor = build_processor(params, stats, model.config, paths)
+    datasets: dict[str, MetalloDataset] = load_splits(paths)
+    if len(datasets["val"]) == 0:
+        raise MetalloError("the validation split is empty; raise split.val_fraction or add training samples.")
+    return model, processor, datasets

@@ -1,0 +1,83 @@
+"""Runs a killed training left RUNNING: who owns a run, and whether that process is gone.
+
+Each training run is tagged with the process that owns it (``metallo.pid``, ``metallo.host``,
+``metallo.pid_start``). When ``train`` starts a run it marks KILLED every run of its experiment
+still RUNNING whose owner process on this host is gone (a killed training cannot end its run);
+runs of other hosts, or without an owner, are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from pathlib import Path
+
+PID_TAG, HOST_TAG, START_TAG = "metallo.pid", "metallo.host", "metallo.pid_start"
+
+
+def process_start(pid: int) -> str:
+    """The kernel's start time of process ``pid`` (Linux; ``""`` elsewhere): tells a reused PID apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_alive(pid: int, start: str = "") -> bool:
+    """Whether process ``pid`` on this host still runs (and, when ``start`` is known, is the same process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):  # killed, not yet reaped
+            return False
+    except (OSError, IndexError):
+        pass
+    return not (start and process_start(pid) and process_start(pid) != start)
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), START_TAG: process_start(os.getpid())}
+
+
+def stale_runs(client, experiment_id: str) -> list:
+    """RUNNING runs of the experiment whose owner process on this host is gone."""
+    from mlflow.entities import ViewType
+
+    host = socket.gethostname()
+    stale = []
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1000,
+    ):
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
+            continue  # another machine's run, or one without an owner: leave it alone
+        if not process_alive(int(tags[PID_TAG]), tags.get(START_TAG, "")):
+            stale.append(run)
+    return stale
+
+
+def end_stale_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the experiment's RUNNING runs whose process is gone; return their ids."""
+    ended = []
+    try:
+        for stale in stale_runs(client, experiment_id):
+            client.set_terminated(stale.info.run_id, "KILLED")
+            ended.append(stale.info.run_id)
+            print(
+                f"tracking: marked run {stale.info.run_id} KILLED (its process {stale.data.tags[PID_TAG]} "
+                "on this host is gone)"
+            )
+    except Exception as err:  # noqa: BLE001 - cleaning up old runs must not stop this one
+        warnings.warn(f"MLflow: could not check for runs left RUNNING by killed trainings ({err})", stacklevel=2)
+    return ended
