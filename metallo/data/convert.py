@@ -192,41 +192,41 @@ def convert(
     if n == 0:
         raise MetalloError("convert has no accepted samples to convert; check data/interim/rejected.csv.")
     table = samples.reset_index(drop=True).copy()
-    has_digest = {"image_sha256", "spectra_sha256"} <= set(table.columns)
     with atomic_path(out_dir / "images.npy") as images_tmp, atomic_path(out_dir / "spectra.npy") as spectra_tmp:
         images_offset = _create_npy(images_tmp, np.dtype(np.uint8), (n, geometry.crop, geometry.crop, 3))
         spectra_offset = _create_npy(spectra_tmp, np.dtype(np.float32), (n, *spectra_shape))
-        tasks = []
-        for i, row in enumerate(table.to_dict("records")):
-            where = _describe(row.get("row"), row.get("sample_id"))
-            files = tuple(
-                (row[column], _resolve(raw_dir, row[column], where), row[f"{column}_sha256"] if has_digest else None)
-                for column in ("image", "spectra")
-            )
-            tasks.append(
-                (
-                    i,
-                    where,
-                    files,
-                    geometry,
-                    int(bit_depth),
-                    tuple(spectra_shape),
-                    str(images_tmp),
-                    images_offset,
-                    str(spectra_tmp),
-                    spectra_offset,
-                )
-            )
+        outputs = (str(images_tmp), images_offset, str(spectra_tmp), spectra_offset)
+        tasks = _tasks(table, raw_dir, (geometry, int(bit_depth), tuple(spectra_shape)), outputs)
         for _ in map_ordered(_convert_one, tasks, workers=workers, desc="convert", show_progress=show_progress):
             pass
     table.insert(0, "index", np.arange(n, dtype=np.int64))
     if {"width", "height"} <= set(table.columns):
-        extents = np.array(
-            [geometry.grid_extent(int(w), int(h)) for w, h in zip(table["width"], table["height"])], dtype=np.float64
-        ).reshape(n, 4)
-        for k, column in enumerate(GRID_COLUMNS):
-            table[column] = extents[:, k]
+        _add_grid_extents(table, geometry)
     return table
+
+
+def _tasks(table: pd.DataFrame, raw_dir, settings: tuple, outputs: tuple) -> list[tuple]:
+    """One :func:`_convert_one` task per row: its files (relative, resolved, recorded digest), then
+    ``settings`` (geometry, bit depth, spectra shape) and ``outputs`` (each array's file and data offset)."""
+    has_digest = {"image_sha256", "spectra_sha256"} <= set(table.columns)
+    tasks = []
+    for i, row in enumerate(table.to_dict("records")):
+        where = _describe(row.get("row"), row.get("sample_id"))
+        files = tuple(
+            (row[column], _resolve(raw_dir, row[column], where), row[f"{column}_sha256"] if has_digest else None)
+            for column in ("image", "spectra")
+        )
+        tasks.append((i, where, files, *settings, *outputs))
+    return tasks
+
+
+def _add_grid_extents(table: pd.DataFrame, geometry: Geometry) -> None:
+    """Add :data:`GRID_COLUMNS`: each sample's frame in normalised output coordinates."""
+    extents = np.array(
+        [geometry.grid_extent(int(w), int(h)) for w, h in zip(table["width"], table["height"])], dtype=np.float64
+    ).reshape(len(table), 4)
+    for k, column in enumerate(GRID_COLUMNS):
+        table[column] = extents[:, k]
 
 
 def run_convert(params: dict, paths: Paths = PATHS) -> int:

@@ -11,19 +11,16 @@ are checked. Row numbers are the manifest's real line numbers (a quoted field ma
 from __future__ import annotations
 
 import csv
-import math
 import os
-import re
 import stat
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from metallo.data.readers import SampleError, read_image, read_spectra
+from metallo.data.checks import check_raw_folder, check_row, parse_dos, special_files  # noqa: F401  (re-exported)
 from metallo.errors import MetalloError
-from metallo.io import PathEscapeError, resolve_inside, sha256_file, write_csv, write_json, write_parquet
+from metallo.io import write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
 from metallo.parallel import map_ordered
 from metallo.params import section
@@ -33,9 +30,6 @@ MANIFEST_COLUMNS = ("sample_id", "slice_id", "image", "spectra", "dos")
 #: The line of manifest.csv that holds data row 0 (line 1 is the header).
 FIRST_DATA_LINE = 2
 ON_ERROR_CHOICES = ("fail", "skip")
-#: A dos value: plain ASCII decimal or scientific notation (no digit separators, no other scripts).
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
-NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 #: Columns of samples.parquet, the accepted rows.
 ACCEPTED_COLUMNS = (
     "row",
@@ -51,6 +45,8 @@ ACCEPTED_COLUMNS = (
     "image_bit_depth",
     "image_max_value",
 )
+#: Columns of rejected.csv.
+REJECTED_COLUMNS = ["row", "sample_id", "reason"]
 
 
 @dataclass
@@ -86,8 +82,23 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
             f"holding {MANIFEST} (see docs/data.md), or run `dvc repro synthesize` for the demo data."
         )
     _check_manifest_file(path)
+    frame = _read_csv(path)
+    header, lines = _header_and_lines(path)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _check_columns(path, list(frame.columns) if header is None else header, require_label)
+    _check_rows(path, frame)
+    if "dos" not in frame.columns:
+        frame["dos"] = ""
+    if lines is None or len(lines) != len(frame):  # the csv module parsed it differently: count rows instead
+        lines = [FIRST_DATA_LINE + i for i in range(len(frame))]
+    frame.attrs["lines"] = lines
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """The manifest as a frame of strings; a file that is not UTF-8, empty or not CSV stops ingest."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=False)
     except UnicodeDecodeError:
         # pandas decodes in chunks, so err.start is relative to a chunk: find the offset in the file
         data = path.read_bytes()
@@ -105,27 +116,32 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
         ) from None
     except pd.errors.ParserError as err:
         raise MetalloError(f"{path} is not a readable CSV file: {err}") from None
-    header, lines = _header_and_lines(path)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if header is None:
-        header = list(frame.columns)
+
+
+def _check_columns(path: Path, header: list[str], require_label: bool) -> None:
+    """The header names exactly the manifest columns (``dos`` may be absent when no label is required)."""
     required = [c for c in MANIFEST_COLUMNS if require_label or c != "dos"]
     missing = [c for c in required if c not in header]
     repeated = sorted({c for c in header if header.count(c) > 1})
     extra = [c or "(a column without a name)" for c in dict.fromkeys(header) if c not in MANIFEST_COLUMNS]
-    if missing or repeated or extra:
-        problems = []
-        if missing:
-            problems.append(f"is missing column(s) {', '.join(missing)}")
-        if extra:
-            problems.append(f"has unexpected column(s) {', '.join(extra)}")
-        if repeated:
-            problems.append(f"repeats column(s) {', '.join(repeated)}")
-        raise MetalloError(
-            f"{path} {'; '.join(problems)}; the header must name exactly the columns "
-            f"{','.join(MANIFEST_COLUMNS)} (see docs/data.md). Remove or rename the other columns "
-            "(keep notes in a separate file)."
-        )
+    if not (missing or repeated or extra):
+        return
+    problems = []
+    if missing:
+        problems.append(f"is missing column(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"has unexpected column(s) {', '.join(extra)}")
+    if repeated:
+        problems.append(f"repeats column(s) {', '.join(repeated)}")
+    raise MetalloError(
+        f"{path} {'; '.join(problems)}; the header must name exactly the columns "
+        f"{','.join(MANIFEST_COLUMNS)} (see docs/data.md). Remove or rename the other columns "
+        "(keep notes in a separate file)."
+    )
+
+
+def _check_rows(path: Path, frame: pd.DataFrame) -> None:
+    """Data rows have no more fields than the header, and there is at least one."""
     if not isinstance(frame.index, pd.RangeIndex):  # pandas took the first field as an index and shifted the rest
         raise MetalloError(
             f"{path}: data rows have more fields than the header (a trailing comma?); every row needs exactly "
@@ -133,12 +149,6 @@ def read_manifest(source: str | os.PathLike, *, require_label: bool = True) -> p
         )
     if frame.empty:
         raise MetalloError(f"{path} has a header but no rows; add one row per sample.")
-    if "dos" not in frame.columns:
-        frame["dos"] = ""
-    if lines is None or len(lines) != len(frame):  # the csv module parsed it differently: count rows instead
-        lines = [FIRST_DATA_LINE + i for i in range(len(frame))]
-    frame.attrs["lines"] = lines
-    return frame
 
 
 def _check_manifest_file(path: Path) -> None:
@@ -180,78 +190,6 @@ def _header_and_lines(path: Path) -> tuple[list[str] | None, list[int] | None]:
     return header, lines
 
 
-def _clean_id(value: str, column: str, reasons: list[str]) -> str:
-    """Trim an id; reject an empty one or one holding control characters (NUL, newline, ...)."""
-    value = value.strip()
-    if not value:
-        reasons.append(f"{column} is empty")
-    elif any(unicodedata.category(ch) == "Cc" for ch in value):
-        reasons.append(f"{column} {value!r} contains control characters (NUL, tab, newline, ...); use printable text")
-    return value
-
-
-def parse_dos(text: str) -> tuple[float, str | None]:
-    """``(value, problem)`` for a dos field: plain ASCII decimal or scientific notation only."""
-    text = text.strip()
-    if NON_FINITE.fullmatch(text):
-        return math.nan, f"dos is not finite ({text})"
-    if not NUMBER.fullmatch(text):
-        return math.nan, (
-            f"dos {text!r} is not a number (use plain decimal or scientific notation such as "
-            "1.25 or -3e-2, without digit separators)"
-        )
-    value = float(text)
-    if not math.isfinite(value):
-        return math.nan, f"dos is not finite ({text})"
-    return value, None
-
-
-def _check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> dict:
-    """Check one manifest row (runs in a worker process)."""
-    row, record, root, spectra_shape, require_label = task
-    reasons: list[str] = []
-    out: dict = {"row": row}
-    out["sample_id"] = _clean_id(record["sample_id"], "sample_id", reasons)
-    out["slice_id"] = _clean_id(record["slice_id"], "slice_id", reasons)
-    dos_text = record["dos"].strip()
-    out["dos"] = math.nan
-    if dos_text:
-        out["dos"], problem = parse_dos(dos_text)
-        if problem:
-            reasons.append(problem)
-    elif require_label:
-        reasons.append("dos is missing")
-
-    for column in ("image", "spectra"):
-        relative = record[column].strip()
-        if not relative:
-            reasons.append(f"{column} path is empty")
-            continue
-        if "\0" in relative:  # the OS cannot open such a path (os functions raise ValueError)
-            reasons.append(f"{column} path {relative!r} contains a NUL character")
-            continue
-        try:
-            try:
-                path = resolve_inside(root, relative)
-            except RuntimeError as err:  # Path.resolve on Python < 3.13: a symbolic-link loop
-                reasons.append(f"{column} {relative!r} cannot be resolved (symbolic-link loop: {err})")
-                continue
-            if column == "image":
-                image = read_image(path)
-                out.update(
-                    width=image.width, height=image.height, image_bit_depth=image.bits, image_max_value=image.max_value
-                )
-            else:
-                read_spectra(path, spectra_shape)
-            out[f"{column}_sha256"] = sha256_file(path)
-        except (SampleError, PathEscapeError) as err:
-            reasons.append(f"{column} {relative!r}: {err}" if isinstance(err, PathEscapeError) else str(err))
-        except OSError as err:  # unreadable: permissions, a folder named like a file, ...
-            reasons.append(f"{column} {relative!r} cannot be read ({err.strerror or err})")
-    out["reasons"] = reasons
-    return out
-
-
 def validate_manifest(
     raw_dir: str | os.PathLike,
     *,
@@ -266,8 +204,15 @@ def validate_manifest(
     records = manifest[list(MANIFEST_COLUMNS)].to_dict("records")
     lines = manifest.attrs["lines"]
     tasks = [(line, rec, str(raw_dir), tuple(spectra_shape), require_label) for line, rec in zip(lines, records)]
-    checks = list(map_ordered(_check_row, tasks, workers=workers, desc="ingest", show_progress=show_progress))
+    checks = list(map_ordered(check_row, tasks, workers=workers, desc="ingest", show_progress=show_progress))
+    accepted, rejected = _sort_rows(records, checks)
+    result = IngestResult(_accepted_frame(accepted), pd.DataFrame(rejected, columns=REJECTED_COLUMNS), len(records))
+    assert result.counts["accepted"] + result.counts["rejected"] == result.total
+    return result
 
+
+def _sort_rows(records: list[dict], checks: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(accepted rows, rejected rows): a row is rejected for its own reasons or a repeated sample_id."""
     first_row_of: dict[str, int] = {}
     accepted, rejected = [], []
     for record, check in zip(records, checks):
@@ -292,9 +237,11 @@ def validate_manifest(
                     **{key: check[key] for key in ACCEPTED_COLUMNS[6:]},
                 }
             )
-    accepted_frame = pd.DataFrame(accepted, columns=list(ACCEPTED_COLUMNS))
-    rejected_frame = pd.DataFrame(rejected, columns=["row", "sample_id", "reason"])
-    accepted_frame = accepted_frame.astype(
+    return accepted, rejected
+
+
+def _accepted_frame(accepted: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(accepted, columns=list(ACCEPTED_COLUMNS)).astype(
         {
             "row": "int64",
             "dos": "float64",
@@ -304,9 +251,6 @@ def validate_manifest(
             "image_max_value": "int64",
         }
     )
-    result = IngestResult(accepted_frame, rejected_frame, total=len(records))
-    assert result.counts["accepted"] + result.counts["rejected"] == result.total
-    return result
 
 
 def format_rejections(rejected: pd.DataFrame, limit: int | None = None) -> str:
@@ -316,55 +260,6 @@ def format_rejections(rejected: pd.DataFrame, limit: int | None = None) -> str:
     if limit is not None and len(rejected) > limit:
         lines.append(f"  ... and {len(rejected) - limit} more")
     return "\n".join(lines)
-
-
-def special_files(folder: str | os.PathLike, limit: int = 20) -> list[str]:
-    """FIFOs, sockets, device files and symbolic-link loops under ``folder`` (relative paths, at most ``limit``).
-
-    DVC hashes the whole raw folder before ingest runs and can hang reading a FIFO; ingest refuses
-    such a folder. Symbolic links to folders are not followed.
-    """
-    folder = Path(folder)
-    found: list[str] = []
-    for parent, dirs, files in os.walk(folder):
-        for name in sorted(dirs + files):
-            path = Path(parent) / name
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            kind = None
-            if stat.S_ISFIFO(info.st_mode):
-                kind = "FIFO (named pipe)"
-            elif stat.S_ISSOCK(info.st_mode):
-                kind = "socket"
-            elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-                kind = "device file"
-            elif stat.S_ISLNK(info.st_mode):
-                try:
-                    os.stat(path)
-                except OSError as err:
-                    if err.errno == 40:  # ELOOP
-                        kind = "symbolic-link loop"
-            if kind:
-                found.append(f"{path.relative_to(folder)} ({kind})")
-                if len(found) >= limit:
-                    return found
-    return found
-
-
-def _check_raw_folder(raw_dir: Path) -> None:
-    if not raw_dir.is_dir():
-        return  # read_manifest explains
-    found = special_files(raw_dir)
-    if found:
-        listing = "\n".join(f"  {entry}" for entry in found)
-        raise MetalloError(
-            f"the raw data folder {raw_dir} holds special files that are not data:\n{listing}\n"
-            "Remove them or move them out of the folder (list them with `find RAW -type p -o -type s -o -type c "
-            "-o -type b -o -xtype l`): DVC hashes the whole folder before ingest runs, and can hang reading "
-            "a FIFO or fail on a link loop."
-        )
 
 
 def run_ingest(params: dict, paths: Paths = PATHS) -> dict[str, int]:
@@ -388,7 +283,7 @@ def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int
     cfg = section(params, "ingest", ["raw_dir", "on_error"])
     if cfg["on_error"] not in ON_ERROR_CHOICES:
         raise MetalloError(f"ingest.on_error must be one of {ON_ERROR_CHOICES}; got {cfg['on_error']!r}.")
-    _check_raw_folder(locate_manifest(cfg["raw_dir"])[0])
+    check_raw_folder(locate_manifest(cfg["raw_dir"])[0])
     result = validate_manifest(cfg["raw_dir"], spectra_shape=DataShape.from_params(params).spectra)
     write_csv(paths.interim / "rejected.csv", result.rejected)
     written.add(paths.interim / "rejected.csv")

@@ -148,6 +148,17 @@ def _summary(out: Path, manifest_rows: list[dict], counts: dict[str, int]) -> di
     }
 
 
+def _sample_tasks(counts: dict[str, int], seed: int, out: Path, image_size: int, spectrum_length: int, grid) -> list:
+    """One :func:`_write_sample` task per sample: sample i (ids ``s0000, ...`` across slices in
+    ``counts`` order) gets the i-th child of ``SeedSequence(seed)``."""
+    slices = [sid for sid, n in counts.items() for _ in range(n)]
+    width = max(4, len(str(len(slices) - 1)))
+    seqs = np.random.SeedSequence(seed).spawn(len(slices))
+    return [
+        (seqs[i], slices[i], f"s{i:0{width}d}", str(out), image_size, spectrum_length, grid) for i in range(len(slices))
+    ]
+
+
 def synthesize(
     out_dir,
     *,
@@ -172,23 +183,16 @@ def synthesize(
     rows, cols = _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid)
     workers = resolve_workers(workers)
     counts = {sid: int(samples_per_slice[sid]) for sid in sorted(samples_per_slice)}
-    slices = [sid for sid, n in counts.items() for _ in range(n)]
-    n_total = len(slices)
-    width = max(4, len(str(n_total - 1)))
-    seqs = np.random.SeedSequence(seed).spawn(n_total)
     out = Path(out_dir)
     reset_raw_folder(out)
-    tasks = [
-        (seqs[i], slices[i], f"s{i:0{width}d}", str(out), int(image_size), int(spectrum_length), (rows, cols))
-        for i in range(n_total)
-    ]
+    tasks = _sample_tasks(counts, seed, out, int(image_size), int(spectrum_length), (rows, cols))
     results = list(
         map_ordered(
             _write_sample,
             tasks,
             workers=workers,
             desc="synthesize",
-            chunksize=max(1, min(16, n_total // (workers * 8))),
+            chunksize=max(1, min(16, len(tasks) // (workers * 8))),
             show_progress=progress,
         )
     )

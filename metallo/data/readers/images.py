@@ -1,21 +1,12 @@
-"""Readers for one sample's files, shared by ingest (validation), convert and predict.
+"""Micrographs: PNG or single-page TIFF, 8-bit or 16-bit, greyscale or colour, decoded safely.
 
-They never unpickle anything and never decode an image whose header announces more pixels
-than :data:`MAX_PIXELS` (a decompression bomb) or a frame thinner than :data:`MIN_SIDE` /
-more elongated than :data:`MAX_ASPECT`. Problems raise :class:`SampleError` with a short
-reason that ends up in ``rejected.csv``.
-
-Images are PNG or single-page TIFF, recognised from their first bytes (not the suffix),
-8-bit or 16-bit, greyscale or colour. A 16-bit image is scaled to 8 bits with a bit depth
-the caller passes in (``value * 255 / (2**bit_depth - 1)``, rounded, clipped): a 12-bit
-camera saved as 16-bit keeps its 4096 levels' contrast. The readers hold no global state.
+The format is recognised from the file's first bytes (not the suffix). The header's size, aspect
+and mode are checked before any pixel is decoded, so a decompression bomb is never decoded.
 """
 
 from __future__ import annotations
 
 import os
-import stat
-import tokenize
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +14,8 @@ from struct import error as struct_error
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from metallo.data.readers.files import SampleError, _check_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: First bytes of a TIFF file (little- and big-endian, classic and BigTIFF).
@@ -33,48 +26,12 @@ MAX_PIXELS = 50_000_000
 MIN_SIDE = 16
 #: Largest accepted ratio of the long to the short side (a micrograph is roughly square or 4:3).
 MAX_ASPECT = 8.0
-#: Largest magnitude a spectra value may have (after conversion to float32); reflectance data
-#: are O(1) and raw counts O(1e6), so anything above this is a corrupt or mis-scaled file.
-MAX_SPECTRA_ABS = 1e12
 #: Image modes accepted (PIL names): 8-bit RGB/RGBA/L/LA, palette, and 16-bit greyscale.
 #: 16-bit RGB TIFFs open as "RGB" in PIL and are decoded at full depth here.
 ACCEPTED_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "I;16", "I;16B", "I;16L", "I")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class SampleError(ValueError):
-    """One sample's file is unusable; the message is the reason shown to the user."""
-
-
-def _special_kind(mode: int) -> str | None:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDIR, "a folder"),
-    ):
-        if test(mode):
-            return name
-    return None
-
-
-def _check_file(path: Path, what: str) -> None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise SampleError(f"{what} file not found: {path.name}") from None
-    except OSError as err:
-        if err.errno == 40:  # ELOOP
-            raise SampleError(f"{what} path {path.name} is a symbolic-link loop") from None
-        raise SampleError(f"{what} file cannot be read: {path.name} ({err.strerror or err})") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = _special_kind(info.st_mode) or "a special file"
-        raise SampleError(f"{what} path is not a regular file ({kind}): {path.name}")
-    if info.st_size == 0:
-        raise SampleError(f"{what} file is empty (0 bytes): {path.name}")
 
 
 def check_image_size(width: int, height: int) -> None:
@@ -261,97 +218,3 @@ def to_rgb8(image: Image.Image, bit_depth: int = 16) -> Image.Image:
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     return image.convert("RGB")
-
-
-def read_spectra(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
-    """Load a spectra file as float32 ``shape``.
-
-    ``.npy`` (float32/float64 or any integer dtype, no pickle) or headerless ``.csv`` (decimal or
-    integer numbers). After the conversion to float32 every value must be finite and at most
-    :data:`MAX_SPECTRA_ABS` in magnitude.
-    """
-    path = Path(path)
-    _check_file(path, "spectra")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        try:
-            header = _npy_header(path)
-            if header is not None:  # check dtype and shape before any data is read or allocated
-                _check_npy_dtype(header[1])
-                _check_shape(header[0], shape)
-            array = np.load(path, allow_pickle=False)
-        except SampleError:
-            raise
-        except ValueError as err:
-            if "pickle" in str(err).lower():
-                raise SampleError("spectra .npy holds Python objects (pickled); save a plain numeric array") from None
-            raise SampleError(f"spectra .npy cannot be read ({err})") from None
-        except (OSError, EOFError) as err:
-            raise SampleError(f"spectra .npy is corrupt or truncated ({err})") from None
-        except tokenize.TokenError as err:  # numpy tokenizes the header; a garbled one raises this
-            raise SampleError(f"spectra .npy cannot be read (corrupt header: {err})") from None
-        if not isinstance(array, np.ndarray):
-            raise SampleError(f"spectra .npy has dtype {type(array).__name__}; expected {ACCEPTED_SPECTRA_DTYPES}")
-        _check_npy_dtype(array.dtype)
-    elif suffix == ".csv":
-        try:
-            array = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
-        except UnicodeDecodeError:
-            raise SampleError("spectra CSV is not UTF-8 text") from None
-        except ValueError as err:
-            raise SampleError(f"spectra CSV has a non-number or ragged line ({err})") from None
-    else:
-        raise SampleError(f"spectra format {suffix or '(no suffix)'!r} is not supported; use .npy or .csv")
-    _check_shape(array.shape, shape)
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = array.astype(np.float32)  # float64 beyond float32's range becomes inf here
-    finite = np.isfinite(values)
-    bad = int(values.size - np.count_nonzero(finite))
-    too_large = int(np.count_nonzero(np.abs(np.where(finite, values, 0.0)) > MAX_SPECTRA_ABS))
-    problems = []
-    if bad:
-        problems.append(f"{bad} non-finite value(s) (NaN or inf, after conversion to float32)")
-    if too_large:
-        problems.append(f"{too_large} value(s) with magnitude above the limit of {MAX_SPECTRA_ABS:g}")
-    if problems:
-        raise SampleError(f"spectra contains {' and '.join(problems)}; fix or re-export the file")
-    return values
-
-
-ACCEPTED_SPECTRA_DTYPES = "float32, float64 or an integer type (int8..int64, uint8..uint64)"
-
-
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
-    """``(shape, dtype)`` from a .npy header without reading the data; None if not a .npy file.
-
-    A header can announce any shape; checking it first keeps a 100-byte file from making
-    ``np.load`` allocate terabytes (the .npy analogue of a decompression bomb).
-    """
-    with open(path, "rb") as f:
-        if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
-            return None  # np.load reports it (pickle, zip, ...)
-        f.seek(0)
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version in ((2, 0), (3, 0)):  # 3.0 differs from 2.0 only in allowing UTF-8 field names
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            return None  # np.load reports the unsupported version
-    return tuple(shape), dtype
-
-
-def _check_npy_dtype(dtype: np.dtype) -> None:
-    if dtype.hasobject:
-        raise SampleError("spectra .npy holds Python objects (pickled); save a plain numeric array")
-    if dtype.fields is not None or dtype.subdtype is not None:
-        raise SampleError(f"spectra .npy has a structured dtype {dtype}; expected {ACCEPTED_SPECTRA_DTYPES}")
-    if not (dtype.kind in "iu" or dtype.type in (np.float32, np.float64)):
-        raise SampleError(f"spectra .npy has dtype {dtype}; expected {ACCEPTED_SPECTRA_DTYPES}")
-
-
-def _check_shape(actual: tuple[int, ...], shape: tuple[int, int]) -> None:
-    if tuple(actual) != tuple(shape):
-        raise SampleError(
-            f"spectra has shape {tuple(actual)}, expected {tuple(shape)} (data.n_spectra, data.spectrum_length)"
-        )

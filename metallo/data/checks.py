@@ -1,0 +1,169 @@
+"""The checks ingest runs on one manifest row and on the raw folder as a whole.
+
+A row's problems are collected as reasons (a row is never rejected at its first problem): its ids,
+its ``dos`` value and its two files, which are read in full with :mod:`metallo.data.readers`. A raw
+folder holding a FIFO, socket, device file or symbolic-link loop is refused before any row is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+import unicodedata
+from pathlib import Path
+
+from metallo.data.readers import SampleError, read_image, read_spectra
+from metallo.errors import MetalloError
+from metallo.io import PathEscapeError, resolve_inside, sha256_file
+
+#: A dos value: plain ASCII decimal or scientific notation (no digit separators, no other scripts).
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+
+
+# ----------------------------------------------------------------------------------------------
+# One row
+# ----------------------------------------------------------------------------------------------
+
+
+def _clean_id(value: str, column: str, reasons: list[str]) -> str:
+    """Trim an id; reject an empty one or one holding control characters (NUL, newline, ...)."""
+    value = value.strip()
+    if not value:
+        reasons.append(f"{column} is empty")
+    elif any(unicodedata.category(ch) == "Cc" for ch in value):
+        reasons.append(f"{column} {value!r} contains control characters (NUL, tab, newline, ...); use printable text")
+    return value
+
+
+def parse_dos(text: str) -> tuple[float, str | None]:
+    """``(value, problem)`` for a dos field: plain ASCII decimal or scientific notation only."""
+    text = text.strip()
+    if NON_FINITE.fullmatch(text):
+        return math.nan, f"dos is not finite ({text})"
+    if not NUMBER.fullmatch(text):
+        return math.nan, (
+            f"dos {text!r} is not a number (use plain decimal or scientific notation such as "
+            "1.25 or -3e-2, without digit separators)"
+        )
+    value = float(text)
+    if not math.isfinite(value):
+        return math.nan, f"dos is not finite ({text})"
+    return value, None
+
+
+def _check_dos(text: str, require_label: bool, reasons: list[str]) -> float:
+    """The row's dos value (NaN when missing or bad, with the reason added)."""
+    text = text.strip()
+    if not text:
+        if require_label:
+            reasons.append("dos is missing")
+        return math.nan
+    value, problem = parse_dos(text)
+    if problem:
+        reasons.append(problem)
+    return value
+
+
+def _check_file(column: str, relative: str, root: str, spectra_shape: tuple[int, int], out: dict) -> str | None:
+    """Read the row's ``image`` or ``spectra`` file in full; record its facts in ``out``; the problem, if any."""
+    if not relative:
+        return f"{column} path is empty"
+    if "\0" in relative:  # the OS cannot open such a path (os functions raise ValueError)
+        return f"{column} path {relative!r} contains a NUL character"
+    try:
+        try:
+            path = resolve_inside(root, relative)
+        except RuntimeError as err:  # Path.resolve on Python < 3.13: a symbolic-link loop
+            return f"{column} {relative!r} cannot be resolved (symbolic-link loop: {err})"
+        if column == "image":
+            image = read_image(path)
+            out.update(
+                width=image.width, height=image.height, image_bit_depth=image.bits, image_max_value=image.max_value
+            )
+        else:
+            read_spectra(path, spectra_shape)
+        out[f"{column}_sha256"] = sha256_file(path)
+    except (SampleError, PathEscapeError) as err:
+        return f"{column} {relative!r}: {err}" if isinstance(err, PathEscapeError) else str(err)
+    except OSError as err:  # unreadable: permissions, a folder named like a file, ...
+        return f"{column} {relative!r} cannot be read ({err.strerror or err})"
+    return None
+
+
+def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> dict:
+    """Check one manifest row (runs in a worker process): its cleaned values, file facts and ``reasons``."""
+    row, record, root, spectra_shape, require_label = task
+    reasons: list[str] = []
+    out: dict = {"row": row}
+    out["sample_id"] = _clean_id(record["sample_id"], "sample_id", reasons)
+    out["slice_id"] = _clean_id(record["slice_id"], "slice_id", reasons)
+    out["dos"] = _check_dos(record["dos"], require_label, reasons)
+    for column in ("image", "spectra"):
+        problem = _check_file(column, record[column].strip(), root, spectra_shape, out)
+        if problem:
+            reasons.append(problem)
+    out["reasons"] = reasons
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The raw folder
+# ----------------------------------------------------------------------------------------------
+
+
+def _special_kind(path: Path) -> str | None:
+    """What kind of special file ``path`` is (None for a regular file, folder or working link)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISFIFO(info.st_mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(info.st_mode):
+        return "socket"
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return "device file"
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == 40:  # ELOOP
+                return "symbolic-link loop"
+    return None
+
+
+def special_files(folder: str | os.PathLike, limit: int = 20) -> list[str]:
+    """FIFOs, sockets, device files and symbolic-link loops under ``folder`` (relative paths, at most ``limit``).
+
+    DVC hashes the whole raw folder before ingest runs and can hang reading a FIFO; ingest refuses
+    such a folder. Symbolic links to folders are not followed.
+    """
+    folder = Path(folder)
+    found: list[str] = []
+    for parent, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = Path(parent) / name
+            kind = _special_kind(path)
+            if kind:
+                found.append(f"{path.relative_to(folder)} ({kind})")
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def check_raw_folder(raw_dir: Path) -> None:
+    """Refuse a raw folder that holds special files (a missing folder is left to ``read_manifest``)."""
+    if not raw_dir.is_dir():
+        return  # read_manifest explains
+    found = special_files(raw_dir)
+    if found:
+        listing = "\n".join(f"  {entry}" for entry in found)
+        raise MetalloError(
+            f"the raw data folder {raw_dir} holds special files that are not data:\n{listing}\n"
+            "Remove them or move them out of the folder (list them with `find RAW -type p -o -type s -o -type c "
+            "-o -type b -o -xtype l`): DVC hashes the whole folder before ingest runs, and can hang reading "
+            "a FIFO or fail on a link loop."
+        )
