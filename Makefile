@@ -57,7 +57,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m metallo.cli bench
 
-# The local team stack (metallo/team.py, docs/scaling.md): PostgreSQL + MLflow server, state in .team/.
+# The local team stack (metallo/team/, docs/scaling.md): PostgreSQL + MLflow server, state in .team/.
 team-up: $(STAMP)
 	$(BIN)/python -m metallo.team up
 

@@ -182,12 +182,8 @@ def _ui(args: argparse.Namespace) -> None:
     os.execvp(cmd[0], cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="metallo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--version", action="version", version=f"metallo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_stage_commands(sub) -> None:
+    """One command per pipeline stage, each reading ``--params`` as ``dvc repro`` does."""
     for name, (module, function, sections, text) in STAGES.items():
         p = sub.add_parser(
             name,
@@ -198,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
         p.set_defaults(func=_stage(module, function))
 
+
+def _add_predict_command(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="predict DOS for a new manifest (dos column optional)",
@@ -224,9 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_predict)
 
+
+def _add_bench_command(sub) -> None:
     # bench's options need the model registry (torch): its own parser is built when `metallo bench` runs.
     sub.add_parser("bench", help=BENCH_TEXT, add_help=False).set_defaults(func=None)
 
+
+def _add_compare_command(sub) -> None:
     text = "train and evaluate several models over several seeds; mean ± sd beside the baselines"
     p = sub.add_parser(
         "compare",
@@ -257,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write all results as JSON here")
     p.set_defaults(func=_compare)
 
+
+def _add_tool_commands(sub) -> None:
+    """``models`` (the model list) and ``ui`` (the MLflow UI)."""
     text = "list the models with parameter counts and FLOPs"
     p = sub.add_parser("models", help=text, description=f"{text[0].upper()}{text[1:]}.")
     p.add_argument("--image-size", type=int, default=300, help="image side for the FLOP count (default: %(default)s)")
@@ -266,6 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help=text, description=f"{text[0].upper()}{text[1:]}.")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=_ui)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``metallo`` parser, commands in the order ``--help`` lists them (imports neither torch nor transformers)."""
+    parser = argparse.ArgumentParser(
+        prog="metallo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"metallo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_stage_commands(sub)
+    _add_predict_command(sub)
+    _add_bench_command(sub)
+    _add_compare_command(sub)
+    _add_tool_commands(sub)
     return parser
 
 

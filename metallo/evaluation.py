@@ -9,6 +9,8 @@ to the run's LoggedModel and to the test dataset; with ``tracking.register`` the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,18 @@ def prediction_interval(paths: Paths, y_true: np.ndarray, y_pred: np.ndarray, le
     return {"summary": _finite_or_none(summary), "lower": lower.astype(np.float64), "upper": upper.astype(np.float64)}
 
 
+@dataclass(frozen=True)
+class SplitPredictions:
+    """The test split, its model inputs, its labels and what the model predicted (and explained) for it."""
+
+    test: Any  # the test split (metallo.data.dataset)
+    images: Any  # torch tensors, as ``test.arrays()`` returns them
+    spectra: Any
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    attention: np.ndarray | None  # attention maps or per-cell contributions, when the model gives them
+
+
 def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     """Predict the test split. Reads ``evaluate``, ``tracking``, ``train.report_to``, ``data.wavelengths``."""
     quiet_libraries()
@@ -59,39 +73,66 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     wavelengths = wavelength_range(params)
     model, processor = load_model(paths.model)
     splits = load_splits(paths)
-    test = splits["test"]
+    result = predict_test(model, processor, splits["test"], int(cfg["batch_size"]))
+    metrics = regression_metrics(result.y_true, result.y_pred)
+    baselines = baseline_metrics(load_stats(paths), splits["train"], result.test, model.config, processor)
+    interval = prediction_interval(paths, result.y_true, result.y_pred, float(cfg.get("interval", 0.9)))
+    report = eval_report(metrics, baselines, interval["summary"], len(result.y_true))
+    write_json(paths.metrics / "eval.json", report)
+    result = replace(result, y_pred=result.y_pred.astype(np.float64))  # the files and figures show float64
+    write_predictions(paths.metrics / "predictions.csv", result, interval)
+    extents = grid_extents(paths.processed)[result.test.index]  # where each test sample's grid lies in its image
+    write_figures(
+        paths.metrics / "figures",
+        model.config,
+        result,
+        metrics,
+        extents,
+        wavelengths=wavelengths,
+        examples=cfg["attention_examples"],
+    )
+    log_to_mlflow(params, paths, metrics, baselines, interval["summary"], result.test)
+    print_summary(metrics, baselines, len(result.y_true), paths.metrics / "eval.json")
+    return report
+
+
+def predict_test(model, processor, test, batch_size: int) -> SplitPredictions:
+    """The model's predictions for the (non-empty) test split, with its attention or cell maps when it has them."""
     if len(test) == 0:
         raise MetalloError("the test split is empty: no sample has a slice_id in split.test_slices.")
     images, spectra = test.arrays()
-    wants_attention = getattr(model.config, "explanation_maps", False)
+    wants_attention = model.config.explanation_maps is not None
     y_pred, attention = predict_arrays(
         model,
         processor,
         images.numpy(),
         spectra.numpy(),
-        batch_size=int(cfg["batch_size"]),
+        batch_size=batch_size,
         return_attention=wants_attention,
     )
-    y_true = test.labels.astype(np.float64)
-    metrics = regression_metrics(y_true, y_pred)
-    baselines = baseline_metrics(load_stats(paths), splits["train"], test, model.config, processor)
-    interval = prediction_interval(paths, y_true, y_pred, float(cfg.get("interval", 0.9)))
-    report = {
+    return SplitPredictions(test, images, spectra, test.labels.astype(np.float64), y_pred, attention)
+
+
+def eval_report(metrics: dict, baselines: dict, interval: dict, n: int) -> dict[str, Any]:
+    """``metrics/eval.json``: the test metrics, n, the interval's coverage and the baselines (NaN as null)."""
+    return {
         **_finite_or_none(metrics),
-        "n": int(len(y_true)),
-        "interval": interval["summary"],
+        "n": int(n),
+        "interval": interval,
         "baselines": {name: _finite_or_none(values) for name, values in baselines.items()},
     }
-    write_json(paths.metrics / "eval.json", report)
-    y_pred = y_pred.astype(np.float64)
+
+
+def write_predictions(path: Path, result: SplitPredictions, interval: dict[str, Any]) -> None:
+    """``metrics/predictions.csv``: one row per test sample with its residual and interval bounds."""
     write_csv(
-        paths.metrics / "predictions.csv",
+        path,
         pd.DataFrame(
             {
-                "sample_id": test.sample_ids,
-                "y_true": y_true,
-                "y_pred": y_pred,
-                "residual": y_pred - y_true,
+                "sample_id": result.test.sample_ids,
+                "y_true": result.y_true,
+                "y_pred": result.y_pred,
+                "residual": result.y_pred - result.y_true,
                 "y_lower": interval["lower"],
                 "y_upper": interval["upper"],
             }
@@ -99,59 +140,57 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         float_format="%.6g",
     )
 
-    out = paths.metrics / "figures"
-    extents = grid_extents(paths.processed)[test.index]  # where each test sample's grid lies in its image
+
+def write_figures(
+    out: Path, config, result: SplitPredictions, metrics: dict, extents: np.ndarray, *, wavelengths, examples
+) -> None:
+    """The evaluation's figures in ``out``; other PNGs there (from an earlier evaluation) are removed.
+
+    ``examples``: how many test samples the attention or cell-contribution montage shows
+    (``evaluate.attention_examples``).
+    """
+    y_true, y_pred = result.y_true, result.y_pred
     written = [
         figures.predicted_vs_true(y_true, y_pred, metrics, out / "pred_vs_true.png"),
         figures.residual_histogram(y_true, y_pred, out / "residuals.png"),
         figures.residuals_vs_true(y_true, y_pred, out / "residuals_vs_true.png"),
         figures.spectra_on_grid(
-            images[0].numpy(),
-            spectra[0].numpy(),
-            tuple(model.config.grid),
-            test.sample_ids[0],
+            result.images[0].numpy(),
+            result.spectra[0].numpy(),
+            tuple(config.grid),
+            result.test.sample_ids[0],
             out / "spectra_grid.png",
             wavelengths=wavelengths,
             extent=tuple(extents[0]),
         ),
     ]
-    if attention is not None:
-        k = min(int(cfg["attention_examples"]), len(y_true))
-        if getattr(model.config, "fusion", None) == "grid":
-            written.append(
-                figures.cell_contribution_montage(
-                    images[:k].numpy(),
-                    attention[:k],
-                    extents[:k],
-                    y_true[:k],
-                    y_pred[:k],
-                    test.sample_ids[:k],
-                    out / "cells.png",
-                )
-            )
-        else:
-            written.append(
-                figures.attention_montage(
-                    images[:k].numpy(),
-                    attention[:k],
-                    y_true[:k],
-                    y_pred[:k],
-                    test.sample_ids[:k],
-                    out / "attention.png",
-                    model_image_size=int(model.config.image_size),
-                )
-            )
+    if result.attention is not None:
+        written.append(explanation_figure(out, config, result, extents, min(int(examples), len(y_true))))
     for stale in set(out.glob("*.png")) - set(written):
         stale.unlink()
 
-    log_to_mlflow(params, paths, metrics, baselines, interval["summary"], test)
+
+def explanation_figure(out: Path, config, result: SplitPredictions, extents: np.ndarray, k: int) -> Path:
+    """The first ``k`` test samples with what the model shows of its reasoning: per-cell contributions
+    (grid fusion) or the spatial-attention map."""
+    images, maps = result.images[:k].numpy(), result.attention[:k]
+    y_true, y_pred, sample_ids = result.y_true[:k], result.y_pred[:k], result.test.sample_ids[:k]
+    if config.explanation_maps == "cells":
+        return figures.cell_contribution_montage(
+            images, maps, extents[:k], y_true, y_pred, sample_ids, out / "cells.png"
+        )
+    return figures.attention_montage(
+        images, maps, y_true, y_pred, sample_ids, out / "attention.png", model_image_size=int(config.image_size)
+    )
+
+
+def print_summary(metrics: dict, baselines: dict, n: int, report_path: Path) -> None:
     print(
         f"evaluate: test R² {metrics['r2']:.3f}, RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, "
-        f"n={len(y_true)}; "
+        f"n={n}; "
         f"classical baseline R² {baselines['classical']['r2']:.3f}, mean baseline RMSE "
-        f"{baselines['mean']['rmse']:.4g} -> {paths.metrics / 'eval.json'}"
+        f"{baselines['mean']['rmse']:.4g} -> {report_path}"
     )
-    return report
 
 
 def open_train_run(params: dict, paths: Paths) -> Tracker:

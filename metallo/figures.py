@@ -75,6 +75,36 @@ def residuals_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.Pat
     return _save(fig, path)
 
 
+def _montage(n: int, columns: int):
+    """A figure of ``n`` panels, ``columns`` wide (fewer when ``n`` is smaller); returns it, all its axes
+    (every one with its frame off) and the ``n`` axes to draw in, in reading order."""
+    columns = max(1, min(columns, n))
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    return fig, axes, axes.ravel()[:n]
+
+
+def _caption(ax, sample_id: str, y_true: float, y_pred: float) -> None:
+    ax.set_title(f"{sample_id}\ntrue {y_true:.3g} · pred {y_pred:.3g}", fontsize=9)
+
+
+def _finish_montage(fig, axes, shown, label: str, title: str) -> None:
+    """One colour bar for every panel, and the figure's title."""
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+    fig.suptitle(title, fontsize=11)
+
+
+def _cell_edges(extent, grid: tuple[int, int], width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions of a measurement grid's column and row boundaries; ``extent`` is normalised."""
+    rows, cols = grid
+    x0, y0, x1, y1 = extent
+    xs = (x0 + (x1 - x0) * np.arange(cols + 1) / cols) * width
+    ys = (y0 + (y1 - y0) * np.arange(rows + 1) / rows) * height
+    return xs, ys
+
+
 def attention_montage(
     images: np.ndarray,
     attention: np.ndarray,
@@ -93,29 +123,24 @@ def attention_montage(
     """
     from matplotlib.colors import Normalize
 
-    n = len(images)
-    columns = max(1, min(columns, n))
-    rows = int(np.ceil(n / columns))
     norm = Normalize(vmin=0.0, vmax=1.0)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    fig, axes, panels = _montage(len(images), columns)
     shown = None
-    for i, ax in enumerate(axes.ravel()[:n]):
+    for i, ax in enumerate(panels):
         height, width = images[i].shape[:2]
         ax.imshow(images[i])
         shown = ax.imshow(
             attention[i], cmap="inferno", norm=norm, alpha=0.5, extent=(0, width, height, 0), interpolation="nearest"
         )
-        ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.3g} · pred {y_pred[i]:.3g}", fontsize=9)
+        _caption(ax, sample_ids[i], y_true[i], y_pred[i])
     map_h, map_w = attention.shape[-2:]
     cell = (
         f"; one cell = {model_image_size / map_w:.3g} px of the {model_image_size}-px model input"
         if model_image_size
         else ""
     )
-    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="spatial attention weight (0–1)")
-    fig.suptitle(f"MetalloNet spatial attention on the {map_h}×{map_w} feature map{cell}", fontsize=11)
+    title = f"MetalloNet spatial attention on the {map_h}×{map_w} feature map{cell}"
+    _finish_montage(fig, axes, shown, "spatial attention weight (0–1)", title)
     return _save(fig, path)
 
 
@@ -136,16 +161,11 @@ def cell_contribution_montage(
     """
     from matplotlib.colors import TwoSlopeNorm
 
-    n = len(images)
-    columns = max(1, min(columns, n))
-    rows = int(np.ceil(n / columns))
     limit = float(np.abs(contributions).max()) or 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    fig, axes, panels = _montage(len(images), columns)
     shown = None
-    for i, ax in enumerate(axes.ravel()[:n]):
+    for i, ax in enumerate(panels):
         height, width = images[i].shape[:2]
         x0, y0, x1, y1 = extents[i]
         ax.imshow(images[i])
@@ -157,18 +177,65 @@ def cell_contribution_montage(
             interpolation="nearest",
             extent=(x0 * width, x1 * width, y1 * height, y0 * height),
         )
-        grid_rows, grid_cols = contributions[i].shape
-        for r in range(grid_rows + 1):
-            y = (y0 + (y1 - y0) * r / grid_rows) * height
+        xs, ys = _cell_edges(extents[i], contributions[i].shape, width, height)
+        for y in ys:
             ax.plot([x0 * width, x1 * width], [y, y], color="k", lw=0.5)
-        for c in range(grid_cols + 1):
-            x = (x0 + (x1 - x0) * c / grid_cols) * width
+        for x in xs:
             ax.plot([x, x], [y0 * height, y1 * height], color="k", lw=0.5)
         ax.set(xlim=(0, width), ylim=(height, 0))
-        ax.set_title(f"{sample_ids[i]}\ntrue {y_true[i]:.3g} · pred {y_pred[i]:.3g}", fontsize=9)
-    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="cell contribution to DOS (label units)")
-    fig.suptitle("MetalloNet: contribution of each measured cell (grid outlined; red raises, blue lowers)", fontsize=11)
+        _caption(ax, sample_ids[i], y_true[i], y_pred[i])
+    title = "MetalloNet: contribution of each measured cell (grid outlined; red raises, blue lowers)"
+    _finish_montage(fig, axes, shown, "cell contribution to DOS (label units)", title)
     return _save(fig, path)
+
+
+def _draw_image_with_grid(ax, image: np.ndarray, grid: tuple[int, int], extent, sample_id: str) -> None:
+    """The micrograph with the measurement grid outlined in white and each cell numbered (cell k = spectrum k)."""
+    rows, cols = grid
+    ax.imshow(image)
+    height, width = image.shape[:2]
+    xs, ys = _cell_edges(extent, grid, width, height)
+    for r in range(rows + 1):
+        ax.plot([xs[0], xs[-1]], [ys[r], ys[r]], color="w", lw=0.8)
+    for c in range(cols + 1):
+        ax.plot([xs[c], xs[c]], [ys[0], ys[-1]], color="w", lw=0.8)
+    for k in range(rows * cols):
+        r, c = divmod(k, cols)
+        ax.text(
+            (xs[c] + xs[c + 1]) / 2,
+            (ys[r] + ys[r + 1]) / 2,
+            str(k),
+            color="w",
+            ha="center",
+            va="center",
+            fontsize=8,
+            clip_on=True,
+        )
+    ax.set(xlim=(0, width), ylim=(height, 0))
+    ax.set_title(f"{sample_id}: grid {rows}×{cols}, cell k = spectrum k", fontsize=10)
+    ax.axis("off")
+
+
+def _draw_spectra_in_cells(fig, area, spectra: np.ndarray, x: np.ndarray, grid: tuple[int, int], x_label: str) -> None:
+    """One small plot per spectrum, laid out as its grid cell, on one shared y scale; labels on the outer edge."""
+    rows, cols = grid
+    inner = area.subgridspec(rows, cols, hspace=0.08, wspace=0.08)
+    lo, hi = float(spectra.min()), float(spectra.max())
+    for k in range(rows * cols):
+        r, c = divmod(k, cols)
+        ax = fig.add_subplot(inner[r, c])
+        ax.plot(x, spectra[k], lw=0.8)
+        ax.set_ylim(lo, hi)
+        ax.text(0.04, 0.85, str(k), transform=ax.transAxes, fontsize=7)
+        ax.tick_params(labelsize=6)
+        if r < rows - 1:
+            ax.set_xticklabels([])
+        else:
+            ax.set_xlabel(x_label, fontsize=7)
+        if c > 0:
+            ax.set_yticklabels([])
+        else:
+            ax.set_ylabel("intensity (as measured)", fontsize=7)
 
 
 def spectra_on_grid(
@@ -193,47 +260,8 @@ def spectra_on_grid(
     x = np.arange(spectra.shape[-1]) if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
     fig = plt.figure(figsize=(4 + 2.2 * cols, 2.0 * rows))
     outer = fig.add_gridspec(1, 2, width_ratios=[4, 2.2 * cols], wspace=0.15)
-    ax_img = fig.add_subplot(outer[0])
-    ax_img.imshow(image)
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = extent
-    xs = (x0 + (x1 - x0) * np.arange(cols + 1) / cols) * width
-    ys = (y0 + (y1 - y0) * np.arange(rows + 1) / rows) * height
-    for r in range(rows + 1):
-        ax_img.plot([xs[0], xs[-1]], [ys[r], ys[r]], color="w", lw=0.8)
-    for c in range(cols + 1):
-        ax_img.plot([xs[c], xs[c]], [ys[0], ys[-1]], color="w", lw=0.8)
-    for k in range(rows * cols):
-        r, c = divmod(k, cols)
-        ax_img.text(
-            (xs[c] + xs[c + 1]) / 2,
-            (ys[r] + ys[r + 1]) / 2,
-            str(k),
-            color="w",
-            ha="center",
-            va="center",
-            fontsize=8,
-            clip_on=True,
-        )
-    ax_img.set(xlim=(0, width), ylim=(height, 0))
-    ax_img.set_title(f"{sample_id}: grid {rows}×{cols}, cell k = spectrum k", fontsize=10)
-    ax_img.axis("off")
-    inner = outer[1].subgridspec(rows, cols, hspace=0.08, wspace=0.08)
-    lo, hi = float(spectra.min()), float(spectra.max())
-    for k in range(rows * cols):
-        r, c = divmod(k, cols)
-        ax = fig.add_subplot(inner[r, c])
-        ax.plot(x, spectra[k], lw=0.8)
-        ax.set_ylim(lo, hi)
-        ax.text(0.04, 0.85, str(k), transform=ax.transAxes, fontsize=7)
-        ax.tick_params(labelsize=6)
-        if r < rows - 1:
-            ax.set_xticklabels([])
-        else:
-            ax.set_xlabel("wavelength (nm)" if wavelengths is not None else "point index", fontsize=7)
-        if c > 0:
-            ax.set_yticklabels([])
-        else:
-            ax.set_ylabel("intensity (as measured)", fontsize=7)
+    _draw_image_with_grid(fig.add_subplot(outer[0]), image, grid, extent, sample_id)
+    x_label = "wavelength (nm)" if wavelengths is not None else "point index"
+    _draw_spectra_in_cells(fig, outer[1], spectra, x, grid, x_label)
     fig.suptitle(f"{sample_id}: raw spectra on their grid cells (one shared y scale)", fontsize=10)
     return _save(fig, path)

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from metallo.model_card import CARD_TEMPLATE
+
 CARD_FILE = "README.md"
 SYNTHETIC_NOTE = (
     "The data are Metallo's synthetic demo set, not measurements: this model demonstrates the pipeline only."
@@ -66,77 +68,24 @@ def card_text(config, params: Mapping[str, Any], summary: Mapping[str, Any], dat
     train_params = {k: v for k, v in (params.get("train") or {}).items() if k in CARD_TRAIN_KEYS}
     metrics = {k: summary[k] for k in ("val_mae", "val_rmse", "val_r2", "val_pearson") if k in summary}
     synthetic = "synthetic" in str((params.get("ingest") or {}).get("raw_dir", ""))
-    return f"""---
-{metadata.to_yaml()}
----
-
-# Metallo {name}: DOS from a micrograph and its reflectance spectra
-
-A `{type_name(config)}` trained by the Metallo pipeline (`model.name: {name}`).
-It predicts one scalar label, **DOS**, from a metallographic micrograph and {config.n_spectra} reflectance
-spectra of {config.spectrum_length} points measured on a {rows}×{cols} grid over the same field of view.
-
-## How to use
-
-The classes come from the `metallo` Python package (install this project); nothing is run from this folder.
-
-```python
-import metallo                      # registers the model and processor with the transformers Auto classes
-from transformers import AutoImageProcessor, AutoModel
-
-model = AutoModel.from_pretrained("path/or/repo").eval()
-processor = AutoImageProcessor.from_pretrained("path/or/repo")
-# images: PIL images or uint8 H×W×3 arrays; spectra: raw, N×{config.n_spectra}×{config.spectrum_length}
-inputs = processor(images, spectra=spectra)
-dos = model(**inputs).predictions
-```
-
-From the command line, with intervals: `metallo predict --model path/to/folder --manifest new/manifest.csv`.
-
-## Training data
-
-{_table(data)}
-
-Labels of the training split: mean {_value(float(config.label_mean))}, sd {_value(float(config.label_std))}.
-{SYNTHETIC_NOTE if synthetic else ""}
-
-## Parameters
-
-Model (`model:` in `params.yaml`):
-
-{_table(model_params)}
-
-Training (`train:`, selected):
-
-{_table(train_params)}
-
-## Metrics
-
-Best checkpoint on the validation split (model selection; {summary.get("val_samples", "?")} samples), DOS in
-label units:
-
-{_table(metrics)}
-
-Test metrics are computed after training by the pipeline's `evaluate` stage (`metrics/eval.json`, and the
-MLflow run and registered model version), beside the classical baseline and the mean of the training labels.
-
-## Intended use
-
-Estimating DOS for specimens prepared, imaged and measured like the training data: the same camera
-geometry (`convert` settings in `preprocessor_config.json`), the same {rows}×{cols} measurement grid and
-spectrum length, and labels in the training range. Each prediction can carry a split-conformal interval
-from the validation residuals (`calibration.json`, `metallo predict --interval`).
-
-## Limitations
-
-- Trained on {summary.get("train_samples", "?")} samples; specimens, microscopes or spectrometers unlike the
-  training data shift the predictions, and the intervals assume new samples resemble the validation split
-  (the evaluate stage reports the coverage reached on the test specimen).
-- Compare with the classical baseline (ridge on SNV spectra and image statistics) reported by every
-  evaluation before relying on the deep model.
-- Images must be 8-bit RGB after the convert geometry, or be scaled by the bit depth in
-  `preprocessor_config.json` first; spectra must be raw (the processor normalises them).
-"""
+    return CARD_TEMPLATE.substitute(
+        metadata=metadata.to_yaml(),
+        name=name,
+        type_name=type_name(config),
+        n_spectra=config.n_spectra,
+        spectrum_length=config.spectrum_length,
+        rows=rows,
+        cols=cols,
+        data_table=_table(data),
+        label_mean=_value(float(config.label_mean)),
+        label_std=_value(float(config.label_std)),
+        synthetic_note=SYNTHETIC_NOTE if synthetic else "",
+        model_table=_table(model_params),
+        train_table=_table(train_params),
+        metrics_table=_table(metrics),
+        val_samples=summary.get("val_samples", "?"),
+        train_samples=summary.get("train_samples", "?"),
+    )
 
 
 def type_name(config) -> str:

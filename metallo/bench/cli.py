@@ -65,57 +65,73 @@ def _size_options(parser: argparse.ArgumentParser, d) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser, d) -> None:
-    model = parser.add_argument_group("model and loop")
-    model.add_argument("--model", choices=MODELS, default=d("model"), help=f"default {d('model')}")
-    model.add_argument("--backbone", choices=BACKBONE_NAMES, default=None, help="default: the model's own")
-    model.add_argument("--steps", type=int, default=d("steps"), help=f"timed training steps (default {d('steps')})")
-    model.add_argument(
+    """The "model and loop" group: which model, how many steps and passes, on what, and which sections."""
+    group = parser.add_argument_group("model and loop")
+    group.add_argument("--model", choices=MODELS, default=d("model"), help=f"default {d('model')}")
+    group.add_argument("--backbone", choices=BACKBONE_NAMES, default=None, help="default: the model's own")
+    _loop_options(group, d)
+    _execution_options(group, d)
+    _run_options(group, d)
+
+
+def _loop_options(group, d) -> None:
+    """How long each measurement runs: steps, warm-up steps, passes, DataLoader workers."""
+    group.add_argument("--steps", type=int, default=d("steps"), help=f"timed training steps (default {d('steps')})")
+    group.add_argument(
         "--warmup-steps",
         type=int,
         default=d("warmup_steps"),
         help=f"untimed steps first (default {d('warmup_steps')}; raise it with --compile)",
     )
-    model.add_argument(
+    group.add_argument(
         "--passes",
         type=int,
         default=d("passes"),
         help=f"timed passes over the data for (a) and (b), after one warm-up pass (default {d('passes')})",
     )
-    model.add_argument(
+    group.add_argument(
         "--workers",
         type=int,
         default=d("workers"),
         help=f"DataLoader worker processes for (a), (b) and (d) (default {d('workers')})",
     )
-    model.add_argument("--device", choices=DEVICES, default=d("device"), help="auto = cuda when available (default)")
-    model.add_argument(
+
+
+def _execution_options(group, d) -> None:
+    """Where and how the model runs: device, precision, torch.compile, threads."""
+    group.add_argument("--device", choices=DEVICES, default=d("device"), help="auto = cuda when available (default)")
+    group.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=d("precision"),
         help="auto = bf16 autocast on a bf16-capable GPU, else fp32 (default)",
     )
-    model.add_argument("--compile", action="store_true", help="torch.compile the model in (c) and (d)")
-    model.add_argument(
+    group.add_argument("--compile", action="store_true", help="torch.compile the model in (c) and (d)")
+    group.add_argument(
         "--threads",
         type=int,
         default=None,
         help="torch.set_num_threads for the run (default: torch's own, one per core). On a "
         "machine shared with other busy processes, 1 avoids OpenMP spin-wait stalls",
     )
-    model.add_argument("--seed", type=int, default=d("seed"))
-    model.add_argument(
+
+
+def _run_options(group, d) -> None:
+    """The seed, which sections run, and the params file and profile section (d) trains with."""
+    group.add_argument("--seed", type=int, default=d("seed"))
+    group.add_argument(
         "--sections",
         nargs="+",
         choices=list(SECTIONS),
         default=list(SECTIONS),
         help="which measurements to run (default all four)",
     )
-    model.add_argument(
+    group.add_argument(
         "--params",
         default=d("params"),
         help="the params file section (d) runs the train stage with (default params.yaml)",
     )
-    model.add_argument("--profile", default=None, help="train.profile for (d) (default: the params file's)")
+    group.add_argument("--profile", default=None, help="train.profile for (d) (default: the params file's)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

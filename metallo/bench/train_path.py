@@ -26,57 +26,66 @@ from metallo.bench.machine import synchronize
 from metallo.errors import MetalloError
 
 
+class _StageTiming:
+    """The hooks of the ``StageTimer`` callback (mixed into a ``TrainerCallback`` by :func:`_stage_timer`, so
+    that importing this module does not import transformers): the time of the warm-up's end (``mark``), of
+    the training's begin and end, and each evaluation/checkpoint pause as (step, seconds)."""
+
+    def __init__(self, device, warmup: int):
+        self._device, self._warmup = device, warmup
+        self.begin = self.mark = self.end = None
+        self.pauses: list[tuple[int, float]] = []  # (step, seconds) of each evaluation/checkpoint pause
+        self._paused_at: tuple[int, float] | None = None
+        self._resumed = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.begin = time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._close_pause()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self._warmup:
+            synchronize(self._device)
+            self.mark = time.perf_counter()
+        self._open_pause(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._open_pause(state, control)
+
+    def _open_pause(self, state, control) -> None:
+        if (control.should_evaluate or control.should_save) and self._paused_at is None:
+            synchronize(self._device)
+            now = time.perf_counter()
+            self._paused_at, self._resumed = (state.global_step, now), now
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._resumed = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        self._resumed = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        synchronize(self._device)
+        self._resumed = max(self._resumed, time.perf_counter())  # includes loading the best model
+        self._close_pause()
+        self.end = time.perf_counter()
+
+    def _close_pause(self) -> None:
+        if self._paused_at is not None:
+            step, started = self._paused_at
+            self.pauses.append((step, self._resumed - started))
+            self._paused_at = None
+
+
 def _stage_timer(device, warmup: int):
     """A TrainerCallback timing steps and the evaluation/checkpoint pauses between them."""
     from transformers import TrainerCallback
 
-    class StageTimer(TrainerCallback):
-        def __init__(self):
-            self.begin = self.mark = self.end = None
-            self.pauses: list[tuple[int, float]] = []  # (step, seconds) of each evaluation/checkpoint pause
-            self._paused_at: tuple[int, float] | None = None
-            self._resumed = 0.0
+    class StageTimer(_StageTiming, TrainerCallback):
+        pass
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.begin = time.perf_counter()
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self._close_pause()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == warmup:
-                synchronize(device)
-                self.mark = time.perf_counter()
-            self._open_pause(state, control)
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            self._open_pause(state, control)
-
-        def _open_pause(self, state, control) -> None:
-            if (control.should_evaluate or control.should_save) and self._paused_at is None:
-                synchronize(device)
-                now = time.perf_counter()
-                self._paused_at, self._resumed = (state.global_step, now), now
-
-        def on_evaluate(self, args, state, control, **kwargs):
-            self._resumed = time.perf_counter()
-
-        def on_save(self, args, state, control, **kwargs):
-            self._resumed = time.perf_counter()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            synchronize(device)
-            self._resumed = max(self._resumed, time.perf_counter())  # includes loading the best model
-            self._close_pause()
-            self.end = time.perf_counter()
-
-        def _close_pause(self) -> None:
-            if self._paused_at is not None:
-                step, started = self._paused_at
-                self.pauses.append((step, self._resumed - started))
-                self._paused_at = None
-
-    return StageTimer()
+    return StageTimer(device, warmup)
 
 
 def stage_params(base: dict, config, device, precision: str) -> dict:

@@ -87,9 +87,10 @@ class MetalloConfig(PretrainedConfig):
             raise ValueError(f"label_std must be > 0; got {self.label_std!r}")
 
     @property
-    def explanation_maps(self) -> bool:
-        """Whether the model returns maps over the micrograph (`attention` or `cell_contributions`)."""
-        return False
+    def explanation_maps(self) -> str | None:
+        """Which maps over the micrograph the model returns: `"cells"` (per-cell contributions), `"attention"`
+        (a spatial-attention map) or `None`."""
+        return None
 
     @property
     def raw_inputs(self) -> bool:

@@ -103,9 +103,11 @@ class MetalloNetConfig(MetalloNetworkConfig):
             )
 
     @property
-    def explanation_maps(self) -> bool:
-        """Per-cell contributions (grid fusion) or spatial attention (attention fusion) need the image."""
-        return "image" in self.modalities
+    def explanation_maps(self) -> str | None:
+        """Per-cell contributions (grid fusion) or spatial attention (attention fusion); both need the image."""
+        if "image" not in self.modalities:
+            return None
+        return "cells" if self.fusion == "grid" else "attention"
 
     @property
     def raw_copies(self) -> bool:

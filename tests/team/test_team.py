@@ -1,4 +1,4 @@
-"""The local team stack for real (metallo/team.py): PostgreSQL + an MLflow tracking server on 127.0.0.1,
+"""The local team stack for real (metallo/team/): PostgreSQL + an MLflow tracking server on 127.0.0.1,
 two queued DVC experiments running in parallel against it, and the server killed during a training.
 
 Real PostgreSQL (initdb/pg_ctl, as the ``postgres`` user when the tests run as root), a real
