@@ -45,6 +45,21 @@ def test_train_stage_under_torchrun_saves_and_logs_once(tmp_path):
     assert json.loads((root / "models/run.json").read_text())["run_id"] == runs[0].info.run_id
 
 
+def test_closed_form_model_under_torchrun_is_fitted_and_saved_by_rank_0_only(tmp_path):
+    root = make_project(
+        tmp_path / "project", {"model": {"name": "classical"}, "train": {"nproc_per_node": 2, "ddp_backend": "gloo"}}
+    )
+    run(["dvc", "repro", "split"], root)
+    result = run(["python", "-m", "stages.train"], root)
+    assert "--nproc_per_node=2" in result.stdout and result.stdout.count("train: best validation RMSE") == 1
+
+    summary = json.loads((root / "metrics/train.json").read_text())
+    assert summary["model"] == "classical" and summary["steps"] == 1 and summary["ridge_alpha"] > 0
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("metallo").experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"]
+
+
 def _draw_on_rank(rank: int, world: int, port: int, out: dict) -> None:
     """One gloo rank: the train stage's augmentation generator and one augmentation of a shared batch."""
     from metallo.augmentation import Augmentation, augment_batch
