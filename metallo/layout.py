@@ -62,8 +62,8 @@ def wavelength_range(params: dict) -> tuple[float, float] | None:
 
 
 def check_positive_int(field: str, value: Any) -> None:
-    """Raises a ValueError unless ``value`` is a positive integer (a Python or NumPy int, not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    """Raises a ValueError unless ``value`` is a positive Python int (not a bool; configs are saved as JSON)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{field} must be a positive integer; got {value!r}")
 
 
@@ -81,9 +81,9 @@ def check_grid(grid: Any, n_spectra: int) -> tuple[int, int]:
         raise ValueError(f"grid must be [rows, cols]; got {grid!r}") from None
     if len(values) != 2:
         raise ValueError(f"grid must be [rows, cols]; got {grid!r}")
-    for value in values:
+    rows, cols = (int(v) if isinstance(v, np.integer) else v for v in values)
+    for value in (rows, cols):
         check_positive_int("grid entries", value)
-    rows, cols = (int(v) for v in values)
     if rows * cols != n_spectra:
         raise ValueError(
             f"grid {rows}x{cols} holds {rows * cols} measurement points but n_spectra is {n_spectra}; "
@@ -107,7 +107,7 @@ class DataShape:
         try:
             grid = check_grid(data["grid"], n_spectra)
         except ValueError as err:
-            raise MetalloError(f"data.{err} (data.n_spectra {n_spectra}); set data.grid to [rows, cols].") from None
+            raise MetalloError(f"data.{err} (see data.n_spectra).") from None
         return cls(n_spectra, spectrum_length, grid)
 
     @property

@@ -113,6 +113,11 @@ def _write_sample(task) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+def _python_int(value):
+    """NumPy integers (from a caller's arithmetic) as Python ints; anything else as given."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 def _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid) -> tuple[int, int]:
     """Check the arguments of :func:`synthesize`; the grid as ``(rows, cols)``."""
     if not isinstance(samples_per_slice, dict) or not samples_per_slice:
@@ -120,10 +125,10 @@ def _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid) -
     for sid, n in samples_per_slice.items():
         if str(sid) not in SLICE_PROFILES:
             raise ValueError(f"unknown slice id {sid!r}; known: {', '.join(SLICE_PROFILES)}")
-        check_positive_int(f"samples_per_slice[{sid!r}]", n)
+        check_positive_int(f"samples_per_slice[{sid!r}]", _python_int(n))
     for name, value in (("image_size", image_size), ("n_spectra", n_spectra), ("spectrum_length", spectrum_length)):
-        check_positive_int(name, value)
-    rows, cols = check_grid(grid, n_spectra)
+        check_positive_int(name, _python_int(value))
+    rows, cols = check_grid(grid, _python_int(n_spectra))
     if image_size < max(rows, cols):
         raise ValueError(f"image_size={image_size} is smaller than the grid {rows}x{cols}")
     if spectrum_length < 2:

@@ -46,6 +46,10 @@ class MetalloOptions:
     data_on_device: bool | str = "auto"
     profile: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.data_on_device not in (True, False, "auto"):
+            raise MetalloError(f"train.data_on_device must be true, false or auto; got {self.data_on_device!r}.")
+
 
 METALLO_OPTIONS = tuple(f.name for f in dataclasses.fields(MetalloOptions))
 #: TrainingArguments fields Metallo sets itself.

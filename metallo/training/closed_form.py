@@ -93,6 +93,7 @@ def fit_on_splits(
     )
     val = datasets["val"]
     val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
-    summary = training_summary(model_name, datasets, 1.0, 1, regression_metrics(val.labels, val_pred))
+    metrics = regression_metrics(val.labels, val_pred)
+    summary = training_summary(model_name, datasets, 1.0, 1, metrics, ridge_alpha=alpha)
     log_step(live, {f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}, step=1)
-    return {**summary, "ridge_alpha": alpha}, val_pred
+    return summary, val_pred

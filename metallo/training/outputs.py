@@ -23,15 +23,22 @@ from metallo.uncertainty import save_calibration
 
 
 def training_summary(
-    model_name: str, datasets: dict[str, MetalloDataset], epochs: float, steps: int, val_metrics: dict[str, float]
+    model_name: str,
+    datasets: dict[str, MetalloDataset],
+    epochs: float,
+    steps: int,
+    val_metrics: dict[str, float],
+    **fitted: float,
 ) -> dict[str, Any]:
-    """``metrics/train.json``: the model, how long it trained, the split sizes and the validation metrics."""
+    """``metrics/train.json``: the model, how long it trained, the split sizes, what the fit chose (``fitted``,
+    e.g. the ridge penalty of a closed-form model) and the validation metrics."""
     return {
         "model": model_name,
         "epochs": float(epochs),
         "steps": int(steps),
         "train_samples": len(datasets["train"]),
         "val_samples": len(datasets["val"]),
+        **fitted,
         **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES},
     }
 

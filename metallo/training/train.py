@@ -48,15 +48,16 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     model, processor, datasets = build_model_and_data(params, paths)
     is_main = args.process_index == 0
     tracker = lineage.start_run(params, datasets, paths, enabled=tracks_mlflow(train_cfg) and is_main)
-    live = open_live(paths.metrics) if is_main else None
     if model.config.fitted_in_closed_form:  # one solve: under torchrun, rank 0 fits and saves
         if not is_main:
             return {}
+        live = open_live(paths.metrics)
         with tracker.failed_on_error():
             summary, val_pred = closed_form.fit_on_splits(model, processor, datasets, model_name, tracker, live)
         return save_outputs(model, processor, datasets["val"], summary, live, tracker, paths, params, val_pred)
     if not resume:
         closed_form.start_from_classical_branch(model, processor, datasets["train"])
+    live = open_live(paths.metrics) if is_main else None
     loggers = [TrackerCallback(tracker), *([LiveCallback(live)] if live else [])]
     augmentation = build_augmentation(params) if options.augment else None
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]

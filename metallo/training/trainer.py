@@ -62,9 +62,8 @@ class MetalloTrainer(Trainer):
 
 
 def use_data_on_device(setting: bool | str, dataset: MetalloDataset, args: TrainingArguments) -> bool:
-    """``train.data_on_device``: ``true``/``false``, or ``auto`` = on a GPU when the split fits comfortably."""
-    if setting not in (True, False, "auto"):
-        raise MetalloError(f"train.data_on_device must be true, false or auto; got {setting!r}.")
+    """``train.data_on_device`` (validated by :class:`MetalloOptions`): ``true``/``false``, or ``auto`` = on a GPU
+    when the split fits comfortably."""
     if setting != "auto":
         return bool(setting)
     if args.device.type != "cuda" or args.world_size > 1:

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -238,6 +239,8 @@ def test_loss_choices(loss):
         ({"modalities": ["image", "text"]}, "modalities entries must be one of"),
         ({"modalities": []}, "at least one"),
         ({"grid": (5, 4)}, "rows \\* cols must equal n_spectra"),
+        ({"grid": (6.0, 4.0)}, "grid entries must be a positive integer"),
+        ({"hidden_dim": np.int64(64)}, "hidden_dim must be a positive integer"),  # config.json must stay JSON
         ({"backbone": "vit"}, "backbone must be one of"),
         ({"label_std": 0.0}, "label_std must be > 0"),
         ({"hidden_dim": 30}, "divisible by num_attention_heads"),

@@ -172,8 +172,8 @@ def test_data_on_device_setting(tmp_path):
     args, _ = build_training_arguments({"early_stopping_patience": 0, "use_cpu": True}, tmp_path)
     assert use_data_on_device("auto", None, args) is False  # CPU: the memory maps are already in RAM
     assert use_data_on_device(True, None, args) is True
-    with pytest.raises(MetalloError, match="data_on_device"):
-        use_data_on_device("sometimes", None, args)
+    with pytest.raises(MetalloError, match="train.data_on_device must be true, false or auto; got 'sometimes'"):
+        build_training_arguments({"early_stopping_patience": 0, "data_on_device": "sometimes"}, tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
