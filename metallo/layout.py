@@ -61,6 +61,11 @@ def wavelength_range(params: dict) -> tuple[float, float] | None:
     return first, last
 
 
+def python_int(value: Any) -> Any:
+    """A NumPy integer (from a caller's arithmetic) as a Python int; anything else as given."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 def check_positive_int(field: str, value: Any) -> None:
     """Raises a ValueError unless ``value`` is a positive Python int (not a bool; configs are saved as JSON)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -81,7 +86,7 @@ def check_grid(grid: Any, n_spectra: int) -> tuple[int, int]:
         raise ValueError(f"grid must be [rows, cols]; got {grid!r}") from None
     if len(values) != 2:
         raise ValueError(f"grid must be [rows, cols]; got {grid!r}")
-    rows, cols = (int(v) if isinstance(v, np.integer) else v for v in values)
+    rows, cols = (python_int(v) for v in values)
     for value in (rows, cols):
         check_positive_int("grid entries", value)
     if rows * cols != n_spectra:

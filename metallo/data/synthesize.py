@@ -29,7 +29,7 @@ from metallo.data.generative import SLICE_PROFILES, SampleLatents, generate_samp
 from metallo.data.ingest import MANIFEST, MANIFEST_COLUMNS
 from metallo.errors import MetalloError
 from metallo.io import remove_path, write_file, write_rows
-from metallo.layout import PATHS, DataShape, check_grid, check_positive_int
+from metallo.layout import PATHS, DataShape, check_grid, check_positive_int, python_int
 from metallo.parallel import map_ordered, resolve_workers
 from metallo.params import section
 
@@ -113,11 +113,6 @@ def _write_sample(task) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _python_int(value):
-    """NumPy integers (from a caller's arithmetic) as Python ints; anything else as given."""
-    return int(value) if isinstance(value, np.integer) else value
-
-
 def _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid) -> tuple[int, int]:
     """Check the arguments of :func:`synthesize`; the grid as ``(rows, cols)``."""
     if not isinstance(samples_per_slice, dict) or not samples_per_slice:
@@ -125,10 +120,10 @@ def _validate(samples_per_slice, image_size, n_spectra, spectrum_length, grid) -
     for sid, n in samples_per_slice.items():
         if str(sid) not in SLICE_PROFILES:
             raise ValueError(f"unknown slice id {sid!r}; known: {', '.join(SLICE_PROFILES)}")
-        check_positive_int(f"samples_per_slice[{sid!r}]", _python_int(n))
+        check_positive_int(f"samples_per_slice[{sid!r}]", python_int(n))
     for name, value in (("image_size", image_size), ("n_spectra", n_spectra), ("spectrum_length", spectrum_length)):
-        check_positive_int(name, _python_int(value))
-    rows, cols = check_grid(grid, _python_int(n_spectra))
+        check_positive_int(name, python_int(value))
+    rows, cols = check_grid(grid, n_spectra)
     if image_size < max(rows, cols):
         raise ValueError(f"image_size={image_size} is smaller than the grid {rows}x{cols}")
     if spectrum_length < 2:
