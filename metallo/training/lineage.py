@@ -164,9 +164,14 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
     :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
 
     def _register() -> str:
+        from mlflow.exceptions import MlflowException
+
         client = tracker.client()
-        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        try:  # create-or-find in one step: two evaluates (queued experiments) may both be the first
             client.create_registered_model(name, description="Metallo DOS regressors (registered by `evaluate`).")
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{tracker.run_id}'")
         version = (
             existing[0]
