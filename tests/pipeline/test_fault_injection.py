@@ -453,8 +453,8 @@ def test_kill_during_each_stage_then_repro_gives_the_uninterrupted_outputs(share
             point = KILL_POINTS[stage]
             if point:
                 _wait_for(lambda: (root / point).exists() or repro.poll() is not None, 300, f"{point} to appear")  # noqa: B023
-            else:
-                time.sleep(0.5)
+            else:  # ingest and split of the tiny project can end within half a second on a quiet machine
+                time.sleep(0.1)
             alive = bool(_stage_processes(repro.pid, stage))
             os.killpg(repro.pid, signal.SIGKILL)
             repro.wait(timeout=30)
