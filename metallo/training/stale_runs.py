@@ -62,7 +62,12 @@ def stale_runs(client, experiment_id: str) -> list:
         tags = run.data.tags
         if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
             continue  # another machine's run, or one without an owner: leave it alone
-        if not process_alive(int(tags[PID_TAG]), tags.get(START_TAG, "")):
+        if process_alive(int(tags[PID_TAG]), tags.get(START_TAG, "")):
+            continue
+        # Read the status again now that the owner is known to be gone: an owner that ended its run normally
+        # wrote FINISHED before it exited, so a run still RUNNING here was really abandoned (a queued
+        # experiment finishing while another one sweeps is not taken for a killed one).
+        if client.get_run(run.info.run_id).info.status == "RUNNING":
             stale.append(run)
     return stale
 
