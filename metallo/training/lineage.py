@@ -87,7 +87,22 @@ def log_datasets(tracker, datasets: Mapping[str, Any]) -> None:
         DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
         for split, dataset in datasets.items()
     ]
-    tracker.call("log the datasets", lambda: tracker.client().log_inputs(tracker.run_id, datasets=inputs))
+
+    def _log() -> None:
+        from mlflow.exceptions import MlflowException
+
+        from metallo.training.tracking import lost_insert_race
+
+        try:
+            tracker.client().log_inputs(tracker.run_id, datasets=inputs)
+        except MlflowException as err:
+            if not lost_insert_race(err):
+                raise
+            # Another run logged the same dataset (same split, same data) between MLflow's check and its
+            # insert; the failed call wrote nothing, and now the dataset is found and linked to this run.
+            tracker.client().log_inputs(tracker.run_id, datasets=inputs)
+
+    tracker.call("log the datasets", _log)
 
 
 def find_run(tracker, digest: str) -> str | None:
@@ -166,11 +181,13 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
     def _register() -> str:
         from mlflow.exceptions import MlflowException
 
+        from metallo.training.tracking import lost_insert_race
+
         client = tracker.client()
         try:  # create-or-find in one step: two evaluates (queued experiments) may both be the first
             client.create_registered_model(name, description="Metallo DOS regressors (registered by `evaluate`).")
         except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            if not lost_insert_race(err):
                 raise
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{tracker.run_id}'")
         version = (

@@ -96,6 +96,18 @@ def unreachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
+def lost_insert_race(err: Exception) -> bool:
+    """Whether an MLflow error is the store refusing a row that another process inserted first: two queued
+    experiments on one server creating the same experiment, dataset or registered model at the same moment
+    (MLflow checks, then inserts; the unique constraint decides)."""
+    text = str(err)
+    return (
+        getattr(err, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
+        or "UniqueViolation" in text  # PostgreSQL
+        or "UNIQUE constraint failed" in text  # SQLite
+    )
+
+
 class Tracker:
     """A thin, failure-tolerant handle on one MLflow run.
 
@@ -145,12 +157,7 @@ class Tracker:
             mlflow.set_tracking_uri(self.uri)
             if self.run_id is None:
                 client = mlflow.MlflowClient(self.uri)
-                experiment = client.get_experiment_by_name(self.experiment)
-                experiment_id = (
-                    experiment.experiment_id
-                    if experiment
-                    else client.create_experiment(self.experiment, artifact_location=self._artifact_location())
-                )
+                experiment_id = self._experiment_id(client)
                 end_stale_runs(client, experiment_id)
                 run = client.create_run(experiment_id, run_name=run_name, tags={**dict(tags or {}), **owner_tags()})
                 self.run_id = run.info.run_id
@@ -168,6 +175,23 @@ class Tracker:
                 end_stale_runs(self.client(), experiment.experiment_id)
 
         self._safely("check for runs left RUNNING", _sweep)
+
+    def _experiment_id(self, client) -> str:
+        """The experiment's id, creating the experiment if it is new. Create-or-find in one step: two queued
+        experiments starting at once on a fresh server may both find no experiment; the one that loses the
+        create finds the winner's."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(self.experiment, artifact_location=self._artifact_location())
+        except MlflowException as err:
+            experiment = client.get_experiment_by_name(self.experiment)
+            if not lost_insert_race(err) or experiment is None:
+                raise
+            return experiment.experiment_id
 
     def _artifact_location(self) -> str | None:
         return artifact_root() if self.uri.startswith("sqlite:") else None

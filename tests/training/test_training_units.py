@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 from metallo.augmentation import flip_batch
 from metallo.errors import MetalloError
 from metallo.processing import MetalloProcessor
+from metallo.training import lineage
 from metallo.training.arguments import METALLO_OPTIONS, build_training_arguments
 from metallo.training.metrics import regression_metrics
 from metallo.training.tracking import Tracker, project_root, tracking_uri
@@ -263,3 +265,53 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     tags = client.get_run(new_run).data.tags
     assert tags["metallo.pid"] == str(os.getpid()) and tags["metallo.host"] == host
     tracker.finish()
+
+
+def _start_tracker_at(barrier, uri: str, results) -> None:
+    """One queued experiment's train stage, reduced to its first MLflow call: start a run once all are ready."""
+    import warnings as _warnings
+
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    tracker = Tracker("metallo")
+    tracker.client().search_experiments()  # open the store first, so that all start together
+    barrier.wait()
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        run_id = tracker.start(run_name="racing")
+        lineage.log_datasets(tracker, lineage.split_datasets(_SPLITS, "data/processed", "same data"))
+    results.put((tracker.enabled, run_id, [str(w.message) for w in caught]))
+
+
+#: Two tiny splits, as ``split_datasets`` reads them (sample ids and labels).
+_SPLITS = {
+    split: SimpleNamespace(sample_ids=[f"{split}-{i}" for i in range(3)], labels=np.arange(3.0))
+    for split in ("train", "val")
+}
+
+
+def test_runs_started_at_once_on_a_new_store_share_the_experiment_and_datasets(tmp_path):
+    """Queued experiments on a fresh tracking server all look for the experiment (and for their datasets),
+    find none and create it; MLflow checks, then inserts, so all but one lose the insert. The losers must
+    find the winner's rows, not give up tracking."""
+    import multiprocessing
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).create_experiment("created first, so the store exists")
+    context = multiprocessing.get_context("fork")
+    n = 6
+    barrier, results = context.Barrier(n), context.Queue()
+    workers = [context.Process(target=_start_tracker_at, args=(barrier, uri, results)) for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    disabled = [m for _, _, messages in outcomes for m in messages if "tracking disabled" in m]
+    assert [enabled for enabled, _, _ in outcomes] == [True] * n, disabled
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("metallo")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted(run_id for _, run_id, _ in outcomes)
+    assert all(sorted(d.dataset.name for d in r.inputs.dataset_inputs) == ["train", "val"] for r in runs)
