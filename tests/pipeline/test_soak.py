@@ -27,6 +27,7 @@ import pytest
 
 from tests.helpers.processes import processes_in, wait_until
 from tests.helpers.project import TINY_PARAMS, make_project, project_env, run
+from tests.helpers.queue import queue_done, queue_report, start_queue
 
 #: Every wait in this file is bounded by one of these (seconds).
 REPRO_TIMEOUT = 900
@@ -185,15 +186,10 @@ def _queue_two_experiments(root: Path) -> list[str]:
         match = re.search(r"Queued experiment '([^']+)'", queued.stdout + queued.stderr)
         assert match, queued.stdout + queued.stderr
         names[dim] = match.group(1)
-    run(["dvc", "queue", "start", "-j", "2"], root)
-
-    def done() -> str | None:
-        status = run(["dvc", "queue", "status"], root, check=False).stdout
-        return None if re.search(r"\b(Queued|Running)\b", status) else status
-
-    status = wait_until(done, QUEUE_TIMEOUT, poll=3)
+    start_queue(root, 2)
+    status = wait_until(lambda: queue_done(root), QUEUE_TIMEOUT, poll=3)
     if status is None:
-        problems.append(f"queued experiments not done within {QUEUE_TIMEOUT} s")
+        problems.append(f"queued experiments not done within {QUEUE_TIMEOUT} s\n{queue_report(root)}")
         run(["dvc", "queue", "kill", *names.values()], root, check=False)
     elif "Failed" in status:
         logs = "".join(run(["dvc", "queue", "logs", n], root, check=False).stdout[-1500:] for n in names.values())

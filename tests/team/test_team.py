@@ -29,9 +29,10 @@ from metallo import team
 from tests.helpers.pipeline import clone, remove
 from tests.helpers.processes import processes_in, wait_until
 from tests.helpers.project import REPO, project_env, run
+from tests.helpers.queue import start_queue, wait_for_queue
 
 #: Every wait in this file is bounded by one of these (seconds).
-QUEUE_TIMEOUT = 900
+QUEUE_TIMEOUT = 600
 REPRO_TIMEOUT = 900
 EXIT_WAIT = 60
 #: Epochs of the training whose server is killed (3 steps each; the kill comes when its params are logged).
@@ -94,12 +95,6 @@ def copy_project(source: Path, root: Path) -> Path:
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "baseline results"], root)
     return root
-
-
-def queue_done(root: Path) -> str | None:
-    """``dvc queue status`` once nothing is queued or running any more, else ``None``."""
-    status = run(["dvc", "queue", "status"], root, check=False).stdout
-    return None if re.search(r"\b(Queued|Running)\b", status) else status
 
 
 def kill_tree(entry: dict) -> None:
@@ -195,9 +190,9 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
             MLFLOW_TRACKING_URI=uri,
         )
     started = time.monotonic()
-    run(["dvc", "queue", "start", "-j", "2"], root, MLFLOW_TRACKING_URI=uri)
+    start_queue(root, 2, MLFLOW_TRACKING_URI=uri)
     try:
-        status = wait_until(lambda: queue_done(root), QUEUE_TIMEOUT, poll=3)
+        status = wait_for_queue(root, QUEUE_TIMEOUT)
     finally:
         run(["dvc", "queue", "stop", "--kill"], root, check=False)
     print(f"two queued experiments, -j 2: {time.monotonic() - started:.0f} s")
