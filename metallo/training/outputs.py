@@ -105,4 +105,6 @@ def save_outputs(
     finish(live)
     log_outputs(tracker, summary, val, paths)
     print(f"train: best validation RMSE {summary['val_rmse']:.4g}, R² {summary['val_r2']:.3f} -> {paths.model}")
+    if tracker.run_url:
+        print(f"train: MLflow run {tracker.run_url}")
     return summary

@@ -50,13 +50,16 @@ class DropMessages(logging.Filter):
 
 
 def quiet_libraries() -> None:
-    """Turn off the progress bars of transformers/huggingface_hub/MLflow and MLflow's INFO messages."""
+    """Turn off the progress bars of transformers/huggingface_hub/MLflow, MLflow's INFO messages and its links."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_warning()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+    # MLflow prints "View run ... at <url>" each time a run ends on a server (twice per training, and for
+    # every run the sweep ends); train prints the run's link once itself (Tracker.run_url).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in MLFLOW_HINTS:

@@ -122,6 +122,7 @@ class Tracker:
         self.enabled = enabled
         self.run_id = run_id
         self.uri = tracking_uri()
+        self.experiment_id: str | None = None  # known once :meth:`start` has created or found the experiment
         self._pending: list = []  # MLflow RunOperations of asynchronous log calls not yet waited for
         if self.enabled and self.uri.startswith(("http://", "https://")):
             bound_http_retries()
@@ -157,9 +158,10 @@ class Tracker:
             mlflow.set_tracking_uri(self.uri)
             if self.run_id is None:
                 client = mlflow.MlflowClient(self.uri)
-                experiment_id = self._experiment_id(client)
-                end_stale_runs(client, experiment_id)
-                run = client.create_run(experiment_id, run_name=run_name, tags={**dict(tags or {}), **owner_tags()})
+                self.experiment_id = self._experiment_id(client)
+                end_stale_runs(client, self.experiment_id)
+                owned = {**dict(tags or {}), **owner_tags()}
+                run = client.create_run(self.experiment_id, run_name=run_name, tags=owned)
                 self.run_id = run.info.run_id
             return self.run_id
 
@@ -175,6 +177,14 @@ class Tracker:
                 end_stale_runs(self.client(), experiment.experiment_id)
 
         self._safely("check for runs left RUNNING", _sweep)
+
+    @property
+    def run_url(self) -> str | None:
+        """The run's page in the tracking server's UI (``None`` for a local store or no run)."""
+        on_server = self.uri.startswith(("http://", "https://"))
+        if not (self.enabled and self.run_id and self.experiment_id and on_server):
+            return None
+        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
     def _experiment_id(self, client) -> str:
         """The experiment's id, creating the experiment if it is new. Create-or-find in one step: two queued

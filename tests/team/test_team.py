@@ -210,6 +210,9 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
         assert "train.learning_rate" in r.data.params
         assert {"test_rmse", "test_r2", "test_mae", "eval_rmse"} <= set(r.data.metrics)
         assert len(client.get_metric_history(r.info.run_id, "eval_rmse")) >= 2  # the curve: each epoch
+        log = run(["dvc", "queue", "logs", r.data.tags["dvc.experiment"]], root).stdout
+        assert f"train: MLflow run {uri}/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}\n" in log
+        assert "View run" not in log, "one link, Metallo's; MLflow's own (one per ended run) are left out"
         top = {f.path for f in client.list_artifacts(r.info.run_id)}
         assert {"figures", "metrics", "model"} <= top, top
         figures = {f.path for f in client.list_artifacts(r.info.run_id, "figures")}
