@@ -261,11 +261,16 @@ def test_model_card_is_written(project):
 # ------------------------------------------------------------------------------------------------
 
 
+#: Epochs of the watched training: long enough that a `dvc exp show` (seconds on a loaded machine) lands
+#: before the last step (3 steps each).
+LIVE_EPOCHS = 10
+
+
 def test_dvclive_updates_dvc_exp_show_while_dvc_exp_run_trains(project, tmp_path):
     root = Path(shutil.copytree(project[0], tmp_path / "project", symlinks=True))
     log = open(tmp_path / "exp.log", "w")
     proc = subprocess.Popen(
-        ["dvc", "exp", "run", "-S", "train.num_train_epochs=3"],
+        ["dvc", "exp", "run", "-S", f"train.num_train_epochs={LIVE_EPOCHS}"],
         cwd=root,
         env=project_env(),
         stdout=log,
@@ -294,9 +299,10 @@ def test_dvclive_updates_dvc_exp_show_while_dvc_exp_run_trains(project, tmp_path
             proc.kill()
         log.close()
     assert seen is not None, "dvc exp show never showed the running experiment's live metrics"
-    assert seen["step"] < 9  # seen before the last of the 3 × 3 steps
-    assert json.loads(live_file.read_text())["step"] == 9
-    assert len(pd.read_csv(root / "metrics/live/plots/metrics/train_loss.tsv", sep="\t")) == 9
+    steps = 3 * LIVE_EPOCHS
+    assert seen["step"] < steps  # seen before the last step
+    assert json.loads(live_file.read_text())["step"] == steps
+    assert len(pd.read_csv(root / "metrics/live/plots/metrics/train_loss.tsv", sep="\t")) == steps
 
     table = run(COMPARE, root).stdout.strip().splitlines()
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
