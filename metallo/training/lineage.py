@@ -89,18 +89,14 @@ def log_datasets(tracker, datasets: Mapping[str, Any]) -> None:
     ]
 
     def _log() -> None:
-        from mlflow.exceptions import MlflowException
+        from metallo.training.tracking import create_or_find
 
-        from metallo.training.tracking import lost_insert_race
+        def log_inputs() -> None:
+            tracker.client().log_inputs(tracker.run_id, datasets=inputs)
 
-        try:
-            tracker.client().log_inputs(tracker.run_id, datasets=inputs)
-        except MlflowException as err:
-            if not lost_insert_race(err):
-                raise
-            # Another run logged the same dataset (same split, same data) between MLflow's check and its
-            # insert; the failed call wrote nothing, and now the dataset is found and linked to this run.
-            tracker.client().log_inputs(tracker.run_id, datasets=inputs)
+        # Another run may log the same dataset (same split, same data) between MLflow's check and its insert;
+        # then the second call finds that dataset and links it to this run.
+        create_or_find(log_inputs, log_inputs)
 
     tracker.call("log the datasets", _log)
 
@@ -179,16 +175,15 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
     :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
 
     def _register() -> str:
-        from mlflow.exceptions import MlflowException
-
-        from metallo.training.tracking import lost_insert_race
+        from metallo.training.tracking import create_or_find
 
         client = tracker.client()
-        try:  # create-or-find in one step: two evaluates (queued experiments) may both be the first
-            client.create_registered_model(name, description="Metallo DOS regressors (registered by `evaluate`).")
-        except MlflowException as err:
-            if not lost_insert_race(err):
-                raise
+        create_or_find(  # two evaluates (queued experiments) may both be the first; the loser uses the winner's
+            lambda: client.create_registered_model(
+                name, description="Metallo DOS regressors (registered by `evaluate`)."
+            ),
+            lambda: None,
+        )
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{tracker.run_id}'")
         version = (
             existing[0]

@@ -108,6 +108,19 @@ def lost_insert_race(err: Exception) -> bool:
     )
 
 
+def create_or_find(create: Callable[[], Any], find: Callable[[], Any]) -> Any:
+    """``create()``; when another process inserted the same row first (:func:`lost_insert_race`), ``find()``.
+    The failed insert wrote nothing, so ``find`` sees the winner's row."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return create()
+    except MlflowException as err:
+        if not lost_insert_race(err):
+            raise
+        return find()
+
+
 class Tracker:
     """A thin, failure-tolerant handle on one MLflow run.
 
@@ -187,21 +200,15 @@ class Tracker:
         return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
     def _experiment_id(self, client) -> str:
-        """The experiment's id, creating the experiment if it is new. Create-or-find in one step: two queued
-        experiments starting at once on a fresh server may both find no experiment; the one that loses the
-        create finds the winner's."""
-        from mlflow.exceptions import MlflowException
-
+        """The experiment's id, creating the experiment if it is new (two queued experiments starting at once
+        on a fresh server may both find none; the one that loses the create finds the winner's)."""
         experiment = client.get_experiment_by_name(self.experiment)
         if experiment is not None:
             return experiment.experiment_id
-        try:
-            return client.create_experiment(self.experiment, artifact_location=self._artifact_location())
-        except MlflowException as err:
-            experiment = client.get_experiment_by_name(self.experiment)
-            if not lost_insert_race(err) or experiment is None:
-                raise
-            return experiment.experiment_id
+        return create_or_find(
+            lambda: client.create_experiment(self.experiment, artifact_location=self._artifact_location()),
+            lambda: client.get_experiment_by_name(self.experiment).experiment_id,
+        )
 
     def _artifact_location(self) -> str | None:
         return artifact_root() if self.uri.startswith("sqlite:") else None

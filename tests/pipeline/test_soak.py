@@ -192,8 +192,7 @@ def _queue_two_experiments(root: Path) -> list[str]:
         problems.append(f"queued experiments not done within {QUEUE_TIMEOUT} s\n{queue_report(root)}")
         run(["dvc", "queue", "kill", *names.values()], root, check=False)
     elif "Failed" in status:
-        logs = "".join(run(["dvc", "queue", "logs", n], root, check=False).stdout[-1500:] for n in names.values())
-        problems.append(f"a queued experiment failed:\n{status}\n{logs}")
+        problems.append(f"a queued experiment failed:\n{queue_report(root)}")
     run(["dvc", "queue", "stop"], root, check=False)
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)

@@ -269,14 +269,14 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
 
 def _start_tracker_at(barrier, uri: str, results) -> None:
     """One queued experiment's train stage, reduced to its first MLflow call: start a run once all are ready."""
-    import warnings as _warnings
+    import warnings
 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     tracker = Tracker("metallo")
     tracker.client().search_experiments()  # open the store first, so that all start together
     barrier.wait()
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         run_id = tracker.start(run_name="racing")
         lineage.log_datasets(tracker, lineage.split_datasets(_SPLITS, "data/processed", "same data"))
     results.put((tracker.enabled, run_id, [str(w.message) for w in caught]))
