@@ -216,8 +216,6 @@ def finish_micrograph(
     Returns the image and the second-phase mask. ``prof`` is a slice's illumination profile.
     """
     scale = size / REFERENCE_SIZE
-    rgb = np.repeat(grey[:, :, None], 3, axis=2)
-
     # --- second phase: threshold of a smoothed Gaussian field, threshold set per pixel so that the
     # expected local area fraction equals phi(x, y) = phi * (1 + 0.5 g(x, y)) ----------------------
     field = ndimage.gaussian_filter(
@@ -226,17 +224,26 @@ def finish_micrograph(
     field = (field - field.mean()) / (field.std() + 1e-12)
     local_phi = np.clip(lat.phase_fraction * (1.0 + PHASE_GRADIENT * _phase_gradient(lat, size)), 1e-4, 1 - 1e-4)
     mask = field > special.ndtri(1.0 - local_phi)
-    phase_rgb = PHASE_RGB[None, :] * (1.0 + 0.08 * rng.standard_normal((int(mask.sum()), 1)))
-    rgb[mask] = phase_rgb
+    return apply_optics(paint_phase(grey, mask, rng), lat, rng, prof), mask
 
-    # --- optics: tint, illumination gain, vignette, noise ---------------------------------------
-    yy = (np.arange(size) + 0.5) / size - 0.5 - lat.vignette_dy
-    xx = (np.arange(size) + 0.5) / size - 0.5 - lat.vignette_dx
+
+def paint_phase(grey: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grey grain levels (H, W) -> float RGB with the second phase (``mask``) painted in its dark colour."""
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    rgb[mask] = PHASE_RGB[None, :] * (1.0 + 0.08 * rng.standard_normal((int(mask.sum()), 1)))
+    return rgb
+
+
+def apply_optics(rgb: np.ndarray, lat: ImageLatents, rng: np.random.Generator, prof: dict) -> np.ndarray:
+    """Float RGB (H, W, 3) -> uint8 after the microscope's tint, illumination, vignette and noise."""
+    height, width = rgb.shape[:2]
+    yy = (np.arange(height) + 0.5) / height - 0.5 - lat.vignette_dy
+    xx = (np.arange(width) + 0.5) / width - 0.5 - lat.vignette_dx
     r2 = (yy[:, None] ** 2 + xx[None, :] ** 2) / 0.5
     illum = lat.illumination * prof["image_gain"] * (1.0 - lat.vignette * r2)
     rgb = rgb * np.asarray(prof["tint"])[None, None, :] * illum[:, :, None]
     rgb = rgb + lat.noise_sigma * rng.standard_normal(rgb.shape)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), mask
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def render_micrograph(lat: ImageLatents, rng: np.random.Generator, size: int, slice_id: str = "1"):
@@ -271,9 +278,14 @@ def wavelengths(spectrum_length: int) -> np.ndarray:
     return np.linspace(*WAVELENGTH_RANGE_NM, spectrum_length)
 
 
-def matrix_reflectance(lam: np.ndarray, composition: float) -> np.ndarray:
+def matrix_base(lam: np.ndarray) -> np.ndarray:
+    """The matrix phase's reflectance without its absorption band."""
     x = (lam - WAVELENGTH_RANGE_NM[0]) / (WAVELENGTH_RANGE_NM[1] - WAVELENGTH_RANGE_NM[0])
-    base = 0.55 + 0.25 * x - 0.06 * np.exp(-x / 0.08)  # rising metallic curve with a mild knee in the blue
+    return 0.55 + 0.25 * x - 0.06 * np.exp(-x / 0.08)  # rising metallic curve with a mild knee in the blue
+
+
+def matrix_reflectance(lam: np.ndarray, composition: float) -> np.ndarray:
+    base = matrix_base(lam)
     depth = BAND_DEPTH_BASE + BAND_DEPTH_SLOPE * composition
     band = np.exp(-0.5 * ((lam - BAND_CENTER_NM) / BAND_SIGMA_NM) ** 2)
     return base * (1.0 - depth * band)
@@ -303,16 +315,23 @@ def cell_fractions(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 
 def render_spectra(
-    fractions: np.ndarray, composition: float, rng: np.random.Generator, spectrum_length: int, slice_id: str = "1"
+    fractions: np.ndarray,
+    composition: float,
+    rng: np.random.Generator,
+    spectrum_length: int,
+    slice_id: str = "1",
+    matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """Local spectra (len(fractions), spectrum_length) float32: linear mixture of matrix and phase
-    reflectance by the local second-phase fraction, times gain, plus baseline wiggle and white noise."""
+    reflectance by the local second-phase fraction, times gain, plus baseline wiggle and white noise.
+    ``matrix`` (one row per cell) replaces the matrix reflectance of ``composition``."""
     prof = SLICE_PROFILES[slice_id]
     lam = wavelengths(spectrum_length)
     x = (lam - lam[0]) / (lam[-1] - lam[0]) if spectrum_length > 1 else np.zeros_like(lam)
     f = np.asarray(fractions, dtype=np.float64)[:, None]
     n = f.shape[0]
-    mix = (1.0 - f) * matrix_reflectance(lam, composition)[None, :] + f * phase_reflectance(lam)[None, :]
+    matrix = matrix_reflectance(lam, composition)[None, :] if matrix is None else matrix
+    mix = (1.0 - f) * matrix + f * phase_reflectance(lam)[None, :]
     gain = 1.0 + SPECTRUM_GAIN_STD * rng.standard_normal((n, 1))
     wiggle_amp = BASELINE_WIGGLE_STD * rng.standard_normal((n, 1))
     wiggle_freq = rng.uniform(0.5, 1.5, size=(n, 1))

@@ -96,6 +96,7 @@ class Profile:
     nested_images: bool = False  # images/<slice>/<id>.ext
     per_cell: bool = False  # ``local``: per-cell texture/band latents and the per-cell label
     global_weight: float = 0.0  # per-cell profiles: weight of the sample-level phase-fraction term in the label
+    mechanism: tuple = ()  # (image, spectral) mechanism of a per-cell profile (``mechanisms``); () = grain size x depth
 
     @property
     def n_spectra(self) -> int:
@@ -119,6 +120,78 @@ _LOCAL = Profile(
     label_scale=1.0,
     per_cell=True,
 )
+
+#: The local-mechanism profiles (``mechanisms``): what a cell's image and spectrum carry is not a texture
+#: statistic or a band depth; frames, grids, spectrum lengths and files differ from profile to profile.
+_MECHANISM = replace(_LOCAL, per_cell=True, label_intercept=0.0, label_scale=1.0)
+MECHANISM_PROFILES: dict[str, Profile] = {
+    "local_direction": replace(
+        _MECHANISM,
+        name="local_direction",
+        mimics="per-cell direction of elongated grains (image) x position of an absorption band (its spectrum); "
+        "square 8-bit RGB frames, 6x4 grid, 1,600-point reflectance",
+        mechanism=("direction", "peak_position"),
+    ),
+    "local_elongation": replace(
+        _MECHANISM,
+        name="local_elongation",
+        mimics="per-cell elongation of second-phase particles at equal area and boundary length (image) x width "
+        "of an absorption band (its spectrum); 12-bit grey 320x240 frames, 5x5 grid, 1,024-point raw counts",
+        mechanism=("elongation", "peak_width"),
+        frame=(240, 320),
+        grid=(5, 5),
+        spectrum_length=1024,
+        image_formats=("png_gray12",),
+        spectra_format="npy_float32_counts",
+        full_scale=30000.0,
+        dark=250.0,
+        read_noise=6.0,
+        response=(620.0, 150.0),
+    ),
+    "local_clustering": replace(
+        _MECHANISM,
+        name="local_clustering",
+        mimics="per-cell clustering of equal, non-overlapping particles (image) x position of an absorption band "
+        "(its spectrum); portrait 240x320 RGB frames, 4x4 grid, 512-point integer CSV counts, label near 50",
+        mechanism=("clustering", "peak_position"),
+        frame=(320, 240),
+        grid=(4, 4),
+        spectrum_length=512,
+        spectra_format="csv_int_counts",
+        full_scale=12000.0,
+        dark=100.0,
+        read_noise=4.0,
+        response=(600.0, 250.0),
+        label_intercept=50.0,
+        label_scale=10.0,
+    ),
+    "local_specimens": replace(
+        _MECHANISM,
+        name="local_specimens",
+        mimics="four specimens: per-cell grain direction x band width plus a global second-phase term; 2:1 "
+        "16-bit-grey frames, 3x6 grid, 800-point uint16 counts; three training specimens with mild instrument "
+        "shifts, a fourth for test",
+        mechanism=("direction", "peak_width"),
+        global_weight=1.0,
+        counts={"A": 150, "B": 150, "C": 150, "D": 120},
+        train_slices=("A", "B", "C"),
+        test_slices=("D",),
+        frame=(200, 400),
+        grid=(3, 6),
+        spectrum_length=800,
+        image_formats=("png_gray12",),
+        spectra_format="npy_uint16_counts",
+        full_scale=30000.0,
+        dark=300.0,
+        read_noise=6.0,
+        response=(700.0, 220.0),
+        shifts={
+            "B": SliceShift(image_gain=0.95, spectro_gain=1.05),
+            "C": SliceShift(image_gain=1.05, spectro_gain=0.95, dark_add=50.0),
+            "D": SliceShift(image_gain=0.85, spectro_gain=1.2, dark_add=100.0),
+        },
+    ),
+}
 
 PROFILES: dict[str, Profile] = {
     "camera16": Profile(
@@ -209,6 +282,7 @@ PROFILES: dict[str, Profile] = {
         read_noise=6.0,
         response=(620.0, 150.0),
     ),
+    **MECHANISM_PROFILES,
 }
 
 

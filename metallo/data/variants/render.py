@@ -25,10 +25,12 @@ from metallo.data.generative import (
     draw_latents,
     etched_grains,
     finish_micrograph,
+    matrix_base,
     render_micrograph,
     render_spectra,
     wavelengths,
 )
+from metallo.data.variants.mechanisms import band, draw_cell_latents, render_mechanism_micrograph
 from metallo.data.variants.profiles import PROFILES, Profile, SliceShift
 
 #: Population std of the demo label (sqrt of 0.9² + 0.7² + 0.3² + 0.04²); z = (dos - 2) / DEMO_DOS_STD.
@@ -127,6 +129,35 @@ def _render_per_cell(profile: Profile, lat: SampleLatents, seq, frame: tuple[int
     return img8, mask, refl, dos, info
 
 
+def _render_mechanism(profile: Profile, lat: SampleLatents, seq, frame: tuple[int, int]) -> tuple:
+    """Local-mechanism profiles (:mod:`.mechanisms`): per-cell image and spectral properties that texture
+    statistics and band depths do not encode; the label is the mean of their standardised products.
+    Returns (uint8 RGB, phase mask, reflectance, dos, latents dict)."""
+    image, spectral = profile.mechanism
+    n = profile.n_spectra
+    r4 = stream(seq, 4)
+    cells = draw_cell_latents(r4, n, image, spectral)
+    noise = float(r4.normal(0.0, LOCAL_LABEL_NOISE_STD))
+    local = float(np.mean(cells["z_image"] * cells["z_spectral"]))
+    dos = profile.label_intercept + profile.label_scale * (
+        local + profile.global_weight * lat.z_phase / math.sqrt(n) + noise
+    )
+    img8, mask = render_mechanism_micrograph(image, cells["image"], lat.image, stream(seq, 1), frame, profile.grid)
+    lam = wavelengths(profile.spectrum_length)
+    matrix = matrix_base(lam)[None, :] * np.stack(
+        [band(lam, spectral, v, d) for v, d in zip(cells["spectral"], cells["depth"])]
+    )
+    refl = render_spectra(
+        cell_fractions(mask, profile.grid), 0.0, stream(seq, 2), profile.spectrum_length, matrix=matrix
+    )
+    info: dict = {}
+    for k in range(n):
+        info[f"z_image_{k:02d}"] = float(cells["z_image"][k])
+        info[f"z_spectral_{k:02d}"] = float(cells["z_spectral"][k])
+    info.update(local_term=local, label_noise=noise, z_phase=float(lat.z_phase))
+    return img8, mask, refl, dos, info
+
+
 def _render_global(profile: Profile, lat: SampleLatents, seq, frame: tuple[int, int]) -> tuple:
     """The other profiles: the demo micrograph and spectra, the demo label rescaled.
     Returns (uint8 RGB, phase mask, reflectance, dos, latents dict)."""
@@ -150,7 +181,9 @@ def render_sample(profile, seq: np.random.SeedSequence, slice_id: str, frame: tu
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     shift = profile.shifts.get(slice_id, SliceShift())
     lat: SampleLatents = draw_latents(stream(seq, 0))
-    render = _render_per_cell if profile.per_cell else _render_global
+    render = _render_global
+    if profile.per_cell:
+        render = _render_mechanism if profile.mechanism else _render_per_cell
     img8, mask, refl, dos, info = render(profile, lat, seq, frame)
     rng3 = stream(seq, 3)
     spectra = refl if profile.spectra_format == "npy_reflectance" else _to_counts(refl, profile, shift, rng3)
