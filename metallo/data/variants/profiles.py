@@ -47,6 +47,13 @@ The exact ``data:``/``split:`` values are in each folder's ``dataset.json``.
     As ``local`` on another instrument: 12-bit greyscale in 16-bit PNG, landscape 320 x 240 frames,
     float32 raw counts (dark offset 250, instrument response peaked near 620 nm), 25 x 1024 on a
     5 x 5 grid.
+``local_direction``, ``local_elongation``, ``local_clustering``, ``local_specimens``
+    Local mechanisms that no texture statistic encodes (:mod:`metallo.data.variants.mechanisms`): per cell,
+    the direction of elongated grains, the elongation of particles at equal area and boundary length, or
+    the clustering of equal particles, times the position or width of an absorption band in that cell's
+    spectrum (its depth varies at random). ``dos = intercept + scale * (mean_k(z_image,k * z_spectral,k)
+    [+ z_phase / sqrt(n_cells)] + noise)``. Frames, grids, spectrum lengths, file formats and label scales
+    differ; ``local_specimens`` has three training specimens and a test specimen with instrument shifts.
 """
 
 from __future__ import annotations
@@ -168,15 +175,16 @@ MECHANISM_PROFILES: dict[str, Profile] = {
     "local_specimens": replace(
         _MECHANISM,
         name="local_specimens",
-        mimics="four specimens: per-cell grain direction x band width plus a global second-phase term; 2:1 "
-        "16-bit-grey frames, 3x6 grid, 800-point uint16 counts; three training specimens with mild instrument "
-        "shifts, a fourth for test",
+        mimics="four specimens: per-cell grain direction x band width plus a global second-phase term; square "
+        "12-bit grey frames (a non-square frame resized to the stored square would make direction visible to "
+        "texture statistics), a 3x6 grid of tall cells, 800-point uint16 counts; three training specimens with "
+        "mild instrument shifts, a fourth for test",
         mechanism=("direction", "peak_width"),
         global_weight=1.0,
         counts={"A": 150, "B": 150, "C": 150, "D": 120},
         train_slices=("A", "B", "C"),
         test_slices=("D",),
-        frame=(200, 400),
+        frame=(320, 320),
         grid=(3, 6),
         spectrum_length=800,
         image_formats=("png_gray12",),
