@@ -1,8 +1,11 @@
 """Split: assign each sample to train / val / test by slice, and compute train-only statistics.
 
 By default slice ``1`` is shuffled (seeded) into 85 % train and 15 % val, and slice ``2`` is
-the test set; with several training slices each gives the same share to validation. Rows whose slice is in
-neither list are reported, never silently dropped.
+the test set. Validation decides early stopping and which model is kept, so it should look like the test: a
+specimen the model never saw. With several training slices (``split.validation: auto`` or ``specimen``) one
+whole training specimen is held out for validation (``split.val_slices``, default the last training slice);
+with one, or with ``split.validation: samples``, ``val_fraction`` of every training slice is. Rows whose slice is
+in neither list are reported, never silently dropped.
 Normalisation statistics come from the train rows only, so no later stage can leak
 validation or test information into the model.
 """
@@ -20,22 +23,40 @@ from metallo.layout import PATHS, Paths
 from metallo.params import section
 
 SPLITS = ("train", "val", "test")
+#: ``split.validation``: how validation rows are chosen (see the module docstring).
+VALIDATIONS = ("auto", "specimen", "samples")
 
 
 @dataclass
 class SplitResult:
     table: pd.DataFrame  # sample_id, split (train | val | test), index
     unassigned: dict[str, int] = field(default_factory=dict)  # slice_id -> rows in neither list
+    val_slices: list[str] = field(default_factory=list)  # the held-out training specimens ([]: held-out samples)
+
+    @property
+    def validation(self) -> str:
+        """What the validation rows are, in words."""
+        if self.val_slices:
+            return f"held-out specimen{'s' if len(self.val_slices) > 1 else ''} {', '.join(self.val_slices)}"
+        return "held-out samples of the training specimens"
 
     @property
     def counts(self) -> dict[str, int]:
         counts = {name: int((self.table["split"] == name).sum()) for name in SPLITS}
         counts["unassigned"] = int(sum(self.unassigned.values()))
+        counts["val_specimens"] = len(self.val_slices)
         return counts
 
 
 def split_samples(
-    samples: pd.DataFrame, *, train_slices: list, test_slices: list, val_fraction: float, seed: int
+    samples: pd.DataFrame,
+    *,
+    train_slices: list,
+    test_slices: list,
+    val_fraction: float,
+    seed: int,
+    validation: str = "auto",
+    val_slices: list | None = None,
 ) -> SplitResult:
     """Split the rows of ``samples`` (needs ``sample_id``, ``slice_id``; row order = array order)."""
     train_slices = [str(s) for s in train_slices]
@@ -46,12 +67,16 @@ def split_samples(
         )
     if not 0.0 <= float(val_fraction) < 1.0:
         raise MetalloError(f"split.val_fraction must be in [0, 1); got {val_fraction}.")
+    held_out = held_out_specimens(train_slices, validation, val_slices)
 
     slices = samples["slice_id"].astype(str).to_numpy()
     split = np.full(len(samples), "", dtype=object)
     train_rows = np.flatnonzero(np.isin(slices, train_slices))
     split[train_rows] = "train"
-    split[validation_rows(slices, train_slices, float(val_fraction), seed)] = "val"
+    if held_out:
+        split[np.isin(slices, held_out)] = "val"
+    else:
+        split[validation_rows(slices, train_slices, float(val_fraction), seed)] = "val"
     split[np.isin(slices, test_slices)] = "test"
 
     if not (split == "train").any():
@@ -68,7 +93,32 @@ def split_samples(
             "index": np.flatnonzero(assigned).astype(np.int64),
         }
     )
-    return SplitResult(table, {str(k): int(v) for k, v in unassigned.items()})
+    return SplitResult(table, {str(k): int(v) for k, v in unassigned.items()}, held_out)
+
+
+def held_out_specimens(train_slices: list[str], validation: str, val_slices: list | None) -> list[str]:
+    """The training slices validation holds out whole (``[]``: validation takes samples of every slice)."""
+    if validation not in VALIDATIONS:
+        raise MetalloError(f"split.validation must be one of {', '.join(VALIDATIONS)}; got {validation!r}.")
+    chosen = [str(s) for s in (val_slices or [])]
+    if unknown := [s for s in chosen if s not in train_slices]:
+        raise MetalloError(
+            f"split.val_slices {unknown} are not in split.train_slices {train_slices}: validation specimens are "
+            "training specimens held out whole."
+        )
+    if validation == "samples":
+        return []
+    if len(train_slices) < 2:
+        if validation == "specimen":
+            raise MetalloError(
+                f"split.validation: specimen needs two or more training slices, one to hold out; split.train_slices "
+                f"is {train_slices}. Add a slice, or set split.validation to auto or samples."
+            )
+        return []
+    chosen = chosen or train_slices[-1:]
+    if len(chosen) >= len(train_slices):
+        raise MetalloError(f"split.val_slices {chosen} leave no training slice; keep at least one for training.")
+    return chosen
 
 
 def validation_rows(slices: np.ndarray, train_slices: list[str], val_fraction: float, seed: int) -> np.ndarray:
@@ -162,7 +212,7 @@ def check_processed(paths: Paths) -> None:
 
 def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     """Assign train/val/test and compute train-only statistics. Reads ``split``."""
-    cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed"])
+    cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed", "validation", "val_slices"])
     check_processed(paths)
     samples = pd.read_parquet(paths.processed / "samples.parquet")
     result = split_samples(
@@ -171,6 +221,8 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
         test_slices=cfg["test_slices"],
         val_fraction=float(cfg["val_fraction"]),
         seed=int(cfg["seed"]),
+        validation=str(cfg.get("validation", "auto")),
+        val_slices=cfg.get("val_slices") or [],
     )
     counts = result.counts
     if result.unassigned:
@@ -186,5 +238,11 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     write_parquet(paths.split / "split.parquet", result.table)
     write_json(paths.stats, stats)
     write_json(paths.metrics / "split.json", counts)
-    print(f"split: {counts}")
+    print(f"split: {counts}; validation: {result.validation}")
+    if not result.val_slices and len(cfg["train_slices"]) < 2:
+        print(
+            "split: one training specimen, so validation (early stopping, model choice, intervals) uses held-out "
+            "samples of it and may favour what does not carry over to a new specimen; list two or more training "
+            "slices to validate on a held-out specimen."
+        )
     return counts

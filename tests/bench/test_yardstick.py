@@ -148,7 +148,9 @@ def test_validation_takes_the_same_share_of_every_training_slice():
     samples = pd.DataFrame(
         {"sample_id": [f"s{i}" for i in range(90)], "slice_id": ["A"] * 60 + ["B"] * 20 + ["C"] * 10}
     )
-    table = split_samples(samples, train_slices=["A", "B"], test_slices=["C"], val_fraction=0.15, seed=3).table
+    table = split_samples(
+        samples, train_slices=["A", "B"], test_slices=["C"], val_fraction=0.15, seed=3, validation="samples"
+    ).table
     val = table[table["split"] == "val"]
     assert val["sample_id"].map(lambda s: "A" if int(s[1:]) < 60 else "B").value_counts().to_dict() == {"A": 9, "B": 3}
 

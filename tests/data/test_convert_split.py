@@ -172,7 +172,7 @@ def _samples(n1: int = 40, n2: int = 10, extra: dict | None = None) -> pd.DataFr
 
 def test_split_sizes_and_disjointness():
     result = split_samples(_samples(), train_slices=["1"], test_slices=["2"], val_fraction=0.05, seed=0)
-    assert result.counts == {"train": 38, "val": 2, "test": 10, "unassigned": 0}
+    assert result.counts == {"train": 38, "val": 2, "test": 10, "unassigned": 0, "val_specimens": 0}
     table = result.table
     assert table.sample_id.is_unique and table["index"].is_unique
     assert table["index"].tolist() == list(range(50))
@@ -210,7 +210,7 @@ def test_split_val_count(n1, fraction, n_val):
 def test_split_slice_ids_compare_as_strings():
     samples = _samples(6, 3)
     result = split_samples(samples, train_slices=[1], test_slices=[2], val_fraction=0.0, seed=0)
-    assert result.counts == {"train": 6, "val": 0, "test": 3, "unassigned": 0}
+    assert result.counts == {"train": 6, "val": 0, "test": 3, "unassigned": 0, "val_specimens": 0}
 
 
 def test_unassigned_slices_are_reported_not_dropped_silently():
@@ -218,9 +218,53 @@ def test_unassigned_slices_are_reported_not_dropped_silently():
         _samples(10, 4, extra={"3": 5, "x": 2}), train_slices=["1"], test_slices=["2"], val_fraction=0.1, seed=0
     )
     assert result.unassigned == {"3": 5, "x": 2}
-    assert result.counts == {"train": 9, "val": 1, "test": 4, "unassigned": 7}
+    assert result.counts == {"train": 9, "val": 1, "test": 4, "unassigned": 7, "val_specimens": 0}
     assert sum(result.counts.values()) == 21
     assert result.table["index"].max() < 14
+
+
+def _specimens() -> pd.DataFrame:
+    return _samples(20, 10, extra={"A": 12, "B": 8})  # slices 1, 2, A, B
+
+
+def test_validation_holds_out_the_last_training_specimen_when_there_are_several():
+    result = split_samples(_specimens(), train_slices=["1", "A", "B"], test_slices=["2"], val_fraction=0.2, seed=0)
+    slices = _specimens()["slice_id"].to_numpy()
+    by_split = {name: set(slices[result.table.loc[result.table.split == name, "index"]]) for name in ("train", "val")}
+    assert by_split == {"train": {"1", "A"}, "val": {"B"}}  # a whole specimen, not val_fraction of each
+    assert result.counts == {"train": 32, "val": 8, "test": 10, "unassigned": 0, "val_specimens": 1}
+    assert result.val_slices == ["B"] and result.validation == "held-out specimen B"
+
+
+def test_validation_specimens_can_be_named_and_samples_still_chosen():
+    kwargs = dict(train_slices=["1", "A", "B"], test_slices=["2"], val_fraction=0.25, seed=0)
+    named = split_samples(_specimens(), **kwargs, val_slices=["1", "A"])
+    assert named.val_slices == ["1", "A"] and named.counts["val"] == 32 and named.counts["train"] == 8
+    samples = split_samples(_specimens(), **kwargs, validation="samples")
+    assert samples.val_slices == [] and samples.counts["val"] == 5 + 3 + 2  # a quarter of every slice
+    assert samples.validation == "held-out samples of the training specimens"
+
+
+def test_one_training_specimen_falls_back_to_samples_unless_specimens_are_demanded():
+    auto = split_samples(_samples(), train_slices=["1"], test_slices=["2"], val_fraction=0.1, seed=0)
+    assert auto.val_slices == [] and auto.counts["val"] == 4
+    with pytest.raises(MetalloError, match="split.validation: specimen needs two or more training slices"):
+        split_samples(
+            _samples(), train_slices=["1"], test_slices=["2"], val_fraction=0.1, seed=0, validation="specimen"
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(validation="slices"), r"split.validation must be one of auto, specimen, samples"),
+        (dict(val_slices=["2"]), r"split.val_slices \['2'\] are not in split.train_slices"),
+        (dict(val_slices=["1", "A", "B"]), r"leave no training slice"),
+    ],
+)
+def test_validation_errors_name_the_param(kwargs, pattern):
+    with pytest.raises(MetalloError, match=pattern):
+        split_samples(_specimens(), train_slices=["1", "A", "B"], test_slices=["2"], val_fraction=0.1, seed=0, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -281,7 +325,7 @@ def test_run_split_writes_outputs_and_train_only_stats(tmp_path):
     images, spectra, table = _processed(paths)
     params = H.make_params(tmp_path / "raw", val_fraction=0.25, seed=3)
     counts = run_split(params, paths)
-    assert counts == {"train": 9, "val": 3, "test": 5, "unassigned": 2}
+    assert counts == {"train": 9, "val": 3, "test": 5, "unassigned": 2, "val_specimens": 0}
     assert json.loads((paths.metrics / "split.json").read_text()) == counts
 
     split = pd.read_parquet(paths.split / "split.parquet")
@@ -383,7 +427,7 @@ def _chain(root: Path, convert_workers: int) -> Paths:
     )
     assert run_ingest(params, paths) == {"total": 14, "accepted": 14, "rejected": 0}
     assert run_convert(params, paths) == 14
-    assert run_split(params, paths) == {"train": 9, "val": 1, "test": 4, "unassigned": 0}
+    assert run_split(params, paths) == {"train": 9, "val": 1, "test": 4, "unassigned": 0, "val_specimens": 0}
     return paths
 
 
