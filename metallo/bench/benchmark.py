@@ -136,12 +136,17 @@ MEASUREMENTS = {
 
 def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
     from metallo.data.dataset import MetalloDataset
+    from metallo.models import get_config_class
     from metallo.processing import MetalloProcessor
 
     data = prepare_data(root, config)
     stats = data_statistics(data.processed, data.labels)
     processor = MetalloProcessor.from_stats(
-        stats, image_size=config.model_image_size, resize=config.resize, crop=config.image_size
+        stats,
+        image_size=config.model_image_size,
+        resize=config.resize,
+        crop=config.image_size,
+        raw_copies=get_config_class(config.model)().raw_copies,
     )
     dataset = MetalloDataset(
         data.processed / "images.npy",

@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from metallo.data.geometry import Geometry
 from metallo.errors import MetalloError
-from metallo.models import config_fields, get_config_class, list_models
+from metallo.models import get_config_class, list_models
 
 #: Section key -> the label the report prints.
 SECTIONS = {
@@ -24,8 +24,8 @@ SECTIONS = {
 }
 #: The pipeline's own geometry (the original system's: resize the shorter side to 336, crop 300).
 REFERENCE = Geometry()
-#: Models the bench can train: those with an image backbone (the classical model is fitted in closed form).
-MODELS = tuple(name for name in list_models() if "backbone" in config_fields(name))
+#: Models the bench can train: those trained by gradient descent (the classical model is fitted in closed form).
+MODELS = tuple(name for name in list_models() if not get_config_class(name)().fitted_in_closed_form)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -88,8 +88,8 @@ class BenchConfig:
             self.resize = default_resize(self.image_size)
         if self.model_image_size is None:
             self.model_image_size = min(model_defaults.image_size, self.image_size)
-        if self.backbone is None:
-            self.backbone = model_defaults.backbone
+        if self.backbone is None:  # "-": a model without a ResNet backbone (MetalloNet)
+            self.backbone = getattr(model_defaults, "backbone", "-")
         self.n_spectra = int(model_defaults.n_spectra)
         self.grid = tuple(int(v) for v in model_defaults.grid)
 

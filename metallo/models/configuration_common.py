@@ -110,21 +110,14 @@ class MetalloConfig(PretrainedConfig):
 
 class MetalloNetworkConfig(MetalloConfig):
     r"""
-    Fields of the deep regressors (ToyNet, MetalloNet): the ResNet trunk, the spectral encoder, the width, dropout
-    and the loss; plus those of [`MetalloConfig`].
+    Fields of the deep regressors (ToyNet, MetalloNet): the width, the spectral encoder's channels, dropout and the
+    loss; plus those of [`MetalloConfig`].
 
     Args:
-        backbone (`str`, *optional*, defaults to `"resnet18"`):
-            torchvision ResNet trunk, `"resnet18"` or `"resnet50"`, built with `weights=None`.
-        backbone_weights (`str`, *optional*):
-            Local `.safetensors` or `.pth` torchvision ResNet state dict loaded into the trunk when the model is
-            first built (not by `from_pretrained`). Nothing is downloaded.
         hidden_dim (`int`, *optional*, defaults to 128):
-            Width of the image and spectral vectors or tokens and of what fuses them.
+            Width of the image and spectral vectors and of what fuses them.
         spectral_channels (`list[int]`, *optional*, defaults to `[16, 32, 64]`):
-            Channels of the spectral Conv1d stack: a stride-4 stem then one stride-2 block per further entry.
-        spectral_pool_size (`int`, *optional*, defaults to 8):
-            Number of wavelength bins each spectrum is pooled to before projection.
+            Channels of the spectral Conv1d stack (see each model's spectral encoder).
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout probability (where each model applies it is in its docs).
         loss (`str`, *optional*, defaults to `"mse"`):
@@ -135,32 +128,24 @@ class MetalloNetworkConfig(MetalloConfig):
 
     def __init__(
         self,
-        backbone="resnet18",
-        backbone_weights=None,
         hidden_dim=128,
         spectral_channels=(16, 32, 64),
-        spectral_pool_size=8,
         dropout=0.1,
         loss="mse",
         huber_delta=1.0,
         **kwargs,
     ):
-        self.backbone = backbone
-        self.backbone_weights = backbone_weights
         self.hidden_dim = hidden_dim
         self.spectral_channels = spectral_channels
-        self.spectral_pool_size = spectral_pool_size
         self.dropout = dropout
         self.loss = loss
         self.huber_delta = huber_delta
-        check_choice("backbone", backbone, BACKBONE_NAMES)
         check_positive_int("hidden_dim", hidden_dim)
         if not spectral_channels:
             raise ValueError("spectral_channels must list at least one channel count")
         for value in spectral_channels:
             check_positive_int("spectral_channels", value)
         self.spectral_channels = list(spectral_channels)
-        check_positive_int("spectral_pool_size", spectral_pool_size)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
         check_choice("loss", loss, LOSS_NAMES)

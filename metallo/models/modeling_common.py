@@ -27,18 +27,6 @@ LOSSES = {
 assert tuple(BACKBONES) == BACKBONE_NAMES and tuple(LOSSES) == LOSS_NAMES, "one definition per backbone and loss"
 
 
-def feature_map_size(image_size: int) -> int:
-    """Side of the ResNet trunk's feature map for a square `image_size` input (five stride-2 stages, padded)."""
-    for _ in range(5):
-        image_size = -(-image_size // 2)
-    return image_size
-
-
-def stage_stride(stage: int) -> int:
-    """Downsampling factor of ResNet stage `stage` (1..4): 4, 8, 16, 32."""
-    return 2 ** (stage + 1)
-
-
 class ResNetTrunk(nn.Module):
     """A torchvision ResNet without its pooling and classifier: (B, 3, H, W) -> (B, C, ceil(H/32), ceil(W/32)).
 
@@ -126,14 +114,15 @@ class SpectralEncoder(nn.Module):
         return self.proj(hidden.flatten(1)).view(batch, n_spectra, -1)
 
 
-def check_inputs(config, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None) -> None:
-    """Raises a ValueError naming the expected shape when an input used by `config.modalities` is missing or wrong."""
+def check_inputs(config, pixel_values: torch.Tensor | None, spectra: torch.Tensor | None, modalities=None) -> None:
+    """Raises a ValueError naming the expected shape when an input used by `modalities` (default
+    `config.modalities`) is missing or wrong."""
     expected = {
         "image": ("pixel_values", pixel_values, (3, config.image_size, config.image_size), "image_size"),
         "spectra": ("spectra", spectra, (config.n_spectra, config.spectrum_length), "n_spectra, spectrum_length"),
     }
     batch_sizes = set()
-    for modality in config.modalities:
+    for modality in config.modalities if modalities is None else modalities:
         name, tensor, shape, fields = expected[modality]
         shape_text = f"(batch, {', '.join(map(str, shape))})"
         if tensor is None:
@@ -162,11 +151,10 @@ class RegressionOutput(ModelOutput):
         predictions (`torch.FloatTensor` of shape `(batch,)`):
             Predictions in label units (`head * label_std + label_mean`).
         attention (`torch.FloatTensor` of shape `(batch, h, w)`, *optional*):
-            Spatial attention over the image feature-map cells, in [0, 1]; returned by models that have one when
-            `return_attention=True`.
+            A spatial-attention map over the image in [0, 1], for models that have one (none of the current ones).
         cell_contributions (`torch.FloatTensor` of shape `(batch, rows, cols)`, *optional*):
             Each measurement cell's share of the prediction, in label units (their mean is the local part of the
-            prediction); returned by grid-fusion models when `return_attention=True`.
+            prediction); returned by MetalloNet when `return_attention=True`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -251,11 +239,17 @@ class MetalloPreTrainedModel(PreTrainedModel):
         """
         check_inputs(self.config, pixel_values, spectra)
         features, maps = self.forward_features(pixel_values, spectra)
-        # Label standardisation in float32 also under bf16 autocast: labels like 1500 ± 40 need the precision.
         head = self.forward_head(features).float()
         wide = self.forward_classical_branch(raw_pixel_values, raw_spectra)
         if wide is not None:
             head = head + wide.float()
+        return self.regression_output(head, labels, maps if return_attention else {})
+
+    def regression_output(self, head: torch.Tensor, labels: torch.Tensor | None, maps: dict) -> RegressionOutput:
+        """The output for readout `head` (B,) in standardised units: predictions in label units, the loss against
+        `labels` when given, and the explanation `maps`."""
+        # Label standardisation in float32 also under bf16 autocast: labels like 1500 ± 40 need the precision.
+        head = head.float()
         mean, std = self.config.label_mean, self.config.label_std
         loss = None
         if labels is not None:
@@ -263,4 +257,4 @@ class MetalloPreTrainedModel(PreTrainedModel):
                 raise ValueError(f"labels must have shape ({head.shape[0]},); got {tuple(labels.shape)}")
             targets = (labels.reshape(head.shape).float() - mean) / std
             loss = LOSSES[self.config.loss](head, targets, self.config.huber_delta)
-        return RegressionOutput(loss=loss, predictions=head * std + mean, **(maps if return_attention else {}))
+        return RegressionOutput(loss=loss, predictions=head * std + mean, **maps)

@@ -1,19 +1,10 @@
 """Parameter and FLOP counts of the registered models (backs the `metallo models` command)."""
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
+from .configuration_common import BACKBONE_NAMES
 from .registry import config_fields, create_model, list_models
-
-BACKBONE_NAMES = ("resnet18", "resnet50")
-
-
-def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-# FlopCounterMode has no formula for the CPU flash-attention kernel that scaled_dot_product_attention uses on CPU.
-_CUSTOM_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
 
 
 def model_summary(names: list[str] | None = None, image_size: int = 300, **overrides) -> list[dict]:
@@ -21,7 +12,8 @@ def model_summary(names: list[str] | None = None, image_size: int = 300, **overr
 
     Args:
         names: models to summarise (default: all registered).
-        image_size: input resolution the FLOPs are counted at (300 is full resolution).
+        image_size: input resolution the FLOPs are counted at (300 is full resolution; MetalloNet's cells are read
+            from the stored image, counted at this size too).
         **overrides: config overrides applied to every model; passing `backbone` restricts the backbones.
 
     Returns:
@@ -36,10 +28,11 @@ def model_summary(names: list[str] | None = None, image_size: int = 300, **overr
             own = {key: value for key, value in overrides.items() if key in config_fields(name)}
             model = create_model(name, image_size=image_size, **extra, **own).eval()
             config = model.config
-            pixel_values = torch.zeros(1, 3, config.image_size, config.image_size)
-            spectra = torch.zeros(1, config.n_spectra, config.spectrum_length)
-            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
-                model(pixel_values=pixel_values, spectra=spectra)
+            pixel_values = torch.rand(1, 3, config.image_size, config.image_size)
+            spectra = torch.rand(1, config.n_spectra, config.spectrum_length)
+            raw = {"raw_pixel_values": pixel_values, "raw_spectra": spectra} if config.raw_copies else {}
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(pixel_values=pixel_values, spectra=spectra, **raw)
             rows.append(
                 {
                     "model": name,

@@ -1,0 +1,157 @@
+"""MetalloNet's learned per-cell path: each measurement cell's own image region and its own spectrum.
+
+Spectrum k of a sample was measured over grid cell k. The path cuts the stored-resolution micrograph into the
+cells' regions (:class:`CellPatches`), encodes every region with one small CNN whose weights all cells share
+(:class:`CellImageEncoder`; a sample is ``rows * cols`` training instances of it), encodes every spectrum's shape
+with a 1-D CNN that keeps wavelength positions (:class:`SpectrumShapeEncoder`), fuses the two per cell into one
+contribution (:class:`CellFusion`) and reads the sample's global context from the cells' mean features. Nothing in
+it is a hand-made statistic: orientation, elongation, arrangement, band position or width are whatever the
+filters learn to respond to.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int, kernel_size: int = 3) -> list[nn.Module]:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
+    return [conv, nn.BatchNorm2d(out_channels), nn.GELU()]
+
+
+class CellPatches(nn.Module):
+    """(B, C, H, W) images -> (B, S, C, h, w): the region of every measurement cell, at the given resolution.
+
+    ``grid_extent`` (x0, y0, x1, y1) says where the grid lies in the image, normalised. When the grid spans the
+    whole image and its cells are whole pixels (the default geometry), the regions are a reshape of the image;
+    otherwise each region is resampled bilinearly at its own pixel spacing (zeros outside the image).
+    """
+
+    def __init__(self, grid, grid_extent):
+        super().__init__()
+        self.rows, self.cols = (int(v) for v in grid)
+        self.extent = tuple(float(v) for v in grid_extent)
+        self._grids: dict[tuple, torch.Tensor] = {}
+
+    def patch_size(self, height: int, width: int) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.extent
+        return max(1, round(height * (y1 - y0) / self.rows)), max(1, round(width * (x1 - x0) / self.cols))
+
+    def _aligned(self, height: int, width: int) -> bool:
+        return self.extent == (0.0, 0.0, 1.0, 1.0) and height % self.rows == 0 and width % self.cols == 0
+
+    def _sampling_grid(self, height: int, width: int, device, dtype) -> torch.Tensor:
+        key = (height, width, device, dtype)
+        if key not in self._grids:  # a function of the geometry: cached, not saved
+            ph, pw = self.patch_size(height, width)
+            x0, y0, x1, y1 = self.extent
+            cell_w, cell_h = (x1 - x0) / self.cols, (y1 - y0) / self.rows
+            row = torch.arange(self.rows, dtype=torch.float64).view(-1, 1, 1, 1)
+            col = torch.arange(self.cols, dtype=torch.float64).view(1, -1, 1, 1)
+            ys = y0 + (row + (torch.arange(ph, dtype=torch.float64).view(1, 1, -1, 1) + 0.5) / ph) * cell_h
+            xs = x0 + (col + (torch.arange(pw, dtype=torch.float64).view(1, 1, 1, -1) + 0.5) / pw) * cell_w
+            ys, xs = torch.broadcast_tensors(ys, xs)  # (rows, cols, ph, pw), normalised 0..1
+            grid = torch.stack([2 * xs - 1, 2 * ys - 1], dim=-1).reshape(self.rows * self.cols * ph, pw, 2)
+            self._grids[key] = grid.to(device=device, dtype=dtype)
+        return self._grids[key]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = images.shape
+        ph, pw = self.patch_size(height, width)
+        if self._aligned(height, width):
+            patches = images.reshape(batch, channels, self.rows, ph, self.cols, pw).permute(0, 2, 4, 1, 3, 5)
+            return patches.reshape(batch, self.rows * self.cols, channels, ph, pw)
+        grid = self._sampling_grid(height, width, images.device, images.dtype).expand(batch, -1, -1, -1)
+        sampled = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return sampled.view(batch, channels, self.rows * self.cols, ph, pw).transpose(1, 2)
+
+
+class CellImageEncoder(nn.Module):
+    """A small CNN over each cell's region, weights shared by all cells: (B, S, 3, h, w) -> (B, S, out_dim).
+
+    A 5x5 stride-2 stem, then one 3x3 stride-2 convolution per further entry of ``channels``; the feature map
+    is summarised by its mean and standard deviation over the region (how strongly and how unevenly
+    each learned filter responds), so any region size works.
+    """
+
+    def __init__(self, channels, out_dim: int):
+        super().__init__()
+        layers = _conv_block(3, channels[0], stride=2, kernel_size=5)
+        for in_channels, out_channels in zip(channels, channels[1:]):
+            layers += _conv_block(in_channels, out_channels, stride=2)
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Sequential(nn.LayerNorm(2 * channels[-1]), nn.Linear(2 * channels[-1], out_dim))
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        batch, cells = patches.shape[:2]
+        patches = patches.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # faster convolutions
+        features = self.convs(patches).flatten(2)  # (B*S, C, h'*w')
+        with torch.autocast(features.device.type, enabled=False):  # moments in float32, also under bf16
+            features = features.float()
+            summary = torch.cat([features.mean(-1), features.std(-1, correction=0)], dim=-1)
+        return self.proj(summary).view(batch, cells, -1)
+
+
+class SpectrumShapeEncoder(nn.Module):
+    """Each normalised spectrum's shape -> a vector, weights shared by all spectra: (B, S, L) -> (B, S, out_dim).
+
+    The spectrum is resampled to ``resolution`` points (any measured length works), then a 1-D CNN (stride 2 per
+    entry of ``channels``) whose output is flattened, not pooled: where along the wavelength axis a feature sits
+    (a band's position, width, asymmetry) reaches the projection.
+    """
+
+    def __init__(self, channels, resolution: int, out_dim: int):
+        super().__init__()
+        self.resolution = int(resolution)
+        layers, in_channels = [], 1
+        for out_channels in channels:
+            conv = nn.Conv1d(in_channels, out_channels, kernel_size=5, stride=2, padding=2, bias=False)
+            layers += [conv, nn.BatchNorm1d(out_channels), nn.GELU()]
+            in_channels = out_channels
+        self.convs = nn.Sequential(*layers)
+        length = self.resolution
+        for _ in channels:
+            length = (length + 1) // 2
+        self.proj = nn.Sequential(nn.Linear(in_channels * length, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, spectra: torch.Tensor) -> torch.Tensor:
+        batch, cells, length = spectra.shape
+        flat = spectra.reshape(batch * cells, 1, length).float()
+        if length > self.resolution:  # band means: every measured point counts
+            flat = F.adaptive_avg_pool1d(flat, self.resolution)
+        elif length < self.resolution:
+            flat = F.interpolate(flat, size=self.resolution, mode="linear", align_corners=False)
+        return self.proj(self.convs(flat).flatten(1)).view(batch, cells, -1)
+
+
+class CellFusion(nn.Module):
+    """Per-cell fusion and aggregation: (B, S, D) image and spectral cell vectors -> (B,) and (B, S).
+
+    Each cell's contribution is an MLP of [image, spectrum, image * spectrum] (the product makes an interaction
+    of what the image and the spectrum of one spot show easy to learn); the sample's global part is an MLP of the
+    cells' mean image and spectral vectors. The prediction is the global part plus the mean contribution.
+    """
+
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.cell_mlp = nn.Sequential(
+            nn.LayerNorm(3 * width), nn.Linear(3 * width, width), nn.GELU(), nn.Dropout(dropout), nn.Linear(width, 1)
+        )
+        self.global_mlp = nn.Sequential(
+            nn.LayerNorm(2 * width), nn.Linear(2 * width, width), nn.GELU(), nn.Dropout(dropout), nn.Linear(width, 1)
+        )
+
+    @property
+    def readouts(self) -> list[nn.Linear]:
+        return [self.cell_mlp[-1], self.global_mlp[-1]]
+
+    def forward(self, image_cells: torch.Tensor, spectral_cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fused = torch.cat([image_cells, spectral_cells, image_cells * spectral_cells], dim=-1)
+        contributions = self.cell_mlp(fused).squeeze(-1)
+        context = torch.cat([image_cells.mean(1), spectral_cells.mean(1)], dim=-1)
+        return self.global_mlp(context).squeeze(-1), contributions
+
+
+__all__ = ["CellFusion", "CellImageEncoder", "CellPatches", "SpectrumShapeEncoder"]

@@ -1,0 +1,255 @@
+"""MetalloNet's learned per-cell path (metallo/models/cell_path.py): every cell's image region and spectrum, the
+locality of their contributions, the prediction as global part + mean contribution (+ classical branch), and the
+image standardisation that keeps a lamp's gain and a camera's black level out of it."""
+
+import pytest
+import torch
+
+from metallo.models.cell_path import CellPatches, SpectrumShapeEncoder
+from metallo.models.configuration_classical import RIDGE_ALPHAS
+from metallo.models.modeling_metallonet import standardise_images
+from tests.helpers.models import fit_classical_branch, make_inputs, make_model
+
+
+def painted_cells(grid, height: int, width: int) -> torch.Tensor:
+    """(height, width) map holding the row-major index of the grid cell each pixel lies in (grid divides the size)."""
+    rows, cols = grid
+    row = torch.arange(height) // (height // rows)
+    col = torch.arange(width) // (width // cols)
+    return (row[:, None] * cols + col[None, :]).float()
+
+
+def cell_region(grid, height: int, width: int, k: int) -> tuple[slice, slice]:
+    """The pixel rows and columns of cell k on an aligned geometry."""
+    (rows, cols), (r, c) = grid, divmod(k, grid[1])
+    ph, pw = height // rows, width // cols
+    return slice(r * ph, (r + 1) * ph), slice(c * pw, (c + 1) * pw)
+
+
+def sampled(patches: CellPatches, images: torch.Tensor) -> torch.Tensor:
+    """``patches(images)`` forced through its grid_sample path, even on an aligned geometry."""
+    patches._aligned = lambda height, width: False
+    return patches(images)
+
+
+# --- CellPatches ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grid, height, width", [((3, 2), 48, 32), ((6, 4), 48, 48), ((2, 5), 30, 70)])
+def test_reshape_path_equals_sampling_path_on_an_aligned_geometry(grid, height, width):
+    images = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0))
+    aligned = CellPatches(grid, (0, 0, 1, 1))
+    assert aligned._aligned(height, width)
+    reshaped = aligned(images)
+    assert reshaped.shape == (2, grid[0] * grid[1], 3, height // grid[0], width // grid[1])
+    # bilinear sampling at the pixel centres: the pixels themselves, up to float32 rounding of the coordinates
+    torch.testing.assert_close(sampled(CellPatches(grid, (0, 0, 1, 1)), images), reshaped, rtol=0, atol=1e-5)
+    nudged = CellPatches(grid, (0, 0, 1, 1.0000001))  # not aligned: resampled at (almost) the pixel centres
+    assert not nudged._aligned(height, width)
+    torch.testing.assert_close(nudged(images), reshaped, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["reshape", "sampling"])
+def test_each_patch_is_its_own_cell_region(path):
+    grid, height, width = (3, 2), 48, 32
+    patches = CellPatches(grid, (0, 0, 1, 1))
+    cut = patches if path == "reshape" else (lambda images: sampled(patches, images))
+    painted = cut(painted_cells(grid, height, width)[None, None])
+    for k in range(6):
+        torch.testing.assert_close(painted[0, k], torch.full_like(painted[0, k], k), rtol=0, atol=1e-4)
+    images = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(1))
+    cells = cut(images)
+    for k in range(6):
+        ys, xs = cell_region(grid, height, width, k)
+        torch.testing.assert_close(cells[:, k], images[:, :, ys, xs], rtol=0, atol=1e-5)
+
+
+def test_crop_extent_pads_with_zeros_and_keeps_each_cell_in_its_quadrant():
+    """With (-0.1, -0.1, 1.1, 1.1) the measured field is larger than the image: each cell of a 2x2 grid reads
+    only its own image quadrant, and zeros where it sticks out of the image."""
+    patches = CellPatches((2, 2), (-0.1, -0.1, 1.1, 1.1))
+    assert patches.patch_size(40, 40) == (24, 24)  # 0.6 of the image per cell, one sample per pixel
+    for quadrant in range(4):
+        image = torch.zeros(1, 1, 40, 40)
+        r, c = divmod(quadrant, 2)
+        image[..., 20 * r : 20 * r + 20, 20 * c : 20 * c + 20] = 1.0
+        cells = patches(image)[0, :, 0]  # (4, 24, 24)
+        for k in range(4):
+            if k != quadrant:
+                assert (cells[k] == 0).all(), f"cell {k} sees quadrant {quadrant}"
+        own = cells[quadrant]
+        assert own.min() >= 0 and own.max() <= 1
+        outer_row, outer_col = (0 if r == 0 else -1), (0 if c == 0 else -1)
+        assert (own[outer_row] == 0).all() and (own[:, outer_col] == 0).all()  # outside the image
+        assert own[-1 - outer_row, -1 - outer_col] == 1  # the inner corner sits on a pixel centre of the quadrant
+
+
+# --- locality and the prediction's parts ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model():
+    return make_model("metallonet", initializer_range=0.5)  # large readouts: contributions well above rounding
+
+
+def test_a_cells_image_region_reaches_only_its_own_image_vector(model):
+    images = standardise_images(make_inputs(model.config)["raw_pixel_values"])
+    changed = images.clone()
+    ys, xs = cell_region(model.config.grid, 48, 48, 9)
+    changed[..., ys, xs] = torch.randn(changed[..., ys, xs].shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before, after = (model.image_encoder(model.cell_patches(x)) for x in (images, changed))
+    others = torch.arange(24) != 9
+    assert torch.equal(after[:, others], before[:, others])  # the CNN never sees another cell's pixels
+    assert (after[:, 9] - before[:, 9]).abs().amax() > 1e-2
+
+
+def test_a_cells_image_region_changes_only_its_own_contribution(model):
+    """Sorting one cell's pixels (a ramp instead of noise) keeps the image's mean and std, so the per-image
+    standardisation of every other cell is unchanged: only that cell's contribution (and the global part) moves."""
+    inputs = make_inputs(model.config)
+    ys, xs = cell_region(model.config.grid, 48, 48, 9)
+    changed = inputs["raw_pixel_values"].clone()
+    region = changed[..., ys, xs]
+    changed[..., ys, xs] = region.flatten(2).sort(dim=-1).values.view(region.shape)
+    with torch.no_grad():
+        global_before, before = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
+        global_after, after = model.forward_cells(changed, inputs["spectra"])
+    others = torch.arange(24) != 9
+    torch.testing.assert_close(after[:, others], before[:, others], rtol=1e-4, atol=1e-4)
+    assert ((after[:, 9] - before[:, 9]).abs() > 1e-2).all()
+    assert not torch.equal(global_after, global_before)
+
+
+@pytest.mark.parametrize("cell", [0, 9, 23])
+def test_a_spectrum_changes_only_its_own_cells_contribution(model, cell):
+    inputs = make_inputs(model.config)
+    changed = inputs["spectra"].clone()
+    changed[:, cell] = torch.randn(changed[:, cell].shape, generator=torch.Generator().manual_seed(cell))
+    with torch.no_grad():
+        global_before, before = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
+        global_after, after = model.forward_cells(inputs["raw_pixel_values"], changed)
+    others = torch.arange(24) != cell
+    assert torch.equal(after[:, others], before[:, others])
+    assert ((after[:, cell] - before[:, cell]).abs() > 1e-3).all()
+    assert not torch.equal(global_after, global_before)  # the global part reads the cells' mean vectors
+
+
+def test_prediction_is_global_part_plus_mean_contribution(model):
+    model.config.label_mean, model.config.label_std = 3.0, 2.5
+    inputs = make_inputs(model.config)
+    with torch.no_grad():
+        output = model(**inputs, return_attention=True)
+        global_part, contributions = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
+    assert output.attention is None and contributions.shape == (4, 24)
+    torch.testing.assert_close(output.predictions, 3.0 + 2.5 * (global_part + contributions.mean(dim=1)))
+    torch.testing.assert_close(output.cell_contributions, 2.5 * contributions.view(4, 6, 4))
+    # in label units: prediction = label_mean + label_std * global part + mean cell contribution
+    torch.testing.assert_close(output.predictions - 3.0 - 2.5 * global_part, output.cell_contributions.mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("features", ["cells", "global"])
+def test_prediction_adds_the_classical_readout(features):
+    model = make_model("metallonet", classical_branch=True, classical_features=features, label_mean=3.0, label_std=2.5)
+    inputs = make_inputs(model.config, batch=8)
+    fit_classical_branch(model, inputs)
+    for layer in model.fusion.readouts:  # a learned part on top of the classical start
+        torch.nn.init.normal_(layer.weight, std=0.5)
+    raw_pixel_values, raw_spectra = inputs["raw_pixel_values"], inputs["raw_spectra"]
+    with torch.no_grad():
+        output = model(**inputs, return_attention=True)
+        global_part, contributions = model.forward_cells(raw_pixel_values, inputs["spectra"])
+        wide = model.forward_classical_branch(raw_pixel_values, raw_spectra)
+        terms = model.classical_cell_terms(raw_pixel_values, raw_spectra)
+    torch.testing.assert_close(output.predictions, 3.0 + 2.5 * (global_part + contributions.mean(dim=1) + wide))
+    if features == "cells":  # the branch's per-cell terms are part of every cell's contribution
+        torch.testing.assert_close(output.cell_contributions, 2.5 * (contributions + terms).view(8, 6, 4))
+        offset = 3.0 + 2.5 * (global_part + model.classical_head.bias)
+    else:
+        assert terms is None
+        torch.testing.assert_close(output.cell_contributions, 2.5 * contributions.view(8, 6, 4))
+        offset = 3.0 + 2.5 * (global_part + wide)
+    torch.testing.assert_close(output.predictions - offset, output.cell_contributions.mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("features", ["cells", "global"])
+def test_initialised_classical_branch_is_the_whole_prediction(features):
+    model = make_model("metallonet", classical_branch=True, classical_features=features, label_mean=3.0, label_std=2.5)
+    inputs = make_inputs(model.config, batch=8)
+    assert fit_classical_branch(model, inputs) in RIDGE_ALPHAS
+    for layer in model.fusion.readouts:
+        assert not layer.weight.any() and not layer.bias.any()
+    raw_pixel_values, raw_spectra = inputs["raw_pixel_values"], inputs["raw_spectra"]
+    with torch.no_grad():
+        output = model(**inputs, return_attention=True)
+        wide = model.forward_classical_branch(raw_pixel_values, raw_spectra)
+        terms = model.classical_cell_terms(raw_pixel_values, raw_spectra)
+    assert wide.abs().amax() > 0
+    torch.testing.assert_close(output.predictions, 3.0 + 2.5 * wide)
+    if features == "cells":
+        torch.testing.assert_close(output.cell_contributions, 2.5 * terms.view(8, 6, 4))
+    else:
+        assert not output.cell_contributions.any()
+
+
+def test_image_path_ignores_channel_gain_and_offset(model):
+    inputs = make_inputs(model.config)
+    g = torch.Generator().manual_seed(3)
+    gain, offset = 0.5 + torch.rand(4, 3, 1, 1, generator=g), 0.2 * torch.rand(4, 3, 1, 1, generator=g) - 0.1
+    with torch.no_grad():
+        expected = model(**inputs).predictions
+        lit = model(**{**inputs, "raw_pixel_values": gain * inputs["raw_pixel_values"] + offset}).predictions
+        gamma = model(**{**inputs, "raw_pixel_values": inputs["raw_pixel_values"] ** 2}).predictions
+    torch.testing.assert_close(lit, expected, rtol=1e-4, atol=1e-4)
+    assert (gamma - expected).abs().amax() > 1e-2  # a change of the structure's contrast is seen
+
+
+def test_standardise_images_per_image_and_channel():
+    images = torch.rand(2, 3, 20, 30, generator=torch.Generator().manual_seed(4))
+    images[1, 2] = 0.7  # a flat channel stays finite (its std is clamped)
+    out = standardise_images(images)
+    torch.testing.assert_close(out[0].mean(dim=(1, 2)), torch.zeros(3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out[0].std(dim=(1, 2), correction=0), torch.ones(3), rtol=0, atol=1e-4)
+    assert out[1, 2].abs().amax() < 1e-3 and torch.isfinite(out).all()
+
+
+# --- SpectrumShapeEncoder ------------------------------------------------------------------------------------------
+
+
+def peaked(length: int, positions) -> torch.Tensor:
+    """(1, len(positions), length) flat spectra, each with a one-point peak at its relative position."""
+    spectra = torch.zeros(1, len(positions), length)
+    for k, position in enumerate(positions):
+        spectra[0, k, round(position * (length - 1))] = 5.0
+    return spectra
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return SpectrumShapeEncoder([8, 16], resolution=32, out_dim=16).eval()
+
+
+@pytest.mark.parametrize("length", [20, 32, 256])
+def test_spectrum_encoder_sees_where_a_narrow_peak_is(encoder, length):
+    """Shorter spectra are interpolated and longer ones band-averaged to 32 points: a one-point peak survives
+    either way, and its position reaches the vector."""
+    with torch.no_grad():
+        early, late = encoder(peaked(length, [0.3, 0.7]))[0]
+        flat = encoder(torch.zeros(1, 1, length))[0, 0]
+    assert early.shape == (16,)
+    assert (early - flat).norm() > 1e-3  # the peak is seen ...
+    assert (early - late).norm() > 0.1 * (early - flat).norm()  # ... and where it is
+
+
+def test_spectrum_encoder_reads_nothing_outside_its_spectrum(encoder):
+    spectra = torch.randn(3, 6, 100, generator=torch.Generator().manual_seed(5))
+    changed = spectra.clone()
+    changed[1, 2] = torch.randn(100, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        before, after = encoder(spectra), encoder(changed)
+    untouched = torch.ones(3, 6, dtype=torch.bool)
+    untouched[1, 2] = False
+    assert before.shape == (3, 6, 16)
+    assert torch.equal(after[untouched], before[untouched])
+    assert not torch.equal(after[1, 2], before[1, 2])
