@@ -50,12 +50,26 @@ def comparison_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def model_choice(train: dict) -> str:
+    """One line: what validation the model was chosen on, and whether training or its closed-form start won."""
+    line = f"  validation: {train.get('validation', 'held-out samples')} (n={train.get('val_samples')})"
+    if "kept" in train:
+        line += (
+            f"; kept the {train['kept']} (validation RMSE {train['start_val_rmse']:.4g} at the start, "
+            f"{train['trained_val_rmse']:.4g} trained)"
+        )
+    return line
+
+
 def summary(root: Path = Path(".")) -> None:
     """Print the test metrics and where to look next."""
     eval_path = root / "metrics" / "eval.json"
     if eval_path.is_file():
         report = json.loads(eval_path.read_text())
         print(comparison_table(report))
+    train_path = root / "metrics" / "train.json"
+    if train_path.is_file():
+        print(model_choice(json.loads(train_path.read_text())))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")
     print(f"MLflow store: {tracking_uri()}  ->  run `make ui` and open http://127.0.0.1:5000")
     print(

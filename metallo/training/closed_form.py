@@ -68,7 +68,7 @@ def fit_closed_form(model, processor: MetalloProcessor, train: MetalloDataset, b
 
 def start_from_classical_branch(model, processor: MetalloProcessor, train: MetalloDataset) -> None:
     """Fit a deep model's classical branch (if it has one) so that training starts from its predictions."""
-    if model.config.raw_copies:
+    if getattr(model.config, "classical_branch", False):
         alpha = initialise_classical_branch(model, processor, train)
         print(f"train: classical branch fitted by ridge (alpha {alpha:g}); training starts from its predictions")
 

@@ -25,6 +25,7 @@ PREPROCESS_KEYS = (
     "augment_colour",
     "augment_spectra_gain",
     "augment_spectra_offset",
+    "augment_flips",
 )
 
 
@@ -90,9 +91,20 @@ def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATH
 def build_augmentation(params: dict) -> Augmentation:
     """``preprocess.augment_*`` ranges (used when ``train.augment`` is on)."""
     cfg = section(params, "preprocess", PREPROCESS_KEYS)
-    return Augmentation(
-        **{key.removeprefix("augment_"): float(value) for key, value in cfg.items() if key.startswith("augment_")}
-    )
+    ranges = {key.removeprefix("augment_"): value for key, value in cfg.items() if key.startswith("augment_")}
+    return Augmentation(**{key: value if key == "flips" else float(value) for key, value in ranges.items()})
+
+
+def validation_kind(paths: Paths = PATHS) -> str:
+    """What the validation split holds, in words: the training specimens it holds out whole, if any."""
+    import pandas as pd
+
+    slices = pd.read_parquet(paths.processed / "samples.parquet", columns=["slice_id"])["slice_id"].astype(str)
+    split = pd.read_parquet(paths.split / "split.parquet", columns=["split", "index"])
+    by_split = {name: set(slices.iloc[split.loc[split["split"] == name, "index"]]) for name in ("train", "val")}
+    if by_split["val"] and not by_split["val"] & by_split["train"]:
+        return f"held-out specimen {', '.join(sorted(by_split['val']))}"
+    return "held-out samples"
 
 
 def build_model_and_data(params: dict, paths: Paths = PATHS) -> tuple[object, MetalloProcessor, dict]:

@@ -69,7 +69,9 @@ def log_outputs(tracker: Tracker, summary: dict[str, Any], val: MetalloDataset, 
     tracker.set_tags({lineage.MODEL_DIGEST_TAG: digest})
     run = {"run_id": tracker.run_id if tracker.enabled else None, "experiment": tracker.experiment}
     write_json(paths.run_file, {**run, "model_digest": digest})
-    tracker.log_metrics({k: v for k, v in summary.items() if k.startswith("val_") or k == "ridge_alpha"})
+    logged = ("val_", "start_val_", "trained_val_", "ridge_alpha")
+    tracker.log_metrics({k: v for k, v in summary.items() if k.startswith(logged)})
+    tracker.set_tags({f"metallo.{key}": summary[key] for key in ("validation", "kept") if key in summary})
     tracker.log_artifact(paths.metrics / "train.json", "metrics")
     tracker.log_artifact(paths.model, "model")
     with without_mlflow_hints():

@@ -18,9 +18,9 @@ from transformers import set_seed
 
 from metallo.layout import PATHS, Paths
 from metallo.params import section
-from metallo.training import checkpoints, closed_form, distributed, lineage
+from metallo.training import checkpoints, closed_form, distributed, lineage, selection
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
-from metallo.training.components import build_augmentation, build_model_and_data
+from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
 from metallo.training.outputs import save_outputs, training_summary
 from metallo.training.profiles import apply_profile
@@ -55,8 +55,10 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         with tracker.failed_on_error():
             summary, val_pred = closed_form.fit_on_splits(model, processor, datasets, model_name, tracker, live)
         return save_outputs(model, processor, datasets["val"], summary, live, tracker, paths, params, val_pred)
+    start = None
     if not resume:
         closed_form.start_from_classical_branch(model, processor, datasets["train"])
+        start = selection.record_start(model, processor, datasets["val"])
     live = open_live(paths.metrics) if is_main else None
     loggers = [TrackerCallback(tracker), *([LiveCallback(live)] if live else [])]
     augmentation = build_augmentation(params) if options.augment else None
@@ -67,7 +69,15 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     if not trainer.is_world_process_zero():
         return {}
     metrics = {name.removeprefix("eval_"): value for name, value in best.items()}
-    summary = training_summary(model_name, datasets, trainer.state.epoch or 0, trainer.state.global_step, metrics)
+    metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
+    metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, bool(args.greater_is_better))
+    epochs, steps = trainer.state.epoch or 0, trainer.state.global_step
+    summary = training_summary(model_name, datasets, epochs, steps, metrics, validation=validation_kind(paths), **kept)
+    if kept:
+        print(
+            f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_val_{metric}']:.4g} at the start, "
+            f"{kept[f'trained_val_{metric}']:.4g} trained; validation: {summary['validation']})"
+        )
     return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
 
 

@@ -1,0 +1,70 @@
+"""The choice between a model's closed-form start and the trained model, made on the validation split.
+
+A MetalloNet with a classical branch starts training from the branch's ridge fit (its learned readouts zeroed),
+so the start is a model in its own right. Training is worth keeping only where it validates better than that
+start: on a held-out specimen (``split.validation``) this keeps what carries over to a new specimen. The start's
+weights are kept in memory while training runs; when validation favours them, they are put back.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from metallo.data.dataset import MetalloDataset
+from metallo.processing import MetalloProcessor
+from metallo.training.metrics import regression_metrics
+
+#: What ``metrics/train.json`` says was kept.
+KEPT_START, KEPT_TRAINED = "closed-form start", "trained"
+
+
+@dataclass
+class Start:
+    """The model as training starts: its weights and its validation metrics."""
+
+    state: dict[str, torch.Tensor]
+    metrics: dict[str, float]
+
+
+@torch.inference_mode()
+def validation_metrics(model, processor: MetalloProcessor, val: MetalloDataset) -> dict[str, float]:
+    """The model's metrics on ``val`` (eval mode; the mode it had is restored)."""
+    from metallo.prediction import predict_arrays
+
+    was_training = model.training
+    model.eval()
+    images, spectra = val.arrays()
+    predictions, _ = predict_arrays(model, processor, images.numpy(), spectra.numpy())
+    model.train(was_training)
+    return regression_metrics(val.labels, predictions)
+
+
+def record_start(model, processor: MetalloProcessor, val: MetalloDataset) -> Start | None:
+    """The closed-form start of a model with a classical branch (``None`` for other models)."""
+    if not getattr(model.config, "classical_branch", False):
+        return None
+    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return Start(state, validation_metrics(model, processor, val))
+
+
+def keep_better(model, start: Start | None, trained: dict[str, float], metric: str, greater_is_better: bool):
+    """Put the start's weights back into ``model`` when they validate better on ``metric``; returns the kept
+    model's validation metrics and the selection record for ``metrics/train.json``."""
+    if start is None:
+        return trained, {}
+    start_value, trained_value = start.metrics[metric], trained[metric]
+    start_wins = start_value > trained_value if greater_is_better else start_value < trained_value
+    if start_wins:
+        model.load_state_dict(copy.deepcopy(start.state))
+    record = {
+        "kept": KEPT_START if start_wins else KEPT_TRAINED,
+        f"start_val_{metric}": float(start_value),
+        f"trained_val_{metric}": float(trained_value),
+    }
+    return (start.metrics if start_wins else trained), record
+
+
+__all__ = ["KEPT_START", "KEPT_TRAINED", "Start", "keep_better", "record_start", "validation_metrics"]
