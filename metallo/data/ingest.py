@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from metallo.data.checks import check_raw_folder, check_row, parse_dos, special_files  # noqa: F401  (re-exported)
+from metallo.data.readers import DECODE_MEMORY_BYTES
 from metallo.errors import MetalloError
 from metallo.io import write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
@@ -204,7 +205,16 @@ def validate_manifest(
     records = manifest[list(MANIFEST_COLUMNS)].to_dict("records")
     lines = manifest.attrs["lines"]
     tasks = [(line, rec, str(raw_dir), tuple(spectra_shape), require_label) for line, rec in zip(lines, records)]
-    checks = list(map_ordered(check_row, tasks, workers=workers, desc="ingest", show_progress=show_progress))
+    checks = list(
+        map_ordered(
+            check_row,
+            tasks,
+            workers=workers,
+            desc="ingest",
+            show_progress=show_progress,
+            memory_per_worker=DECODE_MEMORY_BYTES,
+        )
+    )
     accepted, rejected = _sort_rows(records, checks)
     result = IngestResult(_accepted_frame(accepted), pd.DataFrame(rejected, columns=REJECTED_COLUMNS), len(records))
     assert result.counts["accepted"] + result.counts["rejected"] == result.total
