@@ -7,6 +7,7 @@ folder holding a FIFO, socket, device file or symbolic-link loop is refused befo
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -114,44 +115,57 @@ def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> d
 # ----------------------------------------------------------------------------------------------
 
 
-def _special_kind(path: Path) -> str | None:
-    """What kind of special file ``path`` is (None for a regular file, folder or working link)."""
+def _kind(path: Path) -> tuple[str | None, os.stat_result | None]:
+    """``(special kind, stat of the target)`` of ``path``, following symbolic links to their target.
+
+    The kind is None for a regular file, a folder, a dangling link (the row that names it reports
+    it) or an entry that cannot be inspected.
+    """
     try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    if stat.S_ISFIFO(info.st_mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISSOCK(info.st_mode):
-        return "socket"
-    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        return "device file"
-    if stat.S_ISLNK(info.st_mode):
-        try:
-            os.stat(path)
-        except OSError as err:
-            if err.errno == 40:  # ELOOP
-                return "symbolic-link loop"
-    return None
+        info = os.stat(path)  # the TARGET: a link to /dev/zero is a device as far as DVC is concerned
+    except OSError as err:
+        return ("symbolic-link loop" if err.errno == errno.ELOOP else None), None
+    mode = info.st_mode
+    link = " (through a symbolic link)" if path.is_symlink() else ""
+    if stat.S_ISFIFO(mode):
+        return f"FIFO (named pipe){link}", info
+    if stat.S_ISSOCK(mode):
+        return f"socket{link}", info
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return f"device file{link}", info
+    return None, info
 
 
 def special_files(folder: str | os.PathLike, limit: int = 20) -> list[str]:
-    """FIFOs, sockets, device files and symbolic-link loops under ``folder`` (relative paths, at most ``limit``).
+    """FIFOs, sockets, device files and symbolic-link loops under ``folder``, also behind symbolic links
+    (relative paths with their kind, at most ``limit``).
 
-    DVC hashes the whole raw folder before ingest runs and can hang reading a FIFO; ingest refuses
-    such a folder. Symbolic links to folders are not followed.
+    DVC hashes the whole raw folder before ingest runs, following links, and hangs reading a FIFO
+    or a device such as ``/dev/zero``; ingest refuses such a folder. Links to folders are followed
+    (each folder once, so a cycle of folder links ends).
     """
     folder = Path(folder)
     found: list[str] = []
-    for parent, dirs, files in os.walk(folder):
-        for name in sorted(dirs + files):
-            path = Path(parent) / name
-            kind = _special_kind(path)
+    seen: set[tuple[int, int]] = set()
+    pending = [folder]
+    while pending and len(found) < limit:
+        current = pending.pop()
+        try:
+            info = os.stat(current)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            names = sorted(os.listdir(current))
+        except OSError:
+            continue  # unreadable: DVC reports it
+        for name in names:
+            path = current / name
+            kind, target = _kind(path)
             if kind:
                 found.append(f"{path.relative_to(folder)} ({kind})")
-                if len(found) >= limit:
-                    return found
-    return found
+            elif target is not None and stat.S_ISDIR(target.st_mode):
+                pending.append(path)
+    return sorted(found)[:limit]
 
 
 def check_raw_folder(raw_dir: Path) -> None:
@@ -163,7 +177,9 @@ def check_raw_folder(raw_dir: Path) -> None:
         listing = "\n".join(f"  {entry}" for entry in found)
         raise MetalloError(
             f"the raw data folder {raw_dir} holds special files that are not data:\n{listing}\n"
-            "Remove them or move them out of the folder (list them with `find RAW -type p -o -type s -o -type c "
-            "-o -type b -o -xtype l`): DVC hashes the whole folder before ingest runs, and can hang reading "
-            "a FIFO or fail on a link loop."
+            "Remove them (or the links to them) or move them out of the folder; list them all with "
+            "`find -L RAW \\( -type p -o -type s -o -type c -o -type b -o -type l \\) -print` (-L looks at "
+            "what links point to; link loops show as 'Too many levels of symbolic links'). DVC hashes the "
+            "whole folder, following links, before ingest runs, and hangs reading a FIFO or a device such as "
+            "/dev/zero or fails on a link loop."
         )
