@@ -15,6 +15,8 @@ import stat
 import unicodedata
 from pathlib import Path
 
+import numpy as np
+
 from metallo.data.readers import SampleError, read_image, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import PathEscapeError, resolve_inside, sha256_file
@@ -22,6 +24,13 @@ from metallo.io import PathEscapeError, resolve_inside, sha256_file
 #: A dos value: plain ASCII decimal or scientific notation (no digit separators, no other scripts).
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+#: Largest accepted |dos|. Training and evaluation hold labels, their squares and sums of squares in
+#: float32 (largest 3.4e38): with |dos| <= 1e15 a square is <= 1e30 and a sum over ten million rows
+#: <= 1e37, still finite. A 1e39 label became inf and ended training in a traceback.
+MAX_LABEL_ABS = 1e15
+#: Smallest accepted non-zero |dos|: float32's smallest normal number. Below it a label becomes a
+#: float32 subnormal (precision lost) or 0 (``1e-400`` is already 0 in float64).
+MIN_LABEL_ABS = float(np.finfo(np.float32).tiny)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,7 +61,18 @@ def parse_dos(text: str) -> tuple[float, str | None]:
     value = float(text)
     if not math.isfinite(value):
         return math.nan, f"dos is not finite ({text})"
-    return value, None
+    if abs(value) > MAX_LABEL_ABS:
+        return math.nan, (
+            f"dos {text} is outside the accepted range of +-{MAX_LABEL_ABS:g} (float32 training would overflow); "
+            "rescale the labels (e.g. another unit)"
+        )
+    mantissa = re.split("[eE]", text)[0]
+    if abs(value) < MIN_LABEL_ABS and re.search("[1-9]", mantissa):
+        return math.nan, (
+            f"dos {text} is too close to zero for float32 (it would become 0 or lose precision; smallest "
+            f"accepted non-zero magnitude {MIN_LABEL_ABS:.3g}); write 0 or rescale the labels"
+        )
+    return value + 0.0, None  # + 0.0: -0.0 becomes 0.0
 
 
 def _check_dos(text: str, require_label: bool, reasons: list[str]) -> float:
