@@ -8,6 +8,7 @@ watchdog thread exits the worker within :data:`PARENT_POLL_S` once its parent is
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -115,7 +116,7 @@ def progress(
 
 def map_ordered(
     fn: Callable[[T], R],
-    items: list[T],
+    items: Iterable[T],
     *,
     workers: int | None = None,
     desc: str,
@@ -123,15 +124,27 @@ def map_ordered(
     chunksize: int = 8,
     show_progress: bool | None = None,
     memory_per_worker: int | None = None,
+    total: int | None = None,
+    batch: int = 10_000,
 ) -> Iterator[R]:
     """Apply ``fn`` to ``items`` in worker processes, yielding results in input order.
 
+    ``items`` may be a generator (give ``total`` for the progress bar): it is consumed ``batch``
+    items at a time, so a million tasks are never all built, pickled and queued at once.
     ``memory_per_worker`` caps the pool by the memory available (see :func:`resolve_workers`).
     """
-    n_workers = min(resolve_workers(workers, memory_per_worker), max(1, len(items)))
+    if total is None:
+        items = list(items)
+        total = len(items)
+    n_workers = min(resolve_workers(workers, memory_per_worker), max(1, total))
     if n_workers == 1:
-        yield from progress(map(fn, items), total=len(items), desc=desc, unit=unit, enabled=show_progress)
+        yield from progress(map(fn, items), total=total, desc=desc, unit=unit, enabled=show_progress)
         return
     with ProcessPoolExecutor(max_workers=n_workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        results = pool.map(fn, items, chunksize=chunksize)
-        yield from progress(results, total=len(items), desc=desc, unit=unit, enabled=show_progress)
+
+        def results() -> Iterator[R]:
+            iterator = iter(items)
+            while block := list(itertools.islice(iterator, batch)):
+                yield from pool.map(fn, block, chunksize=chunksize)
+
+        yield from progress(results(), total=total, desc=desc, unit=unit, enabled=show_progress)

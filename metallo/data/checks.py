@@ -96,7 +96,7 @@ def _check_file(column: str, relative: str, root: str, spectra_shape: tuple[int,
         return f"{column} path {relative!r} contains a NUL character"
     try:
         try:
-            path = resolve_inside(root, relative)
+            path = resolve_inside(root, relative, root_resolved=True)
         except RuntimeError as err:  # Path.resolve on Python < 3.13: a symbolic-link loop
             return f"{column} {relative!r} cannot be resolved (symbolic-link loop: {err})"
         if column == "image":
@@ -115,7 +115,10 @@ def _check_file(column: str, relative: str, root: str, spectra_shape: tuple[int,
 
 
 def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> dict:
-    """Check one manifest row (runs in a worker process): its cleaned values, file facts and ``reasons``."""
+    """Check one manifest row (runs in a worker process): its cleaned values, file facts and ``reasons``.
+
+    ``root`` is the raw folder, already resolved (:func:`os.path.realpath`).
+    """
     row, record, root, spectra_shape, require_label = task
     reasons: list[str] = []
     out: dict = {"row": row}
@@ -123,7 +126,8 @@ def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> d
     out["slice_id"] = _clean_id(record["slice_id"], "slice_id", reasons)
     out["dos"] = _check_dos(record["dos"], require_label, reasons)
     for column in ("image", "spectra"):
-        problem = _check_file(column, record[column].strip(), root, spectra_shape, out)
+        out[column] = record[column].strip()
+        problem = _check_file(column, out[column], root, spectra_shape, out)
         if problem:
             reasons.append(problem)
     out["reasons"] = reasons
