@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -81,7 +82,25 @@ def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
 
 
+#: First characters that make a spreadsheet read a cell as a formula (``=HYPERLINK(...)``, ``@SUM``, ...).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (shown, never evaluated);
+    plain numbers such as ``-3.5`` and everything else unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **kwargs: Any) -> None:
+    """Write a CSV without the index; text cells that start like a formula are neutralised
+    (:func:`neutralise_formula`), since users open these files in spreadsheets."""
+    text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    if text:
+        frame = frame.assign(**{str(c): frame[c].map(neutralise_formula) for c in text})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n", **kwargs)
 

@@ -38,13 +38,24 @@ MIN_LABEL_ABS = float(np.finfo(np.float32).tiny)
 # ----------------------------------------------------------------------------------------------
 
 
+#: Unicode categories refused in ids: control (NUL, tab, newline, ESC of terminal escape sequences),
+#: format (bidi overrides such as U+202E, zero-width characters), line/paragraph separators, surrogates.
+REFUSED_ID_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
 def _clean_id(value: str, column: str, reasons: list[str]) -> str:
-    """Trim an id; reject an empty one or one holding control characters (NUL, newline, ...)."""
+    """Trim an id; reject an empty one or one holding control or format characters (NUL, ESC, bidi, ...)."""
     value = value.strip()
     if not value:
         reasons.append(f"{column} is empty")
-    elif any(unicodedata.category(ch) == "Cc" for ch in value):
-        reasons.append(f"{column} {value!r} contains control characters (NUL, tab, newline, ...); use printable text")
+        return value
+    bad = sorted({f"U+{ord(ch):04X}" for ch in value if unicodedata.category(ch) in REFUSED_ID_CATEGORIES})
+    if bad:
+        reasons.append(
+            f"{column} {value!r} contains format or control characters ({', '.join(bad[:5])}: NUL, tab, newline, "
+            "terminal escapes, bidi overrides or zero-width characters, which can make an id print as another); "
+            "use printable text"
+        )
     return value
 
 

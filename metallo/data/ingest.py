@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import stat
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,16 +233,21 @@ def validate_manifest(
 def _sort_rows(checks: Iterable[dict]) -> tuple[list[dict], list[tuple[int, str, str]]]:
     """(accepted rows, rejected rows as (row, sample_id, reason)): a row is rejected for its own
     reasons or a repeated sample_id."""
-    first_row_of: dict[str, int] = {}
+    first_of: dict[str, tuple[int, str]] = {}  # NFC form -> (row, id as written)
     accepted, rejected = [], []
     for check in checks:
         sample_id = check["sample_id"]
         reasons = check["reasons"]
         if sample_id:
-            if sample_id in first_row_of:
-                reasons.insert(0, f"duplicate sample_id {sample_id!r} (first seen at row {first_row_of[sample_id]})")
+            key = unicodedata.normalize("NFC", sample_id)
+            if key in first_of:
+                row, written = first_of[key]
+                other = (
+                    "" if written == sample_id else f" as {written!r}: the same name in another Unicode normalisation"
+                )
+                reasons.insert(0, f"duplicate sample_id {sample_id!r} (first seen at row {row}{other})")
             else:
-                first_row_of[sample_id] = check["row"]
+                first_of[key] = (check["row"], sample_id)
         if reasons:
             rejected.append((check["row"], sample_id, "; ".join(reasons)))
         else:
@@ -262,11 +268,16 @@ def _accepted_frame(accepted: list[dict]) -> pd.DataFrame:
     )
 
 
+def _printable(text: str) -> str:
+    """``text`` as is when every character prints, else its escaped repr (no raw terminal escapes or bidi)."""
+    return text if text.isprintable() else repr(text)
+
+
 def format_rejections(rejected: pd.DataFrame, limit: int | None = MAX_LISTED, where: str | os.PathLike = "") -> str:
     """One line per rejected row, ``row 5 (s004): reason``, for the first ``limit`` rows, then a count
     of the others (``where`` names the file that lists them all). ``limit=None`` lists every row."""
     rows = rejected if limit is None else rejected.head(limit)
-    lines = [f"  row {r.row} ({r.sample_id or 'no sample_id'}): {r.reason}" for r in rows.itertuples()]
+    lines = [f"  row {r.row} ({_printable(r.sample_id) or 'no sample_id'}): {r.reason}" for r in rows.itertuples()]
     if limit is not None and len(rejected) > limit:
         listed = f" (every row is listed in {where})" if where else ""
         lines.append(f"  ... and {len(rejected) - limit:,} more{listed}")

@@ -94,3 +94,93 @@ def test_huge_manifest_lists_a_bounded_number_of_rows(big_manifest, tmp_path, ca
     assert "rejected.csv" in message
     rejected = pd.read_csv(paths.interim / "rejected.csv", keep_default_na=False)
     assert len(rejected) == BIG and rejected.row.tolist()[-1] == BIG + 3  # every row stays listed there
+
+
+# ------------------------------------------------------------------------------------------------
+# Low list: sample ids, spectra CSVs
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sample_id, words",
+    [
+        ("abc\u202egnp.exe", ["sample_id", "format or control characters", "U+202E"]),  # bidi override
+        ("a\u2066b", ["U+2066"]),
+        ("x\x1b[2J\x1b[31mred", ["control characters"]),  # terminal escape sequence
+        ("a\u200bb", ["U+200B"]),  # zero-width space
+    ],
+)
+def test_ids_with_bidi_or_escape_characters_are_rejected_naming_the_row(one_good_file, sample_id, words):
+    raw, image, spectra = one_good_file
+    raw.add("ok", image, spectra)
+    raw.add(sample_id, image, spectra)
+    result = _validate(raw)
+    rejected = result.rejected.iloc[0]
+    assert rejected.row == 3 and result.accepted.sample_id.tolist() == ["ok"]
+    for word in words:
+        assert word in rejected.reason, rejected.reason
+
+
+def test_listing_never_prints_an_id_raw(one_good_file):
+    from metallo.data.ingest import format_rejections
+
+    raw, image, spectra = one_good_file
+    raw.add("x\x1b[2Jy\u202e", image, spectra)
+    listing = format_rejections(_validate(raw).rejected)
+    assert "\x1b" not in listing and "\u202e" not in listing and "\\x1b[2Jy\\u202e" in listing
+
+
+def test_nfc_and_nfd_spellings_of_one_id_are_duplicates(one_good_file):
+    raw, image, spectra = one_good_file
+    raw.add("caf\u00e9", image, spectra)  # NFC: é as one code point
+    raw.add("cafe\u0301", image, spectra)  # NFD: e + combining acute; looks identical
+    result = _validate(raw)
+    assert result.accepted.sample_id.tolist() == ["caf\u00e9"]
+    reason = result.rejected.reason.iloc[0]
+    assert "duplicate sample_id" in reason and "row 2" in reason and "Unicode" in reason
+
+
+def test_spectra_csv_with_a_bom_is_read(tmp_path):
+    import numpy as np
+
+    from metallo.data.readers import read_spectra
+
+    values = H.spectra_array()
+    text = "\n".join(",".join(f"{v:.6g}" for v in row) for row in values)
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    np.testing.assert_allclose(read_spectra(tmp_path / "bom.csv", H.SHAPE), values, rtol=1e-5)
+
+
+def test_oversized_spectra_csv_is_refused_before_it_is_read(tmp_path):
+    from metallo.data.readers import SampleError, read_spectra
+    from metallo.data.readers.spectra import MAX_CSV_BYTES_PER_VALUE
+
+    rows, length = H.SHAPE
+    path = tmp_path / "big.csv"
+    with open(path, "w") as f:  # the expected 6 x 20 values, then a long tail of extra lines
+        f.writelines(",".join(["0.5"] * length) + "\n" for _ in range(rows))
+        f.write(("0.5," * 1000 + "0.5\n") * (rows * length * MAX_CSV_BYTES_PER_VALUE // 4000 + 3))
+    with pytest.raises(SampleError, match="larger than expected"):
+        read_spectra(path, H.SHAPE)
+    path.write_text("".join(",".join(["0.5"] * length) + "\n" for _ in range(rows + 3)))
+    with pytest.raises(SampleError, match=r"shape|more than 6 lines"):
+        read_spectra(path, H.SHAPE)
+
+
+def test_formula_ids_are_neutralised_in_csv_outputs(tmp_path):
+    """A `=HYPERLINK(...)` sample id ran as a formula when predictions.csv was opened in a spreadsheet."""
+    import csv
+
+    import pandas as pd
+
+    from metallo.prediction.manifest import PredictResult, write_predictions
+
+    ids = ['=HYPERLINK("http://evil","open")', "+1+cmd", "@SUM(A1)", "-2+3", "-3.5", "plain", "a=b"]
+    predictions = pd.DataFrame({"sample_id": ids, "dos_pred": [1.0] * len(ids)})
+    rejected = pd.DataFrame({"row": [2], "sample_id": ["=1+1"], "reason": ["dos is missing"]})
+    out = write_predictions(PredictResult(predictions, rejected, None), tmp_path / "predictions.csv")
+    with open(out, newline="", encoding="utf-8") as f:
+        written = [row["sample_id"] for row in csv.DictReader(f)]
+    assert written == ["'" + ids[0], "'+1+cmd", "'@SUM(A1)", "'-2+3", "-3.5", "plain", "a=b"]
+    assert pd.read_csv(out.with_suffix(".rejected.csv")).sample_id.tolist() == ["'=1+1"]
+    assert predictions.sample_id.tolist() == ids  # the caller's frame is not changed
