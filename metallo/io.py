@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 
@@ -74,6 +75,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def open_npy(path: str | os.PathLike, remedy: str = "Run `dvc repro convert` again.") -> np.ndarray:
+    """A processed ``.npy`` array, memory-mapped read-only (never unpickled); a truncated or corrupt
+    file is a :class:`~metallo.errors.MetalloError` naming it and ``remedy``, not a traceback."""
+    from metallo.errors import MetalloError
+
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise MetalloError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}). {remedy}") from None
 
 
 def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
