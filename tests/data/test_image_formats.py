@@ -164,3 +164,28 @@ def test_worker_pool_is_sized_by_memory_as_well_as_cores(monkeypatch):
     assert parallel.resolve_workers(8, budget) == 1  # never below one worker
     monkeypatch.setattr(parallel, "available_memory", lambda: None)
     assert parallel.resolve_workers(3, budget) == 3
+
+
+def test_bit_depth_auto_sees_12_bits_in_16bit_rgb_png_and_tiff(tmp_path):
+    """The data set of the report: a 12-bit frame as 16-bit RGB PNG and TIFF; auto resolves 12 bits, so the
+    converted pixels span 0..255 (Pillow's high byte gave max 15 and a processed mean of 7.6)."""
+    import json
+
+    from metallo.data.convert import run_convert
+    from metallo.data.ingest import run_ingest
+    from tests.helpers import data as H
+
+    raw = H.RawFolder(tmp_path / "raw")
+    frame = np.ascontiguousarray(RGB12[:48, :64])
+    (raw.root / "images" / "p.png").write_bytes(png_encode(frame))
+    tifffile.imwrite(raw.root / "images" / "t.tif", frame, photometric="rgb", compression="lzw")
+    raw.add("p", "images/p.png", raw.good_spectra("p.npy"))
+    raw.add("t", "images/t.tif", raw.good_spectra("t.npy", seed=1))
+    raw.write()
+    paths = H.make_paths(tmp_path / "out")
+    params = H.make_params(raw.root, resize=64, crop=64)
+    run_ingest(params, paths)
+    run_convert(params, paths)
+    assert json.loads((paths.processed / "convert.json").read_text())["bit_depth"] == 12
+    images = np.load(paths.processed / "images.npy")
+    assert images.max() == 255 and images.mean() > 100

@@ -6,6 +6,7 @@ size limits) before any pixel is decoded.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ import tifffile
 
 from metallo.data.readers.files import SampleError
 from metallo.data.readers.limits import check_image_size
+
+# tifffile logs a warning for each oddity of a damaged file; the reason reaches the user in the SampleError.
+logging.getLogger("tifffile").setLevel(logging.ERROR)
 
 PHOTOMETRIC = tifffile.PHOTOMETRIC
 #: Photometric interpretations accepted, with the number of colour samples each has (others are alpha).
