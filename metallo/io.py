@@ -96,13 +96,14 @@ def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 #: First characters that make a spreadsheet read a cell as a formula (``=HYPERLINK(...)``, ``@SUM``, ...).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: A plain ASCII decimal or scientific number (no digit separators, no other scripts): ``-3e-2``, ``.5``.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 def neutralise_formula(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (shown, never evaluated);
     plain numbers such as ``-3.5`` and everything else unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from metallo.data.readers import SampleError, read_image, read_spectra
+from metallo.data.readers.files import special_kind
 from metallo.errors import MetalloError
-from metallo.io import PathEscapeError, resolve_inside, sha256_file
+from metallo.io import PLAIN_NUMBER, PathEscapeError, resolve_inside, sha256_file
 
 #: A dos value: plain ASCII decimal or scientific notation (no digit separators, no other scripts).
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+NUMBER = PLAIN_NUMBER
 NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 #: Largest accepted |dos|. Training and evaluation hold labels, their squares and sums of squares in
 #: float32 (largest 3.4e38): with |dos| <= 1e15 a square is <= 1e30 and a sum over ten million rows
@@ -160,15 +161,10 @@ def _kind(path: Path) -> tuple[str | None, os.stat_result | None]:
         info = os.stat(path)  # the TARGET: a link to /dev/zero is a device as far as DVC is concerned
     except OSError as err:
         return ("symbolic-link loop" if err.errno == errno.ELOOP else None), None
-    mode = info.st_mode
-    link = " (through a symbolic link)" if path.is_symlink() else ""
-    if stat.S_ISFIFO(mode):
-        return f"FIFO (named pipe){link}", info
-    if stat.S_ISSOCK(mode):
-        return f"socket{link}", info
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return f"device file{link}", info
-    return None, info
+    kind = special_kind(info.st_mode)
+    if kind is None or stat.S_ISDIR(info.st_mode):
+        return None, info
+    return kind + (" (through a symbolic link)" if path.is_symlink() else ""), info
 
 
 def special_files(folder: str | os.PathLike, limit: int = 20) -> list[str]:
