@@ -127,7 +127,8 @@ def _predict(args: argparse.Namespace) -> None:
     out = write_predictions(result, args.out)
     print(f"predict: {result.summary()} -> {out}")
     if len(result.rejected):
-        print(f"rejected rows (also in {out.with_suffix('.rejected.csv')}):\n{format_rejections(result.rejected)}")
+        listed = out.with_suffix(".rejected.csv")
+        print(f"rejected rows (also in {listed}):\n{format_rejections(result.rejected, where=listed)}")
     if result.predictions.empty:
         raise MetalloError(
             f"no row of {args.manifest} could be predicted: every row was rejected (listed above). "

@@ -12,11 +12,13 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 
@@ -75,13 +77,43 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def open_npy(path: str | os.PathLike, remedy: str = "Run `dvc repro convert` again.") -> np.ndarray:
+    """A processed ``.npy`` array, memory-mapped read-only (never unpickled); a truncated or corrupt
+    file is a :class:`~metallo.errors.MetalloError` naming it and ``remedy``, not a traceback."""
+    from metallo.errors import MetalloError
+
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise MetalloError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}). {remedy}") from None
+
+
 def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     """Write a Parquet table without the pandas index and without timestamps."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
 
 
+#: First characters that make a spreadsheet read a cell as a formula (``=HYPERLINK(...)``, ``@SUM``, ...).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A plain ASCII decimal or scientific number (no digit separators, no other scripts): ``-3e-2``, ``.5``.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (shown, never evaluated);
+    plain numbers such as ``-3.5`` and everything else unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **kwargs: Any) -> None:
+    """Write a CSV without the index; text cells that start like a formula are neutralised
+    (:func:`neutralise_formula`), since users open these files in spreadsheets."""
+    text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    if text:
+        frame = frame.assign(**{str(c): frame[c].map(neutralise_formula) for c in text})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n", **kwargs)
 
@@ -98,16 +130,18 @@ class PathEscapeError(ValueError):
     """A manifest path resolves outside the raw data folder."""
 
 
-def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
+def resolve_inside(root: str | os.PathLike, relative: str, *, root_resolved: bool = False) -> Path:
     """Resolve ``relative`` against ``root``, refusing anything that ends up outside it.
 
     Symbolic links are followed before the check, so a link pointing out of the folder is
-    refused as well as ``../`` paths and absolute paths.
+    refused as well as ``../`` paths and absolute paths. ``root_resolved``: ``root`` is already
+    a resolved absolute path (a caller checking a million rows resolves it once). String
+    operations, not pathlib: this runs twice per manifest row.
     """
-    root = Path(root).resolve()
-    if not relative or Path(relative).is_absolute():
+    root = os.fspath(root) if root_resolved else os.path.realpath(root)
+    if not relative or os.path.isabs(relative):
         raise PathEscapeError(f"path {relative!r} must be relative to the manifest's folder")
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root):
+    target = os.path.realpath(os.path.join(root, relative))
+    if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
         raise PathEscapeError(f"path {relative!r} resolves outside the raw data folder ({target})")
-    return target
+    return Path(target)

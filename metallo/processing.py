@@ -16,6 +16,8 @@ key) still load.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from metallo.data.geometry import Geometry
+from metallo.data.geometry import FIT_CHOICES, Geometry
 from metallo.errors import MetalloError
+from metallo.layout import MAX_GEOMETRY_SIDE, MAX_IMAGE_SIZE
 
 PROCESSOR_FILE = "preprocessor_config.json"
 #: ``fit`` of processors saved before convert had the option: the original resize-and-crop geometry.
@@ -99,12 +102,44 @@ class MetalloProcessor(BaseImageProcessor):
     model_input_names = ["pixel_values", "spectra"]
 
     def __post_init__(self) -> None:
+        self._check_fields()
         if self.spectra_norm not in SPECTRA_NORMS:
             raise MetalloError(
                 f"preprocess.spectra must be one of {', '.join(SPECTRA_NORMS)}; got {self.spectra_norm!r}."
             )
         if self.image_norm not in IMAGE_NORMS:
             raise MetalloError(f"preprocess.image must be one of {', '.join(IMAGE_NORMS)}; got {self.image_norm!r}.")
+
+    def _check_fields(self) -> None:
+        """Refuse values no train stage writes (a hand-edited or hostile preprocessor_config.json), naming the field."""
+
+        def refuse(name: str, wanted: str) -> None:
+            raise MetalloError(f"field {name} must be {wanted}; got {getattr(self, name)!r:.80}.")
+
+        def whole(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                refuse(name, f"a whole number {low}..{high}")
+
+        whole("image_size", 1, MAX_IMAGE_SIZE)  # the model config's upper limit; load_model checks they agree
+        whole("resize", 1, MAX_GEOMETRY_SIDE)
+        whole("crop", 1, self.resize)
+        whole("bit_depth", 8, 16)
+        if self.fit not in FIT_CHOICES:
+            refuse("fit", f"one of {', '.join(FIT_CHOICES)}")
+        if not isinstance(self.raw_copies, bool):
+            refuse("raw_copies", "true or false")
+        for name, length in (("image_mean", 3), ("image_std", 3), ("spectra_mean", None), ("spectra_std", None)):
+            values = getattr(self, name)
+            length = length or len(self.spectra_mean if isinstance(self.spectra_mean, (list, tuple)) else [])
+            if (
+                not isinstance(values, (list, tuple))
+                or len(values) != length
+                or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+                or (name.endswith("_std") and min(values, default=1.0) <= 0)
+            ):
+                positive = " positive" if name.endswith("_std") else ""
+                refuse(name, f"a list of {length}{positive} finite numbers (as long as spectra_mean)")
 
     @classmethod
     def from_stats(

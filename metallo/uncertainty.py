@@ -39,13 +39,29 @@ def save_calibration(directory: str | os.PathLike, y_true: np.ndarray, y_pred: n
 
 
 def load_calibration(directory: str | os.PathLike) -> np.ndarray | None:
-    """The saved absolute residuals, or None for a model saved without them."""
+    """The saved absolute residuals (finite, non-negative), or None for a model saved without them."""
     path = Path(directory) / CALIBRATION_FILE
     if not path.is_file():
         return None
-    residuals = np.asarray(read_json(path).get("abs_residuals", []), dtype=np.float64)
-    if residuals.ndim != 1 or not np.isfinite(residuals).all():
-        raise MetalloError(f"{path} is damaged (expected a list of finite residuals); retrain with `dvc repro train`.")
+    remedy = "copy the model folder again or retrain with `dvc repro train`."
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as err:
+        raise MetalloError(f"{path} is not valid JSON ({err}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise MetalloError(
+            f"{path} must hold a JSON object with abs_residuals; it holds a {type(data).__name__}; {remedy}"
+        )
+    values = data.get("abs_residuals", [])
+    numbers = isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    residuals = np.asarray(values if numbers else [np.nan], dtype=np.float64)
+    if not np.isfinite(residuals).all():
+        raise MetalloError(f"{path}: abs_residuals must be a list of finite numbers; {remedy}")
+    if (residuals < 0).any():
+        raise MetalloError(
+            f"{path}: abs_residuals holds {int((residuals < 0).sum())} negative value(s); absolute residuals "
+            f"are >= 0 (a negative one gives intervals with dos_lower > dos_upper); {remedy}"
+        )
     return residuals
 
 

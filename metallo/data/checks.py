@@ -7,6 +7,7 @@ folder holding a FIFO, socket, device file or symbolic-link loop is refused befo
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -14,13 +15,23 @@ import stat
 import unicodedata
 from pathlib import Path
 
+import numpy as np
+
 from metallo.data.readers import SampleError, read_image, read_spectra
+from metallo.data.readers.files import special_kind
 from metallo.errors import MetalloError
-from metallo.io import PathEscapeError, resolve_inside, sha256_file
+from metallo.io import PLAIN_NUMBER, PathEscapeError, resolve_inside, sha256_file
 
 #: A dos value: plain ASCII decimal or scientific notation (no digit separators, no other scripts).
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+NUMBER = PLAIN_NUMBER
 NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+#: Largest accepted |dos|. Training and evaluation hold labels, their squares and sums of squares in
+#: float32 (largest 3.4e38): with |dos| <= 1e15 a square is <= 1e30 and a sum over ten million rows
+#: <= 1e37, still finite. A 1e39 label became inf and ended training in a traceback.
+MAX_LABEL_ABS = 1e15
+#: Smallest accepted non-zero |dos|: float32's smallest normal number. Below it a label becomes a
+#: float32 subnormal (precision lost) or 0 (``1e-400`` is already 0 in float64).
+MIN_LABEL_ABS = float(np.finfo(np.float32).tiny)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -28,13 +39,24 @@ NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 # ----------------------------------------------------------------------------------------------
 
 
+#: Unicode categories refused in ids: control (NUL, tab, newline, ESC of terminal escape sequences),
+#: format (bidi overrides such as U+202E, zero-width characters), line/paragraph separators, surrogates.
+REFUSED_ID_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
 def _clean_id(value: str, column: str, reasons: list[str]) -> str:
-    """Trim an id; reject an empty one or one holding control characters (NUL, newline, ...)."""
+    """Trim an id; reject an empty one or one holding control or format characters (NUL, ESC, bidi, ...)."""
     value = value.strip()
     if not value:
         reasons.append(f"{column} is empty")
-    elif any(unicodedata.category(ch) == "Cc" for ch in value):
-        reasons.append(f"{column} {value!r} contains control characters (NUL, tab, newline, ...); use printable text")
+        return value
+    bad = sorted({f"U+{ord(ch):04X}" for ch in value if unicodedata.category(ch) in REFUSED_ID_CATEGORIES})
+    if bad:
+        reasons.append(
+            f"{column} {value!r} contains format or control characters ({', '.join(bad[:5])}: NUL, tab, newline, "
+            "terminal escapes, bidi overrides or zero-width characters, which can make an id print as another); "
+            "use printable text"
+        )
     return value
 
 
@@ -51,7 +73,18 @@ def parse_dos(text: str) -> tuple[float, str | None]:
     value = float(text)
     if not math.isfinite(value):
         return math.nan, f"dos is not finite ({text})"
-    return value, None
+    if abs(value) > MAX_LABEL_ABS:
+        return math.nan, (
+            f"dos {text} is outside the accepted range of +-{MAX_LABEL_ABS:g} (float32 training would overflow); "
+            "rescale the labels (e.g. another unit)"
+        )
+    mantissa = re.split("[eE]", text)[0]
+    if abs(value) < MIN_LABEL_ABS and re.search("[1-9]", mantissa):
+        return math.nan, (
+            f"dos {text} is too close to zero for float32 (it would become 0 or lose precision; smallest "
+            f"accepted non-zero magnitude {MIN_LABEL_ABS:.3g}); write 0 or rescale the labels"
+        )
+    return value + 0.0, None  # + 0.0: -0.0 becomes 0.0
 
 
 def _check_dos(text: str, require_label: bool, reasons: list[str]) -> float:
@@ -75,7 +108,7 @@ def _check_file(column: str, relative: str, root: str, spectra_shape: tuple[int,
         return f"{column} path {relative!r} contains a NUL character"
     try:
         try:
-            path = resolve_inside(root, relative)
+            path = resolve_inside(root, relative, root_resolved=True)
         except RuntimeError as err:  # Path.resolve on Python < 3.13: a symbolic-link loop
             return f"{column} {relative!r} cannot be resolved (symbolic-link loop: {err})"
         if column == "image":
@@ -94,7 +127,10 @@ def _check_file(column: str, relative: str, root: str, spectra_shape: tuple[int,
 
 
 def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> dict:
-    """Check one manifest row (runs in a worker process): its cleaned values, file facts and ``reasons``."""
+    """Check one manifest row (runs in a worker process): its cleaned values, file facts and ``reasons``.
+
+    ``root`` is the raw folder, already resolved (:func:`os.path.realpath`).
+    """
     row, record, root, spectra_shape, require_label = task
     reasons: list[str] = []
     out: dict = {"row": row}
@@ -102,7 +138,8 @@ def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> d
     out["slice_id"] = _clean_id(record["slice_id"], "slice_id", reasons)
     out["dos"] = _check_dos(record["dos"], require_label, reasons)
     for column in ("image", "spectra"):
-        problem = _check_file(column, record[column].strip(), root, spectra_shape, out)
+        out[column] = record[column].strip()
+        problem = _check_file(column, out[column], root, spectra_shape, out)
         if problem:
             reasons.append(problem)
     out["reasons"] = reasons
@@ -114,44 +151,52 @@ def check_row(task: tuple[int, dict[str, str], str, tuple[int, int], bool]) -> d
 # ----------------------------------------------------------------------------------------------
 
 
-def _special_kind(path: Path) -> str | None:
-    """What kind of special file ``path`` is (None for a regular file, folder or working link)."""
+def _kind(path: Path) -> tuple[str | None, os.stat_result | None]:
+    """``(special kind, stat of the target)`` of ``path``, following symbolic links to their target.
+
+    The kind is None for a regular file, a folder, a dangling link (the row that names it reports
+    it) or an entry that cannot be inspected.
+    """
     try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    if stat.S_ISFIFO(info.st_mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISSOCK(info.st_mode):
-        return "socket"
-    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        return "device file"
-    if stat.S_ISLNK(info.st_mode):
-        try:
-            os.stat(path)
-        except OSError as err:
-            if err.errno == 40:  # ELOOP
-                return "symbolic-link loop"
-    return None
+        info = os.stat(path)  # the TARGET: a link to /dev/zero is a device as far as DVC is concerned
+    except OSError as err:
+        return ("symbolic-link loop" if err.errno == errno.ELOOP else None), None
+    kind = special_kind(info.st_mode)
+    if kind is None or stat.S_ISDIR(info.st_mode):
+        return None, info
+    return kind + (" (through a symbolic link)" if path.is_symlink() else ""), info
 
 
 def special_files(folder: str | os.PathLike, limit: int = 20) -> list[str]:
-    """FIFOs, sockets, device files and symbolic-link loops under ``folder`` (relative paths, at most ``limit``).
+    """FIFOs, sockets, device files and symbolic-link loops under ``folder``, also behind symbolic links
+    (relative paths with their kind, at most ``limit``).
 
-    DVC hashes the whole raw folder before ingest runs and can hang reading a FIFO; ingest refuses
-    such a folder. Symbolic links to folders are not followed.
+    DVC hashes the whole raw folder before ingest runs, following links, and hangs reading a FIFO
+    or a device such as ``/dev/zero``; ingest refuses such a folder. Links to folders are followed
+    (each folder once, so a cycle of folder links ends).
     """
     folder = Path(folder)
     found: list[str] = []
-    for parent, dirs, files in os.walk(folder):
-        for name in sorted(dirs + files):
-            path = Path(parent) / name
-            kind = _special_kind(path)
+    seen: set[tuple[int, int]] = set()
+    pending = [folder]
+    while pending and len(found) < limit:
+        current = pending.pop()
+        try:
+            info = os.stat(current)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            names = sorted(os.listdir(current))
+        except OSError:
+            continue  # unreadable: DVC reports it
+        for name in names:
+            path = current / name
+            kind, target = _kind(path)
             if kind:
                 found.append(f"{path.relative_to(folder)} ({kind})")
-                if len(found) >= limit:
-                    return found
-    return found
+            elif target is not None and stat.S_ISDIR(target.st_mode):
+                pending.append(path)
+    return sorted(found)[:limit]
 
 
 def check_raw_folder(raw_dir: Path) -> None:
@@ -163,7 +208,9 @@ def check_raw_folder(raw_dir: Path) -> None:
         listing = "\n".join(f"  {entry}" for entry in found)
         raise MetalloError(
             f"the raw data folder {raw_dir} holds special files that are not data:\n{listing}\n"
-            "Remove them or move them out of the folder (list them with `find RAW -type p -o -type s -o -type c "
-            "-o -type b -o -xtype l`): DVC hashes the whole folder before ingest runs, and can hang reading "
-            "a FIFO or fail on a link loop."
+            "Remove them (or the links to them) or move them out of the folder; list them all with "
+            "`find -L RAW \\( -type p -o -type s -o -type c -o -type b -o -type l \\) -print` (-L looks at "
+            "what links point to; link loops show as 'Too many levels of symbolic links'). DVC hashes the "
+            "whole folder, following links, before ingest runs, and hangs reading a FIFO or a device such as "
+            "/dev/zero or fails on a link loop."
         )

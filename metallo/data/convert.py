@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from metallo.data.geometry import FIT_CHOICES, Geometry, cell_boxes  # noqa: F401  (re-exported)
-from metallo.data.readers import SampleError, bits_for_max, read_image_rgb, read_spectra
+from metallo.data.readers import DECODE_MEMORY_BYTES, SampleError, bits_for_max, read_image_rgb, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import PathEscapeError, atomic_path, read_json, resolve_inside, sha256_file, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
@@ -197,7 +197,14 @@ def convert(
         spectra_offset = _create_npy(spectra_tmp, np.dtype(np.float32), (n, *spectra_shape))
         outputs = (str(images_tmp), images_offset, str(spectra_tmp), spectra_offset)
         tasks = _tasks(table, raw_dir, (geometry, int(bit_depth), tuple(spectra_shape)), outputs)
-        for _ in map_ordered(_convert_one, tasks, workers=workers, desc="convert", show_progress=show_progress):
+        for _ in map_ordered(
+            _convert_one,
+            tasks,
+            workers=workers,
+            desc="convert",
+            show_progress=show_progress,
+            memory_per_worker=DECODE_MEMORY_BYTES,
+        ):
             pass
     table.insert(0, "index", np.arange(n, dtype=np.int64))
     if {"width", "height"} <= set(table.columns):

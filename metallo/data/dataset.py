@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from metallo.errors import MetalloError
+from metallo.io import open_npy
 from metallo.layout import PATHS, Paths
 
 
@@ -41,8 +42,8 @@ class MetalloDataset(Dataset):
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self._images is None:
-            self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
-            self._spectra = np.load(self.spectra_path, mmap_mode="r", allow_pickle=False)
+            self._images = open_npy(self.images_path)
+            self._spectra = open_npy(self.spectra_path)
         return self._images, self._spectra
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
@@ -111,7 +112,7 @@ class InMemoryDataset(Dataset):
     @staticmethod
     def nbytes(dataset: MetalloDataset) -> int:
         """Bytes the split takes once loaded (uint8 images + float32 spectra)."""
-        images = np.load(dataset.images_path, mmap_mode="r", allow_pickle=False)
-        spectra = np.load(dataset.spectra_path, mmap_mode="r", allow_pickle=False)
+        images = open_npy(dataset.images_path)
+        spectra = open_npy(dataset.spectra_path)
         per_row = images[0].nbytes + spectra[0].size * 4
         return int(per_row * len(dataset))

@@ -13,12 +13,15 @@ from __future__ import annotations
 import csv
 import os
 import stat
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from metallo.data.checks import check_raw_folder, check_row, parse_dos, special_files  # noqa: F401  (re-exported)
+from metallo.data.readers import DECODE_MEMORY_BYTES
 from metallo.errors import MetalloError
 from metallo.io import write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
@@ -47,6 +50,8 @@ ACCEPTED_COLUMNS = (
 )
 #: Columns of rejected.csv.
 REJECTED_COLUMNS = ["row", "sample_id", "reason"]
+#: Rejected rows listed in an error or on the console; all of them are in rejected.csv.
+MAX_LISTED = 20
 
 
 @dataclass
@@ -198,45 +203,55 @@ def validate_manifest(
     workers: int | None = None,
     show_progress: bool | None = None,
 ) -> IngestResult:
-    """Check every row of a manifest (``raw_dir`` or a .csv in it); never stops at the first bad row."""
+    """Check every row of a manifest (``raw_dir`` or a .csv in it); never stops at the first bad row.
+
+    Rows are checked as a stream (tasks built and results folded a batch at a time), so memory
+    grows with the accepted rows and the rejected rows' reasons, not with every row's full check.
+    """
     manifest = read_manifest(raw_dir, require_label=require_label)
     raw_dir, _ = locate_manifest(raw_dir)
-    records = manifest[list(MANIFEST_COLUMNS)].to_dict("records")
-    lines = manifest.attrs["lines"]
-    tasks = [(line, rec, str(raw_dir), tuple(spectra_shape), require_label) for line, rec in zip(lines, records)]
-    checks = list(map_ordered(check_row, tasks, workers=workers, desc="ingest", show_progress=show_progress))
-    accepted, rejected = _sort_rows(records, checks)
-    result = IngestResult(_accepted_frame(accepted), pd.DataFrame(rejected, columns=REJECTED_COLUMNS), len(records))
+    root = os.path.realpath(raw_dir)
+    shape = tuple(spectra_shape)
+    rows = zip(manifest.attrs["lines"], *(manifest[column] for column in MANIFEST_COLUMNS))
+    tasks = ((line, dict(zip(MANIFEST_COLUMNS, values)), root, shape, require_label) for line, *values in rows)
+    checks = map_ordered(
+        check_row,
+        tasks,
+        total=len(manifest),
+        workers=workers,
+        desc="ingest",
+        show_progress=show_progress,
+        chunksize=64,
+        memory_per_worker=DECODE_MEMORY_BYTES,
+    )
+    accepted, rejected = _sort_rows(checks)
+    result = IngestResult(_accepted_frame(accepted), pd.DataFrame(rejected, columns=REJECTED_COLUMNS), len(manifest))
     assert result.counts["accepted"] + result.counts["rejected"] == result.total
     return result
 
 
-def _sort_rows(records: list[dict], checks: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(accepted rows, rejected rows): a row is rejected for its own reasons or a repeated sample_id."""
-    first_row_of: dict[str, int] = {}
+def _sort_rows(checks: Iterable[dict]) -> tuple[list[dict], list[tuple[int, str, str]]]:
+    """(accepted rows, rejected rows as (row, sample_id, reason)): a row is rejected for its own
+    reasons or a repeated sample_id."""
+    first_of: dict[str, tuple[int, str]] = {}  # NFC form -> (row, id as written)
     accepted, rejected = [], []
-    for record, check in zip(records, checks):
+    for check in checks:
         sample_id = check["sample_id"]
-        reasons = list(check["reasons"])
+        reasons = check["reasons"]
         if sample_id:
-            if sample_id in first_row_of:
-                reasons.insert(0, f"duplicate sample_id {sample_id!r} (first seen at row {first_row_of[sample_id]})")
+            key = unicodedata.normalize("NFC", sample_id)
+            if key in first_of:
+                row, written = first_of[key]
+                other = (
+                    "" if written == sample_id else f" as {written!r}: the same name in another Unicode normalisation"
+                )
+                reasons.insert(0, f"duplicate sample_id {sample_id!r} (first seen at row {row}{other})")
             else:
-                first_row_of[sample_id] = check["row"]
+                first_of[key] = (check["row"], sample_id)
         if reasons:
-            rejected.append({"row": check["row"], "sample_id": sample_id, "reason": "; ".join(reasons)})
+            rejected.append((check["row"], sample_id, "; ".join(reasons)))
         else:
-            accepted.append(
-                {
-                    "row": check["row"],
-                    "sample_id": sample_id,
-                    "slice_id": check["slice_id"],
-                    "image": record["image"].strip(),
-                    "spectra": record["spectra"].strip(),
-                    "dos": check["dos"],
-                    **{key: check[key] for key in ACCEPTED_COLUMNS[6:]},
-                }
-            )
+            accepted.append({key: check[key] for key in ACCEPTED_COLUMNS})
     return accepted, rejected
 
 
@@ -253,12 +268,19 @@ def _accepted_frame(accepted: list[dict]) -> pd.DataFrame:
     )
 
 
-def format_rejections(rejected: pd.DataFrame, limit: int | None = None) -> str:
-    """One line per rejected row: ``row 5 (s004): reason``."""
+def _printable(text: str) -> str:
+    """``text`` as is when every character prints, else its escaped repr (no raw terminal escapes or bidi)."""
+    return text if text.isprintable() else repr(text)
+
+
+def format_rejections(rejected: pd.DataFrame, limit: int | None = MAX_LISTED, where: str | os.PathLike = "") -> str:
+    """One line per rejected row, ``row 5 (s004): reason``, for the first ``limit`` rows, then a count
+    of the others (``where`` names the file that lists them all). ``limit=None`` lists every row."""
     rows = rejected if limit is None else rejected.head(limit)
-    lines = [f"  row {r.row} ({r.sample_id or 'no sample_id'}): {r.reason}" for r in rows.itertuples()]
+    lines = [f"  row {r.row} ({_printable(r.sample_id) or 'no sample_id'}): {r.reason}" for r in rows.itertuples()]
     if limit is not None and len(rejected) > limit:
-        lines.append(f"  ... and {len(rejected) - limit} more")
+        listed = f" (every row is listed in {where})" if where else ""
+        lines.append(f"  ... and {len(rejected) - limit:,} more{listed}")
     return "\n".join(lines)
 
 
@@ -293,10 +315,11 @@ def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int
         f"(details: {paths.interim / 'rejected.csv'})"
     )
     if counts["rejected"]:
-        listing = format_rejections(result.rejected)
+        listing = format_rejections(result.rejected, where=paths.interim / "rejected.csv")
         if cfg["on_error"] == "fail":
             raise MetalloError(
-                f"{counts['rejected']} of {counts['total']} manifest rows in {cfg['raw_dir']} are invalid:\n{listing}\n"
+                f"{counts['rejected']:,} of {counts['total']:,} manifest rows in {cfg['raw_dir']} are invalid:\n"
+                f"{listing}\n"
                 "Fix these rows, or set ingest.on_error: skip to continue with the valid rows only "
                 f"(the rejected ones stay listed in {paths.interim / 'rejected.csv'})."
             )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from metallo.errors import MetalloError
-from metallo.io import write_json, write_parquet
+from metallo.io import open_npy, write_json, write_parquet
 from metallo.layout import PATHS, Paths
 from metallo.params import section
 
@@ -202,7 +202,7 @@ def check_processed(paths: Paths) -> None:
         )
     rows = len(pd.read_parquet(paths.processed / "samples.parquet", columns=["sample_id"]))
     for name in names[1:]:
-        n = np.load(paths.processed / name, mmap_mode="r").shape[0]
+        n = open_npy(paths.processed / name, "Run `dvc repro convert` (or `metallo convert`) again.").shape[0]
         if n != rows:
             raise MetalloError(
                 f"{paths.processed / name} has {n} rows but samples.parquet lists {rows}: the "
@@ -231,8 +231,8 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
             f"split: WARNING {counts['unassigned']} samples are in neither split.train_slices nor "
             f"split.test_slices and are not used ({detail}); add their slice to one list to use them."
         )
-    images = np.load(paths.processed / "images.npy", mmap_mode="r")
-    spectra = np.load(paths.processed / "spectra.npy", mmap_mode="r")
+    images = open_npy(paths.processed / "images.npy")
+    spectra = open_npy(paths.processed / "spectra.npy")
     train_index = result.table.loc[result.table["split"] == "train", "index"].to_numpy()
     stats = train_statistics(images, spectra, samples["dos"].to_numpy(), train_index)
     write_parquet(paths.split / "split.parquet", result.table)

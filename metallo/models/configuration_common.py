@@ -2,7 +2,7 @@
 
 from transformers import PretrainedConfig
 
-from metallo.layout import check_grid, check_positive_int
+from metallo.layout import MAX_IMAGE_SIZE, check_grid, check_positive_int
 
 #: Input views a model can use.
 MODALITIES = ("image", "spectra")
@@ -69,9 +69,10 @@ class MetalloConfig(PretrainedConfig):
 
     def _validate_shape(self) -> None:
         check_positive_int("image_size", self.image_size)
-        if self.image_size < 32:
+        if not 32 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ValueError(
-                f"image_size must be at least 32 (a ResNet trunk downsamples by 32); got {self.image_size}"
+                f"image_size must be 32..{MAX_IMAGE_SIZE} (a ResNet trunk downsamples by 32; a larger input "
+                f"does not fit in memory); got {self.image_size}"
             )
         check_positive_int("n_spectra", self.n_spectra)
         check_positive_int("spectrum_length", self.spectrum_length)

@@ -49,6 +49,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     if not weights.is_file():
         raise MetalloError(f"{directory} has no model.safetensors; Metallo loads weights only from safetensors files.")
     processor = load_processor(directory)
+    _check_processor_matches(directory, processor, config)
     try:
         model = AutoModel.from_pretrained(directory, config=config, use_safetensors=True, trust_remote_code=False)
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
@@ -61,6 +62,20 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     model.eval()
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), processor
+
+
+def _check_processor_matches(directory: Path, processor: MetalloProcessor, config) -> None:
+    """The processor feeds the model what its config expects: the image side and the spectrum length."""
+    for field, theirs, ours in (
+        ("image_size", processor.image_size, config.image_size),
+        ("spectrum length (len(spectra_mean))", len(processor.spectra_mean), config.spectrum_length),
+    ):
+        if theirs != ours:
+            raise MetalloError(
+                f"{directory}/preprocessor_config.json has {field} {theirs}, but {directory}/config.json "
+                f"describes a model for {ours}; the two files come from different models. Copy the model "
+                "folder again or retrain."
+            )
 
 
 def _refuse_custom_code(directory: Path) -> None:
@@ -129,5 +144,5 @@ def load_processor(directory: str | os.PathLike) -> MetalloProcessor:
         )
     try:
         return MetalloProcessor(**data)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, MetalloError) as err:
         raise MetalloError(f"{path} holds invalid values ({err}); copy the model folder again or retrain.") from None

@@ -74,7 +74,8 @@ def predict(
     if len(checked.rejected) and on_error == "fail":
         raise MetalloError(
             f"{len(checked.rejected)} of {checked.total} rows of {manifest} are invalid:\n"
-            f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip'."
+            f"{format_rejections(checked.rejected)}\nFix them, or predict with on_error='skip' (which writes "
+            "every rejected row to a .rejected.csv beside the predictions)."
         )
     samples, dos_pred, late = _predict_rows(predictor, raw_dir, checked.accepted, batch_size, show_progress)
     rejected = pd.concat([r for r in [checked.rejected, *late] if len(r)] or [checked.rejected], ignore_index=True)

@@ -411,7 +411,9 @@ def test_counts_add_up_and_rows_are_partitioned(corpus):
     assert set(result.accepted.row) | set(result.rejected.row) == set(range(H.FIRST_ROW, H.FIRST_ROW + len(raw.rows)))
 
 
-def test_fail_mode_lists_every_bad_row(corpus, tmp_path):
+def test_fail_mode_lists_the_first_bad_rows_and_counts_the_rest(corpus, tmp_path):
+    from metallo.data.ingest import MAX_LISTED
+
     raw, valid, bad, result = corpus
     paths = H.make_paths(tmp_path)
     with pytest.raises(MetalloError) as info:
@@ -419,7 +421,8 @@ def test_fail_mode_lists_every_bad_row(corpus, tmp_path):
     message = str(info.value)
     assert f"{len(bad)} of {len(raw.rows)} manifest rows" in message
     listed = [line.strip() for line in message.splitlines() if line.strip().startswith("row ")]
-    assert len(listed) == len(bad)
+    assert len(bad) > MAX_LISTED and len(listed) == MAX_LISTED
+    assert f"... and {len(bad) - MAX_LISTED} more (every row is listed in {paths.interim / 'rejected.csv'})" in message
     for line, (row, (sid, keywords)) in zip(listed, sorted(bad.items())):
         assert line.startswith(f"row {row} ({sid or 'no sample_id'}): ")
         assert keywords[0] in line

@@ -11,7 +11,8 @@ class SampleError(ValueError):
     """One sample's file is unusable; the message is the reason shown to the user."""
 
 
-def _special_kind(mode: int) -> str | None:
+def special_kind(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file (``a FIFO (named pipe)``, ...); None for one."""
     for test, name in (
         (stat.S_ISFIFO, "a FIFO (named pipe)"),
         (stat.S_ISSOCK, "a socket"),
@@ -34,7 +35,7 @@ def _check_file(path: Path, what: str) -> None:
             raise SampleError(f"{what} path {path.name} is a symbolic-link loop") from None
         raise SampleError(f"{what} file cannot be read: {path.name} ({err.strerror or err})") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = _special_kind(info.st_mode) or "a special file"
+        kind = special_kind(info.st_mode) or "a special file"
         raise SampleError(f"{what} path is not a regular file ({kind}): {path.name}")
     if info.st_size == 0:
         raise SampleError(f"{what} file is empty (0 bytes): {path.name}")

@@ -15,6 +15,9 @@ from metallo.data.readers.files import SampleError, _check_file
 #: are O(1) and raw counts O(1e6), so anything above this is a corrupt or mis-scaled file.
 MAX_SPECTRA_ABS = 1e12
 
+#: Longest accepted spelling of one CSV number with its separator (``-1.2345678901234567e-300,`` is 25).
+MAX_CSV_BYTES_PER_VALUE = 32
+
 ACCEPTED_SPECTRA_DTYPES = "float32, float64 or an integer type (int8..int64, uint8..uint64)"
 
 
@@ -31,7 +34,7 @@ def read_spectra(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
     if suffix == ".npy":
         array = _load_npy(path, shape)
     elif suffix == ".csv":
-        array = _load_csv(path)
+        array = _load_csv(path, shape)
     else:
         raise SampleError(f"spectra format {suffix or '(no suffix)'!r} is not supported; use .npy or .csv")
     _check_shape(array.shape, shape)
@@ -65,14 +68,32 @@ def _load_npy(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return array
 
 
-def _load_csv(path: Path) -> np.ndarray:
-    """A headerless comma-separated file of numbers, as float64 (at least 2-D)."""
+def _load_csv(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A headerless comma-separated file of numbers (a UTF-8 BOM is allowed), as float64 (at least 2-D).
+
+    The file's size is bounded by the expected shape before it is read, and at most one line more
+    than expected is parsed, so a 96 MB file is refused without being read whole.
+    """
+    limit = shape[0] * shape[1] * MAX_CSV_BYTES_PER_VALUE + 4096
+    size = path.stat().st_size
+    if size > limit:
+        raise SampleError(
+            f"spectra CSV is {size:,} bytes, larger than expected: {shape[0]} x {shape[1]} values take at most "
+            f"{limit:,} bytes ({MAX_CSV_BYTES_PER_VALUE} characters per number); check that it is the right "
+            "file (data.n_spectra, data.spectrum_length)"
+        )
     try:
-        return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
+        array = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8-sig", max_rows=shape[0] + 1)
     except UnicodeDecodeError:
         raise SampleError("spectra CSV is not UTF-8 text") from None
     except ValueError as err:
         raise SampleError(f"spectra CSV has a non-number or ragged line ({err})") from None
+    if len(array) > shape[0]:
+        raise SampleError(
+            f"spectra CSV has more than {shape[0]} lines of numbers, expected shape {tuple(shape)} "
+            "(data.n_spectra, data.spectrum_length)"
+        )
+    return array
 
 
 def _check_values(values: np.ndarray) -> None:
