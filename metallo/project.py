@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from metallo.training.tracking import tracking_uri
+from metallo.uris import masked
 
 
 def _run(cmd: list[str]) -> None:
@@ -57,7 +58,7 @@ def summary(root: Path = Path(".")) -> None:
         report = json.loads(eval_path.read_text())
         print(comparison_table(report))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")
-    print(f"MLflow store: {tracking_uri()}  ->  run `make ui` and open http://127.0.0.1:5000")
+    print(f"MLflow store: {masked(tracking_uri())}  ->  run `make ui` and open http://127.0.0.1:5000")
     print(
         "Compare experiments: dvc exp run -S model.hidden_dim=256, then dvc exp show --only-changed "
         "--drop 'Created|.*/.*' --md"
