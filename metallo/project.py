@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from metallo.errors import exit_on_error
+from metallo.params import PARAMS_FILE, load_params
 from metallo.training.tracking import tracking_uri
 from metallo.uris import masked
 
@@ -18,7 +20,11 @@ def _run(cmd: list[str]) -> None:
 
 
 def init(root: Path = Path(".")) -> None:
-    """Make ``root`` a git + DVC repository if it is not one yet (e.g. a downloaded archive)."""
+    """Check ``params.yaml``, then make ``root`` a git + DVC repository if it is not one yet (e.g. a downloaded
+    archive). DVC parses params.yaml itself (``dvc status``, ``dvc repro``) without Metallo's limits, so a
+    hostile file (a YAML alias bomb) is refused here, before the first DVC command of ``make repro``."""
+    if (root / PARAMS_FILE).is_file():
+        load_params(root / PARAMS_FILE)
     if not (root / ".git").exists():
         _run(["git", "init", "-q"])
     if not (root / ".dvc").is_dir():
@@ -66,4 +72,5 @@ def summary(root: Path = Path(".")) -> None:
 
 
 if __name__ == "__main__":
-    {"init": init, "summary": summary}[sys.argv[1]]()
+    with exit_on_error():
+        {"init": init, "summary": summary}[sys.argv[1]]()

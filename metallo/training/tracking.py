@@ -34,7 +34,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from metallo.errors import MetalloError
-from metallo.params import flatten
+from metallo.params import bounded_str, flatten
 from metallo.training.stale_runs import end_stale_runs, owner_tags
 from metallo.uris import masked
 
@@ -281,7 +281,7 @@ class Tracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        flat = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        flat = [Param(k, bounded_str(v)) for k, v in flatten(params).items()]
         self._safely(
             "log params",
             lambda: [self.client().log_batch(self.run_id, params=flat[i : i + 100]) for i in range(0, len(flat), 100)],
