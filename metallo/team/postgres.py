@@ -10,10 +10,21 @@ import subprocess
 from pathlib import Path
 
 from metallo.errors import MetalloError
-from metallo.team.common import HOST, START_TIMEOUT_S, STOP_TIMEOUT_S, Layout, end_processes, process_entry, process_of
+from metallo.team.common import (
+    HOST,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    Layout,
+    end_processes,
+    process_entry,
+    process_of,
+    write_secret,
+)
 
 DB_USER = "metallo"
 DB_NAME = "mlflow"
+#: The database of the MLflow server's users and permissions (metallo/team/auth.py).
+AUTH_DB_NAME = "mlflow_auth"
 #: The unprivileged account that runs PostgreSQL when Metallo runs as root.
 SERVICE_USER = "postgres"
 INSTALL_HINT = (
@@ -92,11 +103,9 @@ def init_cluster(layout: Layout, bin_dir: Path) -> None:
     layout.pg_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     give_to_service_user(layout.pg_root)
     if not layout.password.is_file():
-        layout.password.touch(mode=0o600)
-        layout.password.write_text(secrets.token_urlsafe(24))
+        write_secret(layout.password, secrets.token_urlsafe(24))
     pwfile = layout.pg_root / "initdb-password"
-    pwfile.touch(mode=0o600)
-    pwfile.write_text(layout.password.read_text())
+    write_secret(pwfile, layout.password.read_text())
     give_to_service_user(pwfile)
     try:
         run_pg(
@@ -141,8 +150,9 @@ def start_postgres(layout: Layout, bin_dir: Path, port: int) -> dict:
     return process_entry(int((layout.pg_data / "postmaster.pid").read_text().split()[0]), port)
 
 
-def ensure_database(port: int, password: str) -> None:
-    """Create the MLflow database when it does not exist yet (psycopg, SQLAlchemy's default PostgreSQL driver)."""
+def ensure_database(port: int, password: str, names: tuple[str, ...] = (DB_NAME, AUTH_DB_NAME)) -> None:
+    """Create the MLflow databases (runs, accounts) that do not exist yet (psycopg, SQLAlchemy's default PostgreSQL
+    driver)."""
     try:
         import psycopg
     except ImportError:
@@ -150,8 +160,9 @@ def ensure_database(port: int, password: str) -> None:
     with psycopg.connect(
         host=HOST, port=port, user=DB_USER, password=password, dbname="postgres", connect_timeout=10, autocommit=True
     ) as connection:
-        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
-            connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DB_NAME)))
+        for name in names:
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
 
 def stop_postgres(layout: Layout, bin_dir: Path | None, entry: dict) -> None:
