@@ -144,6 +144,18 @@ def test_up_without_postgresql_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "team").exists()
 
 
+@pytest.mark.parametrize("damage", ['{"postgres": {"pid": 12', "[]"])
+def test_a_damaged_state_file_is_a_clear_error_saying_what_to_do(tmp_path, damage):
+    folder = tmp_path / "team"
+    folder.mkdir()
+    (folder / "state.json").write_text(damage)
+    for command in ("status", "up", "down"):
+        result = team_cli(command, "--dir", str(folder))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"{folder / 'state.json'} is damaged" in result.stderr and "run `up` again" in result.stderr
+    assert (folder / "state.json").read_text() == damage, "nothing overwritten"
+
+
 @pytest.mark.slow
 def test_up_status_down_and_up_again_keeps_the_runs(stack_folder, monkeypatch):
     folder = stack_folder / "team"
