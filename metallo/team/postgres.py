@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from metallo.errors import MetalloError
 from metallo.team.common import (
     HOST,
@@ -127,8 +129,41 @@ def init_cluster(layout: Layout, bin_dir: Path) -> None:
         pwfile.unlink(missing_ok=True)
 
 
+def serves(pid: int, data: Path) -> bool:
+    """Whether process ``pid`` is a PostgreSQL server running on the cluster in ``data`` (its working folder)."""
+    try:
+        process = psutil.Process(pid)
+        return process.name().startswith("postgres") and Path(process.cwd()).resolve() == data.resolve()
+    except (psutil.Error, OSError):
+        return False
+
+
+def clear_stale_pid_file(layout: Layout) -> None:
+    """Remove a ``postmaster.pid`` a crash left behind (empty, unreadable, or naming a PID that is no PostgreSQL
+    server of this cluster: PostgreSQL would refuse to start); a server that does run on the cluster is an error
+    that says how to stop it."""
+    pid_file = layout.pg_data / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    try:
+        pid = int(pid_file.read_text(errors="replace").split("\n", 1)[0].strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and serves(pid, layout.pg_data):
+        raise MetalloError(
+            f"team: a PostgreSQL server (pid {pid}) already runs on {layout.pg_data}, but not one this stack "
+            f"recorded in {layout.state}. Stop it (pg_ctl -D {layout.pg_data} stop, as the '{SERVICE_USER}' user "
+            "when you are root), then run `up` again."
+        )
+    pid_file.unlink()
+    why = "empty or unreadable" if pid is None else f"pid {pid} is no PostgreSQL server of this cluster"
+    print(f"team: removed the stale {pid_file} (left by a crash: {why})")
+
+
 def start_postgres(layout: Layout, bin_dir: Path, port: int) -> dict:
-    """``pg_ctl start`` on ``127.0.0.1:port`` (TCP only); returns the postmaster's state entry."""
+    """``pg_ctl start`` on ``127.0.0.1:port`` (TCP only), after :func:`clear_stale_pid_file`; returns the
+    postmaster's state entry."""
+    clear_stale_pid_file(layout)
     options = f"-c listen_addresses={HOST} -p {port} -c unix_socket_directories=''"
     run_pg(
         [

@@ -205,6 +205,29 @@ def test_up_status_down_and_up_again_keeps_the_runs(stack_folder, monkeypatch):
 
 
 @pytest.mark.slow
+def test_up_removes_a_stale_postmaster_pid_left_by_a_crash(stack_folder):
+    """A crash leaves ``postmaster.pid`` behind: empty (killed while writing it), or naming a PID that now belongs
+    to another process of the service user. PostgreSQL refuses to start on either ("lock file ... is empty",
+    "already exists"), with the cause only in server.log; ``up`` removes such a file and says so."""
+    folder = stack_folder / "team"
+    assert team_cli("up", "--dir", str(folder)).returncode == 0
+    pid_file = folder / "postgres/data/postmaster.pid"
+    service_user = ["runuser", "-u", team.SERVICE_USER, "--"] if os.geteuid() == 0 else []
+    other = subprocess.Popen([*service_user, "sleep", "120"], start_new_session=True)
+    try:
+        for content in ("", f"{other.pid}\n{folder / 'postgres/data'}\n1700000000\n5432\n"):
+            assert team_cli("down", "--dir", str(folder)).returncode == 0
+            pid_file.write_text(content)
+            again = team_cli("up", "--dir", str(folder))
+            assert again.returncode == 0, again.stderr
+            assert f"removed the stale {pid_file}" in again.stdout, again.stdout
+            assert team.healthy(json.loads((folder / "state.json").read_text())["tracking_uri"])
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait(timeout=EXIT_WAIT)
+
+
+@pytest.mark.slow
 def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared_project, tmp_path, monkeypatch):
     uri = team.up(stack)["tracking_uri"]
     account = sign_in(monkeypatch, stack)
