@@ -121,3 +121,43 @@ def test_credentials_in_the_tracking_uri_are_never_printed(monkeypatch):
         tracker.call("fail", lambda: (_ for _ in ()).throw(RuntimeError(f"request to {secret_uri}/api failed")))
     (message,) = [str(w.message) for w in caught]
     assert "S3cr3t" not in message and message.count("***@") == 2
+
+
+def test_a_full_disk_during_training_ends_the_run_failed_with_a_clear_message(tmp_path, monkeypatch):
+    """``/dev/full`` answers every write with ENOSPC, as a full disk does; the train stage's error handling
+    (:func:`metallo.training.train.failing_run`) ends the MLflow run FAILED and says what to do."""
+    import mlflow
+
+    from metallo.errors import MetalloError
+    from metallo.training.train import failing_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracker = Tracker("metallo")
+    run_id = tracker.start(run_name="full disk")
+    with pytest.raises(MetalloError) as err, failing_run(tracker, "train"):
+        with open("/dev/full", "wb") as f:
+            f.write(b"checkpoint" * 100_000)
+    message = str(err.value)
+    assert message.startswith("train: no space left on the device") and "No space left on device" in message
+    assert "Free space" in message and "run the stage again" in message
+    assert mlflow.MlflowClient(uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_a_full_disk_is_recognised_through_the_libraries_own_errors():
+    from metallo.io import disk_full
+
+    with pytest.raises(OSError) as raised:
+        with open("/dev/full", "wb") as f:
+            f.write(b"x" * 1_000_000)
+    assert disk_full(raised.value)
+    try:
+        try:
+            raise raised.value
+        except OSError:
+            raise ValueError("saving the checkpoint failed") from None  # Python still records the context
+    except ValueError as wrapped:
+        assert disk_full(wrapped)
+    # safetensors reports the OS error inside its own exception's text
+    assert disk_full(RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, ... })"))
+    assert not disk_full(OSError(13, "Permission denied"))
