@@ -231,7 +231,10 @@ class Tracker:
             mlflow.set_tracking_uri(self.uri)
             if self.run_id is None:
                 client = mlflow.MlflowClient(self.uri)
-                self.experiment_id = self._experiment_id(client)
+                experiment_id = self._experiment_id(client)
+                if not self.enabled:  # the deadline passed meanwhile: this thread was abandoned, make no run
+                    raise DeadlineExceeded("abandoned")
+                self.experiment_id = experiment_id
                 end_stale_runs(client, self.experiment_id)
                 owned = {**dict(tags or {}), **owner_tags()}
                 run = client.create_run(self.experiment_id, run_name=run_name, tags=owned)

@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,15 +42,16 @@ class _SlowLoris(socketserver.BaseRequestHandler):
 
 
 @pytest.fixture
-def slow_server() -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` of a server that accepts connections and answers one header line at a time."""
+def slow_server() -> Iterator[SimpleNamespace]:
+    """A server that accepts connections and answers one header line at a time: its ``uri``
+    (``http://127.0.0.1:<port>``), and ``let_go()``, which ends every response it is sending."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SlowLoris)
     server.daemon_threads = True
     server.stopping = threading.Event()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield SimpleNamespace(uri=f"http://127.0.0.1:{server.server_address[1]}", let_go=server.stopping.set)
     finally:
         server.stopping.set()
         server.shutdown()
@@ -64,7 +66,7 @@ def _closed_port() -> int:
 
 
 def test_a_server_that_answers_too_slowly_costs_one_deadline_and_one_warning(slow_server, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", slow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", slow_server.uri)
     monkeypatch.setenv(tracking.DEADLINE_ENV, "2")
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
@@ -81,6 +83,16 @@ def test_a_server_that_answers_too_slowly_costs_one_deadline_and_one_warning(slo
     assert len(messages) == 1, messages
     assert "did not answer within 2 s" in messages[0] and tracking.DEADLINE_ENV in messages[0]
     assert tracker.enabled is False and tracker.run_id is None
+    # the abandoned call, once the server lets go of it, makes no run and prints nothing
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        abandoned = [t for t in threading.enumerate() if t.name == "metallo-tracking-call"]
+        slow_server.let_go()
+        for thread in abandoned:
+            thread.join(timeout=60)
+    assert not any(t.is_alive() for t in abandoned)
+    assert tracker.run_id is None and tracker.experiment_id is None
+    assert [str(w.message) for w in later] == []
 
 
 def test_the_deadline_setting_must_be_a_positive_number(monkeypatch):
