@@ -177,9 +177,10 @@ def ui_command(port: int = 5000) -> list[str]:
 
 def _ui(args: argparse.Namespace) -> None:
     from metallo.training.tracking import tracking_uri
+    from metallo.uris import masked
 
     cmd = ui_command(args.port)
-    print(f"MLflow UI for {tracking_uri()} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI for {masked(tracking_uri())} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
     os.execvp(cmd[0], cmd)
 
 

@@ -31,6 +31,7 @@ from metallo.training.metrics import regression_metrics
 from metallo.training.progress import quiet_libraries
 from metallo.training.tracking import TRACKING_KEYS, Tracker
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
+from metallo.uris import masked
 
 EVALUATE_KEYS = ("batch_size", "attention_examples", "interval")
 
@@ -212,7 +213,7 @@ def open_train_run(params: dict, paths: Paths) -> Tracker:
     if tracker.run_id is None:
         if tracker.enabled:
             print(
-                f"evaluate: no MLflow run in {tracker.uri} trained this model; the test metrics are in "
+                f"evaluate: no MLflow run in {masked(tracker.uri)} trained this model; the test metrics are in "
                 f"{paths.metrics / 'eval.json'} only"
             )
         tracker.enabled = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -116,6 +117,24 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **kwargs: Any) -> No
         frame = frame.assign(**{str(c): frame[c].map(neutralise_formula) for c in text})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n", **kwargs)
+
+
+#: errno values of a full disk or an exhausted quota, and how libraries that wrap them (safetensors) print them.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_TEXTS = ("No space left on device", "StorageFull", "Disk quota exceeded")
+
+
+def disk_full(err: BaseException | None) -> bool:
+    """Whether ``err``, or an error it was raised from or while handling, is a full disk."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(err) for text in DISK_FULL_TEXTS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from metallo.errors import exit_on_error
+from metallo.params import PARAMS_FILE, load_params
 from metallo.training.tracking import tracking_uri
+from metallo.uris import masked
 
 
 def _run(cmd: list[str]) -> None:
@@ -17,7 +20,11 @@ def _run(cmd: list[str]) -> None:
 
 
 def init(root: Path = Path(".")) -> None:
-    """Make ``root`` a git + DVC repository if it is not one yet (e.g. a downloaded archive)."""
+    """Check ``params.yaml``, then make ``root`` a git + DVC repository if it is not one yet (e.g. a downloaded
+    archive). DVC parses params.yaml itself (``dvc status``, ``dvc repro``) without Metallo's limits, so a
+    hostile file (a YAML alias bomb) is refused here, before the first DVC command of ``make repro``."""
+    if (root / PARAMS_FILE).is_file():
+        load_params(root / PARAMS_FILE)
     if not (root / ".git").exists():
         _run(["git", "init", "-q"])
     if not (root / ".dvc").is_dir():
@@ -71,7 +78,7 @@ def summary(root: Path = Path(".")) -> None:
     if train_path.is_file():
         print(model_choice(json.loads(train_path.read_text())))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")
-    print(f"MLflow store: {tracking_uri()}  ->  run `make ui` and open http://127.0.0.1:5000")
+    print(f"MLflow store: {masked(tracking_uri())}  ->  run `make ui` and open http://127.0.0.1:5000")
     print(
         "Compare experiments: dvc exp run -S model.hidden_dim=256, then dvc exp show --only-changed "
         "--drop 'Created|.*/.*' --md"
@@ -79,4 +86,5 @@ def summary(root: Path = Path(".")) -> None:
 
 
 if __name__ == "__main__":
-    {"init": init, "summary": summary}[sys.argv[1]]()
+    with exit_on_error():
+        {"init": init, "summary": summary}[sys.argv[1]]()

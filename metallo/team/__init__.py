@@ -3,6 +3,7 @@
     python -m metallo.team up        # make team-up: start (or finish starting) the stack, print the URI
     python -m metallo.team status    # what runs, on which ports
     python -m metallo.team down      # make team-down: stop exactly what ``up`` started
+    python -m metallo.team add-user NAME   # an account for a colleague (credentials file in .team/users/)
 
 Everything lives in one folder (``--dir``, default ``.team`` in the project)::
 
@@ -11,6 +12,9 @@ Everything lives in one folder (``--dir``, default ``.team`` in the project)::
     .team/artifacts         the MLflow server's artifact store (--artifacts-destination), kept as well
     .team/mlflow.log
     .team/password          the database password (mode 0600)
+    .team/credentials       the MLflow server's admin account (mode 0600; MLflow's credentials-file format)
+    .team/auth.ini          MLflow's basic-auth configuration, .team/secret-key its Flask key (both 0600)
+    .team/users/            accounts made by ``add-user NAME`` (0600 each)
     .team/state.json        ports, PIDs and process start times of what runs
 
 PostgreSQL comes from the machine's server programs (``initdb``, ``pg_ctl`` under
@@ -18,10 +22,12 @@ PostgreSQL comes from the machine's server programs (``initdb``, ``pg_ctl`` unde
 Unix socket, no system service). PostgreSQL refuses to run as root: as root, the cluster belongs to
 the ``postgres`` user and its programs run through ``runuser -u postgres``. The MLflow server stores
 runs in that database (``postgresql://``, through psycopg) and serves artifacts from the folder
-standing for an object store. Every wait is bounded; ``down`` signals only the processes recorded by ``up``
+standing for an object store; it asks every request for an account (MLflow's basic-auth app,
+:mod:`metallo.team.auth`). Every wait is bounded; ``down`` signals only the processes recorded by ``up``
 (and the MLflow server's descendants), after checking that each PID is still the same process (its start time).
 """
 
+from metallo.team.auth import ADMIN_USER, add_user, client_env, read_credentials
 from metallo.team.cli import describe, down, main, up
 from metallo.team.common import (
     DEFAULT_DIR,
@@ -37,9 +43,11 @@ from metallo.team.common import (
     process_entry,
     process_of,
     stop_tree,
+    write_secret,
 )
 from metallo.team.mlflow_server import MLFLOW_WORKERS, backend_uri, healthy, start_mlflow
 from metallo.team.postgres import (
+    AUTH_DB_NAME,
     DB_NAME,
     DB_USER,
     INSTALL_HINT,
@@ -56,6 +64,8 @@ from metallo.team.postgres import (
 )
 
 __all__ = [
+    "ADMIN_USER",
+    "AUTH_DB_NAME",
     "DB_NAME",
     "DB_USER",
     "DEFAULT_DIR",
@@ -66,9 +76,11 @@ __all__ = [
     "START_TIMEOUT_S",
     "STOP_TIMEOUT_S",
     "Layout",
+    "add_user",
     "alive",
     "as_service_user",
     "backend_uri",
+    "client_env",
     "describe",
     "down",
     "end_processes",
@@ -83,6 +95,7 @@ __all__ = [
     "postgres_bin",
     "process_entry",
     "process_of",
+    "read_credentials",
     "run_pg",
     "running_as_root",
     "start_mlflow",
@@ -90,4 +103,5 @@ __all__ = [
     "stop_postgres",
     "stop_tree",
     "up",
+    "write_secret",
 ]

@@ -31,14 +31,42 @@ class Layout:
         self.mlflow_log = self.folder / "mlflow.log"
         self.password = self.folder / "password"
         self.state = self.folder / "state.json"
+        # MLflow's basic-auth app (metallo/team/auth.py); every file below is mode 0600
+        self.auth_ini = self.folder / "auth.ini"
+        self.credentials = self.folder / "credentials"
+        self.secret_key = self.folder / "secret-key"
+        self.users = self.folder / "users"
 
     def read_state(self) -> dict:
-        return json.loads(self.state.read_text()) if self.state.is_file() else {}
+        """What ``up`` recorded (``{}`` before the first ``up``); a damaged file is a clear error."""
+        if not self.state.is_file():
+            return {}
+        try:
+            state = json.loads(self.state.read_text())
+        except (ValueError, UnicodeDecodeError):
+            state = None
+        if not isinstance(state, dict):
+            raise MetalloError(
+                f"team: {self.state} is damaged (not the JSON object `up` writes; a crash while writing it?). "
+                "It only records ports and process ids: stop any postgres or mlflow process still running from "
+                f"{self.folder} (see `ps -ef | grep {self.folder}`), delete {self.state}, then run `up` again; "
+                "the database and the artifacts are kept."
+            )
+        return state
 
     def write_state(self, state: dict) -> None:
         tmp = self.state.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(self.state)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600, also when the file existed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
 
 
 def port_free(port: int) -> bool:

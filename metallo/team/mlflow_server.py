@@ -1,5 +1,6 @@
 """The team stack's MLflow tracking server: ``mlflow server`` on 127.0.0.1, runs in the PostgreSQL database,
-artifacts served from the stack's folder."""
+artifacts served from the stack's folder, every request but ``/health`` authenticated by MLflow's basic-auth app
+(accounts in :mod:`metallo.team.auth`)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ import urllib.error
 import urllib.request
 
 from metallo.errors import MetalloError
+from metallo.team.auth import server_env
 from metallo.team.common import HOST, START_TIMEOUT_S, Layout, log_tail, process_entry, stop_tree
 from metallo.team.postgres import DB_NAME, DB_USER
 
 MLFLOW_WORKERS = 2
 
 
-def backend_uri(port: int, password: str) -> str:
-    return f"postgresql://{DB_USER}:{password}@{HOST}:{port}/{DB_NAME}"
+def backend_uri(port: int, password: str, database: str = DB_NAME) -> str:
+    return f"postgresql://{DB_USER}:{password}@{HOST}:{port}/{database}"
 
 
 def healthy(url: str) -> bool:
@@ -29,12 +31,20 @@ def healthy(url: str) -> bool:
         return False
 
 
-def start_mlflow(layout: Layout, port: int, backend: str) -> dict:
-    """``mlflow server`` on ``127.0.0.1:port`` in its own session; waits for ``/health``."""
-    layout.artifacts.mkdir(parents=True, exist_ok=True)
-    # The backend URI holds the password: pass it in the environment, not on the command line. MLflow's
-    # server-side job runner (GenAI jobs, which Metallo does not use) would add ~9 processes: off unless asked for.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+def start_mlflow(layout: Layout, port: int, backend: str, accounts: str) -> dict:
+    """``mlflow server`` on ``127.0.0.1:port`` in its own session, with MLflow's basic-auth app keeping its
+    accounts in the database ``accounts`` (a URI); waits for ``/health``."""
+    layout.artifacts.mkdir(mode=0o700, parents=True, exist_ok=True)
+    layout.artifacts.chmod(0o700)  # runs and models are the server's to hand out, to accounts only
+    # The backend URI and the auth settings hold passwords: pass them in the environment (and the 0600 auth.ini),
+    # not on the command line. MLflow's server-side job runner (GenAI jobs, which Metallo does not use) would add
+    # ~9 processes: off unless asked for.
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": backend,
+        **server_env(layout, accounts),
+    }
     cmd = [
         sys.executable,
         "-m",
@@ -49,6 +59,8 @@ def start_mlflow(layout: Layout, port: int, backend: str) -> dict:
         "--serve-artifacts",
         "--workers",
         str(MLFLOW_WORKERS),
+        "--app-name",
+        "basic-auth",
     ]
     with open(layout.mlflow_log, "ab") as log:
         process = subprocess.Popen(

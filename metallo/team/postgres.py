@@ -9,11 +9,24 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from metallo.errors import MetalloError
-from metallo.team.common import HOST, START_TIMEOUT_S, STOP_TIMEOUT_S, Layout, end_processes, process_entry, process_of
+from metallo.team.common import (
+    HOST,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    Layout,
+    end_processes,
+    process_entry,
+    process_of,
+    write_secret,
+)
 
 DB_USER = "metallo"
 DB_NAME = "mlflow"
+#: The database of the MLflow server's users and permissions (metallo/team/auth.py).
+AUTH_DB_NAME = "mlflow_auth"
 #: The unprivileged account that runs PostgreSQL when Metallo runs as root.
 SERVICE_USER = "postgres"
 INSTALL_HINT = (
@@ -92,11 +105,9 @@ def init_cluster(layout: Layout, bin_dir: Path) -> None:
     layout.pg_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     give_to_service_user(layout.pg_root)
     if not layout.password.is_file():
-        layout.password.touch(mode=0o600)
-        layout.password.write_text(secrets.token_urlsafe(24))
+        write_secret(layout.password, secrets.token_urlsafe(24))
     pwfile = layout.pg_root / "initdb-password"
-    pwfile.touch(mode=0o600)
-    pwfile.write_text(layout.password.read_text())
+    write_secret(pwfile, layout.password.read_text())
     give_to_service_user(pwfile)
     try:
         run_pg(
@@ -118,8 +129,41 @@ def init_cluster(layout: Layout, bin_dir: Path) -> None:
         pwfile.unlink(missing_ok=True)
 
 
+def serves(pid: int, data: Path) -> bool:
+    """Whether process ``pid`` is a PostgreSQL server running on the cluster in ``data`` (its working folder)."""
+    try:
+        process = psutil.Process(pid)
+        return process.name().startswith("postgres") and Path(process.cwd()).resolve() == data.resolve()
+    except (psutil.Error, OSError):
+        return False
+
+
+def clear_stale_pid_file(layout: Layout) -> None:
+    """Remove a ``postmaster.pid`` a crash left behind (empty, unreadable, or naming a PID that is no PostgreSQL
+    server of this cluster: PostgreSQL would refuse to start); a server that does run on the cluster is an error
+    that says how to stop it."""
+    pid_file = layout.pg_data / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    try:
+        pid = int(pid_file.read_text(errors="replace").split("\n", 1)[0].strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and serves(pid, layout.pg_data):
+        raise MetalloError(
+            f"team: a PostgreSQL server (pid {pid}) already runs on {layout.pg_data}, but not one this stack "
+            f"recorded in {layout.state}. Stop it (pg_ctl -D {layout.pg_data} stop, as the '{SERVICE_USER}' user "
+            "when you are root), then run `up` again."
+        )
+    pid_file.unlink()
+    why = "empty or unreadable" if pid is None else f"pid {pid} is no PostgreSQL server of this cluster"
+    print(f"team: removed the stale {pid_file} (left by a crash: {why})")
+
+
 def start_postgres(layout: Layout, bin_dir: Path, port: int) -> dict:
-    """``pg_ctl start`` on ``127.0.0.1:port`` (TCP only); returns the postmaster's state entry."""
+    """``pg_ctl start`` on ``127.0.0.1:port`` (TCP only), after :func:`clear_stale_pid_file`; returns the
+    postmaster's state entry."""
+    clear_stale_pid_file(layout)
     options = f"-c listen_addresses={HOST} -p {port} -c unix_socket_directories=''"
     run_pg(
         [
@@ -141,8 +185,9 @@ def start_postgres(layout: Layout, bin_dir: Path, port: int) -> dict:
     return process_entry(int((layout.pg_data / "postmaster.pid").read_text().split()[0]), port)
 
 
-def ensure_database(port: int, password: str) -> None:
-    """Create the MLflow database when it does not exist yet (psycopg, SQLAlchemy's default PostgreSQL driver)."""
+def ensure_database(port: int, password: str, names: tuple[str, ...] = (DB_NAME, AUTH_DB_NAME)) -> None:
+    """Create the MLflow databases (runs, accounts) that do not exist yet (psycopg, SQLAlchemy's default PostgreSQL
+    driver)."""
     try:
         import psycopg
     except ImportError:
@@ -150,8 +195,9 @@ def ensure_database(port: int, password: str) -> None:
     with psycopg.connect(
         host=HOST, port=port, user=DB_USER, password=password, dbname="postgres", connect_timeout=10, autocommit=True
     ) as connection:
-        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
-            connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DB_NAME)))
+        for name in names:
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
 
 def stop_postgres(layout: Layout, bin_dir: Path | None, entry: dict) -> None:

@@ -8,6 +8,7 @@ closest valid keys. ``use_cpu`` and ``bf16`` follow the hardware unless set expl
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,11 @@ MANAGED_FIELDS = ("output_dir",)
 TRAINING_FIELDS = tuple(
     f.name for f in dataclasses.fields(TrainingArguments) if f.init and f.name not in MANAGED_FIELDS
 )
+#: ``TrainingArguments`` fields whose out-of-range values transformers accepts and fails on later, deep inside
+#: training (a batch size of 0, a negative learning rate): checked here, naming the param.
+POSITIVE_INTEGERS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
+POSITIVE_NUMBERS = ("learning_rate",)
+NON_NEGATIVE_NUMBERS = ("weight_decay", "warmup_steps", "max_grad_norm", "adam_epsilon", "dataloader_num_workers")
 
 
 def bf16_supported(device_type: str) -> bool:
@@ -85,6 +91,36 @@ def accelerator_step_settings(pin_memory: bool = True) -> dict[str, Any]:
     return {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": bool(pin_memory)}}
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float (YAML may give ``1e-3`` as a string), or ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def check_ranges(train: dict[str, Any]) -> None:
+    """Refuse out-of-range values of :data:`POSITIVE_INTEGERS`, :data:`POSITIVE_NUMBERS` and
+    :data:`NON_NEGATIVE_NUMBERS`, each named with what it must be."""
+    problems = []
+    for key in POSITIVE_INTEGERS:
+        value = train.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            problems.append(f"train.{key} must be a positive integer; got {value!r}")
+    for key in POSITIVE_NUMBERS + NON_NEGATIVE_NUMBERS:
+        if key not in train:
+            continue
+        number = _finite(train[key])
+        if number is None or number < 0 or (number == 0 and key in POSITIVE_NUMBERS):
+            kind = "a positive number" if key in POSITIVE_NUMBERS else "0 or a positive number"
+            problems.append(f"train.{key} must be {kind}; got {train[key]!r}")
+    if problems:
+        raise MetalloError("; ".join(problems) + ". Fix params.yaml or the -S option.")
+
+
 def metallo_options(train: dict[str, Any]) -> MetalloOptions:
     """Validate every key of ``train:`` and return Metallo's own options (cheap: no device set-up)."""
     check_keys("train", train, METALLO_OPTIONS + TRAINING_FIELDS)
@@ -96,6 +132,7 @@ def build_training_arguments(
 ) -> tuple[TrainingArguments, MetalloOptions]:
     """Validate ``train:`` and split it into ``TrainingArguments`` and :class:`MetalloOptions`."""
     options = metallo_options(train)
+    check_ranges(train)
     kwargs = {k: v for k, v in train.items() if k in TRAINING_FIELDS}
     auto = hardware_defaults()
     kwargs.setdefault("use_cpu", auto["use_cpu"])

@@ -2,8 +2,11 @@
 
 Every checkpoint the train stage saves carries ``metallo_fingerprint.json``: a digest of the
 params that shape training (``model:``, ``data:``, ``convert.resize``/``crop`` and ``train:``
-except :data:`RESULT_NEUTRAL` options such as ``resume`` itself) and of the split
-(``data/split/split.parquet``, ``data/split/stats.json``). It is written atomically by
+except :data:`RESULT_NEUTRAL` options such as ``resume`` itself) and of the training data itself: the
+sha256 of every file the train stage reads its data from (:func:`data_digests`: ``data/processed``, with
+the labels in ``samples.parquet`` and the arrays, and ``data/split``, with the split and the statistics).
+Labels corrected in the raw data change the processed table even when the split and the statistics come
+out byte-identical (two labels swapped), so such a checkpoint is not resumed. It is written atomically by
 :class:`FingerprintCallback` right after the Trainer has saved the checkpoint, so a checkpoint
 without it (or without a readable ``trainer_state.json``) is incomplete and is passed over.
 
@@ -19,8 +22,10 @@ With ``train.resume: false`` the old checkpoints are deleted and training starts
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -60,6 +65,24 @@ RESULT_NEUTRAL = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per process for one version of it (train asks three times)."""
+    return sha256_file(path)
+
+
+def data_digests(paths: Paths = PATHS) -> dict[str, str]:
+    """``{file: sha256}`` of every file under the folders the train stage reads its data from (the processed
+    data and the split), hidden files (an interrupted write's temporary) left out."""
+    digests = {}
+    for folder in (paths.processed, paths.split):
+        for path in sorted(Path(folder).rglob("*")) if Path(folder).is_dir() else ():
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+                stat = path.stat()
+                digests[path.as_posix()] = _digest(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    return digests
+
+
 def fingerprint(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     """The params and data digests that decide what training produces, and one digest of them all."""
     train = {k: v for k, v in dict(params.get("train") or {}).items() if k not in RESULT_NEUTRAL}
@@ -72,10 +95,7 @@ def fingerprint(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         "convert": {k: convert.get(k) for k in ("resize", "crop", "fit", "bit_depth")},
     }
     flat = {k: v for k, v in flatten(shaping).items()}
-    data = {
-        str(path): sha256_file(path) if Path(path).is_file() else None
-        for path in (paths.split / "split.parquet", paths.stats)
-    }
+    data = data_digests(paths)
     canonical = json.dumps({"params": flat, "data": data}, sort_keys=True, default=str)
     return {
         "digest": hashlib.sha256(canonical.encode()).hexdigest(),

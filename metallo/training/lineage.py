@@ -22,6 +22,7 @@ warns once and the pipeline carries on.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import sys
@@ -205,11 +206,11 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
 
 
 def data_hash(paths) -> str:
-    """A short digest of the processed data and the split (``data.hash`` tag, the datasets' digest)."""
-    digest = hashlib.sha256()
-    for path in (paths.processed / "samples.parquet", paths.split / "split.parquet", paths.stats):
-        digest.update(sha256_file(path).encode())
-    return digest.hexdigest()[:16]
+    """A short digest of the processed data and the split (``data.hash`` tag, the datasets' digest): of the
+    files the checkpoints' fingerprint covers."""
+    from metallo.training.checkpoints import data_digests
+
+    return hashlib.sha256(json.dumps(data_digests(paths), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool):

@@ -13,6 +13,8 @@ import socket
 import warnings
 from pathlib import Path
 
+from metallo.uris import masked
+
 PID_TAG, HOST_TAG, START_TAG = "metallo.pid", "metallo.host", "metallo.pid_start"
 
 
@@ -84,5 +86,7 @@ def end_stale_runs(client, experiment_id: str) -> list[str]:
                 "on this host is gone)"
             )
     except Exception as err:  # noqa: BLE001 - cleaning up old runs must not stop this one
-        warnings.warn(f"MLflow: could not check for runs left RUNNING by killed trainings ({err})", stacklevel=2)
+        warnings.warn(
+            masked(f"MLflow: could not check for runs left RUNNING by killed trainings ({err})"), stacklevel=2
+        )
     return ended

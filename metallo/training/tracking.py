@@ -9,7 +9,10 @@ succeeds: when MLflow fails, a warning is printed and the DVC outputs remain the
 An HTTP(S) tracking server is checked with one TCP connection (:data:`CONNECT_TIMEOUT_S`)
 before any MLflow call, and MLflow's own HTTP retries and timeout are bounded
 (:data:`HTTP_DEFAULTS`, only where the user has not set those variables), so an unreachable
-server costs seconds and one warning instead of minutes of retries.
+server costs seconds and one warning instead of minutes of retries. Every MLflow call also runs under a
+wall-clock deadline (:func:`call_deadline`, ``METALLO_TRACKING_TIMEOUT`` seconds): a server that accepts and
+then answers a byte at a time (MLflow's read timeout restarts with every byte) costs that long and one
+warning, then tracking is off. URIs in messages are shown without their credentials (:func:`metallo.uris.masked`).
 
 Each training run is tagged with the process that owns it; when ``train`` starts a run it marks KILLED
 the runs a killed training left RUNNING (:mod:`metallo.training.stale_runs`).
@@ -18,9 +21,11 @@ the runs a killed training left RUNNING (:mod:`metallo.training.stale_runs`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import subprocess
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,8 +33,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from metallo.params import flatten
+from metallo.errors import MetalloError
+from metallo.params import bounded_str, flatten
 from metallo.training.stale_runs import end_stale_runs, owner_tags
+from metallo.uris import masked
 
 #: Keys of the ``tracking:`` params section.
 TRACKING_KEYS = ("experiment", "register")
@@ -45,6 +52,10 @@ HTTP_DEFAULTS = {
 }
 #: Seconds to wait for a TCP connection to an HTTP(S) tracking server before giving up on it.
 CONNECT_TIMEOUT_S = 3.0
+#: The environment variable that bounds each tracking call (seconds), and its default. An upload of a large
+#: model folder to a remote store is the longest call Metallo makes.
+DEADLINE_ENV = "METALLO_TRACKING_TIMEOUT"
+DEFAULT_DEADLINE_S = 300.0
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -96,6 +107,50 @@ def unreachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
+def call_deadline() -> float:
+    """Seconds one tracking call may take: ``METALLO_TRACKING_TIMEOUT``, else :data:`DEFAULT_DEADLINE_S`."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise MetalloError(f"{DEADLINE_ENV} must be a positive number of seconds (e.g. 300); got {raw!r}.")
+    return seconds
+
+
+class DeadlineExceeded(Exception):
+    """A tracking call that has not returned within its deadline (it is left running in its daemon thread)."""
+
+
+def within_deadline(fn: Callable[[], Any], seconds: float) -> Any:
+    """``fn()`` in a daemon thread, waited for at most ``seconds``; raises :class:`DeadlineExceeded` after that.
+
+    A call stuck on a socket cannot be cancelled from outside: its thread is abandoned (a daemon thread does
+    not keep the process alive), and the caller stops using the tracker.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="metallo-tracking-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise DeadlineExceeded(
+            f"the server did not answer within {seconds:g} s; {DEADLINE_ENV} sets this bound per call"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 def lost_insert_race(err: Exception) -> bool:
     """Whether an MLflow error is the store refusing a row that another process inserted first: two queued
     experiments on one server creating the same experiment, dataset or registered model at the same moment
@@ -141,26 +196,31 @@ class Tracker:
             bound_http_retries()
             problem = unreachable(self.uri)
             if problem:
-                self.enabled = False
-                warnings.warn(
-                    f"MLflow tracking disabled: the tracking server {self.uri} cannot be reached ({problem}). "
-                    "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record. "
+                self._disable(
+                    f"the tracking server {self.uri} cannot be reached ({problem})",
                     "Start the server or unset MLFLOW_TRACKING_URI to use the project's mlflow.db.",
-                    stacklevel=2,
                 )
+        self.deadline = call_deadline()
+
+    def _disable(self, why: str, advice: str = "") -> None:
+        """Turn tracking off with the one warning it gets (credentials in any URI masked)."""
+        self.enabled = False
+        warnings.warn(
+            masked(
+                f"MLflow tracking disabled: {why}. Training and evaluation continue; the DVC outputs "
+                f"(models/, metrics/) are the record.{' ' + advice if advice else ''}"
+            ),
+            stacklevel=3,
+        )
 
     def _safely(self, what: str, fn: Callable[[], Any]) -> Any:
         if not self.enabled:
             return None
         try:
-            return fn()
+            return within_deadline(fn, self.deadline)
         except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the pipeline
-            self.enabled = False
-            warnings.warn(
-                f"MLflow tracking disabled: could not {what} at {self.uri} ({type(err).__name__}: {err}). "
-                "Training and evaluation continue; the DVC outputs (models/, metrics/) are the record.",
-                stacklevel=2,
-            )
+            reason = str(err) if isinstance(err, DeadlineExceeded) else f"{type(err).__name__}: {err}"
+            self._disable(f"could not {what} at {self.uri} ({reason})")
             return None
 
     def start(self, run_name: str | None = None, tags: Mapping[str, str] | None = None) -> str | None:
@@ -171,7 +231,10 @@ class Tracker:
             mlflow.set_tracking_uri(self.uri)
             if self.run_id is None:
                 client = mlflow.MlflowClient(self.uri)
-                self.experiment_id = self._experiment_id(client)
+                experiment_id = self._experiment_id(client)
+                if not self.enabled:  # the deadline passed meanwhile: this thread was abandoned, make no run
+                    raise DeadlineExceeded("abandoned")
+                self.experiment_id = experiment_id
                 end_stale_runs(client, self.experiment_id)
                 owned = {**dict(tags or {}), **owner_tags()}
                 run = client.create_run(self.experiment_id, run_name=run_name, tags=owned)
@@ -197,7 +260,7 @@ class Tracker:
         on_server = self.uri.startswith(("http://", "https://"))
         if not (self.enabled and self.run_id and self.experiment_id and on_server):
             return None
-        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return masked(f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}")
 
     def _experiment_id(self, client) -> str:
         """The experiment's id, creating the experiment if it is new (two queued experiments starting at once
@@ -221,7 +284,7 @@ class Tracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        flat = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        flat = [Param(k, bounded_str(v)) for k, v in flatten(params).items()]
         self._safely(
             "log params",
             lambda: [self.client().log_batch(self.run_id, params=flat[i : i + 100]) for i in range(0, len(flat), 100)],

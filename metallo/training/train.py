@@ -12,10 +12,14 @@ logged), :mod:`~metallo.training.distributed` (torchrun and DDP), :mod:`~metallo
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from transformers import set_seed
 
+from metallo.errors import MetalloError
+from metallo.io import disk_full
 from metallo.layout import PATHS, Paths
 from metallo.params import section
 from metallo.training import checkpoints, closed_form, distributed, lineage, selection
@@ -27,6 +31,24 @@ from metallo.training.profiles import apply_profile
 from metallo.training.progress import quiet_libraries
 from metallo.training.tracking import TrackerCallback
 from metallo.training.trainer import build_trainer, train_best_model
+
+
+@contextlib.contextmanager
+def failing_run(tracker, stage: str) -> Iterator[None]:
+    """End the tracker's MLflow run FAILED when the block raises; a full disk becomes a message saying what to do
+    (instead of a traceback, and of a run left RUNNING that a later training would mark KILLED)."""
+    with tracker.failed_on_error():
+        try:
+            yield
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            raise MetalloError(
+                f"{stage}: no space left on the device ({type(err).__name__}: {err}). Free space on the disk that "
+                "holds the project (checkpoints/, models/ and the DVC cache grow with every run; `dvc gc -w` drops "
+                "cache entries no longer used), then run the stage again. Outputs are written atomically, so no "
+                "half-written one is kept; the MLflow run is marked FAILED."
+            ) from None
 
 
 def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict[str, Any]:
@@ -52,9 +74,9 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         if not is_main:
             return {}
         live = open_live(paths.metrics)
-        with tracker.failed_on_error():
+        with failing_run(tracker, "train"):
             summary, val_pred = closed_form.fit_on_splits(model, processor, datasets, model_name, tracker, live)
-        return save_outputs(model, processor, datasets["val"], summary, live, tracker, paths, params, val_pred)
+            return save_outputs(model, processor, datasets["val"], summary, live, tracker, paths, params, val_pred)
     start = None
     if not resume:
         closed_form.start_from_classical_branch(model, processor, datasets["train"])
@@ -64,21 +86,23 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     augmentation = build_augmentation(params) if options.augment else None
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     trainer = build_trainer(model, processor, datasets, args, options, callbacks, augmentation)
-    with tracker.failed_on_error():
+    with failing_run(tracker, "train"):
         best = train_best_model(trainer, resume, loggers, paths.model)
-    if not trainer.is_world_process_zero():
-        return {}
-    metrics = {name.removeprefix("eval_"): value for name, value in best.items()}
-    metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
-    metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, bool(args.greater_is_better))
-    epochs, steps = trainer.state.epoch or 0, trainer.state.global_step
-    summary = training_summary(model_name, datasets, epochs, steps, metrics, validation=validation_kind(paths), **kept)
-    if kept:
-        print(
-            f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_val_{metric}']:.4g} at the start, "
-            f"{kept[f'trained_val_{metric}']:.4g} trained; validation: {summary['validation']})"
+        if not trainer.is_world_process_zero():
+            return {}
+        metrics = {name.removeprefix("eval_"): value for name, value in best.items()}
+        metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
+        metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, bool(args.greater_is_better))
+        epochs, steps = trainer.state.epoch or 0, trainer.state.global_step
+        summary = training_summary(
+            model_name, datasets, epochs, steps, metrics, validation=validation_kind(paths), **kept
         )
-    return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
+        if kept:
+            print(
+                f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_val_{metric}']:.4g} at the "
+                f"start, {kept[f'trained_val_{metric}']:.4g} trained; validation: {summary['validation']})"
+            )
+        return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
 
 
 def main() -> None:

@@ -291,6 +291,18 @@ def _infinite_spectra_mean(root: Path) -> None:
     (root / "data/split/stats.json").write_text(json.dumps(stats))
 
 
+def _swap_two_training_labels(root: Path) -> None:
+    """Labels corrected in the raw data, as convert writes them: two training samples swap their ``dos``. The split
+    and the train label statistics stay byte-identical; only the processed table changes."""
+    import pandas as pd
+
+    samples = pd.read_parquet(root / "data/processed/samples.parquet")
+    split = pd.read_parquet(root / "data/split/split.parquet")
+    first, second = split.loc[split["split"] == "train", "index"].to_numpy()[:2]
+    samples.loc[[first, second], "dos"] = samples.loc[[second, first], "dos"].to_numpy()
+    samples.to_parquet(root / "data/processed/samples.parquet")
+
+
 #: name -> (params edit or None, other change to the copy or None, extra environment)
 TRAIN_FAULTS = {
     "inf inputs": (None, _infinite_spectra_mean, {}),
@@ -298,6 +310,7 @@ TRAIN_FAULTS = {
     "resume, new learning rate": (lambda p: p["train"].update(resume=True, learning_rate=0.01), None, {}),
     "resume, new hidden_dim": (lambda p: (p["train"].update(resume=True), p["model"].update(hidden_dim=32)), None, {}),
     "resume, new logging only": (lambda p: p["train"].update(resume=True, logging_steps=3), None, {}),
+    "resume, labels fixed": (lambda p: p["train"].update(resume=True), _swap_two_training_labels, {}),
 }
 
 
@@ -364,6 +377,18 @@ def test_resume_with_changed_params_is_refused(train_faults, name, named):
     assert named in message and "checkpoint-" in message
     assert "Delete checkpoints/" in message and "train.resume: false" in message
     assert not (root / "models/model").exists() and not (root / "metrics/train.json").exists()
+    assert list((root / "checkpoints").glob("checkpoint-*")), "a refusal must not delete the checkpoints"
+
+
+@pytest.mark.slow
+def test_resume_after_labels_were_fixed_is_refused(train_faults, shared_project):
+    root, result = train_faults[0]["resume, labels fixed"]
+    for name in ("data/split/split.parquet", "data/split/stats.json"):
+        assert (root / name).read_bytes() == (shared_project / name).read_bytes(), name
+    message = error_message(result)
+    assert "data/processed/samples.parquet changed" in message and "checkpoint-" in message
+    assert "train.resume: false" in message
+    assert not (root / "models/model").exists()
     assert list((root / "checkpoints").glob("checkpoint-*")), "a refusal must not delete the checkpoints"
 
 

@@ -42,9 +42,28 @@ def test_every_published_port_is_on_the_loopback_interface(compose):
 
 
 def test_data_lives_in_named_volumes(compose):
-    assert set(compose["volumes"]) == {"postgres-data", "minio-data"}
+    assert set(compose["volumes"]) == {"postgres-data", "minio-data", "mlflow-auth"}
     assert compose["services"]["postgres"]["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
     assert compose["services"]["minio"]["volumes"] == ["minio-data:/data"]
+    assert compose["services"]["mlflow"]["volumes"] == ["mlflow-auth:/var/lib/mlflow-auth"]
+
+
+def test_mlflow_server_asks_for_an_account(compose):
+    """MLflow's basic-auth app, as `make team-up` runs it: settings in the image, secrets from deploy/.env."""
+    mlflow = compose["services"]["mlflow"]
+    command, env = mlflow["command"], mlflow["environment"]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/auth.ini"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${MLFLOW_SECRET_KEY:?")
+    assert "COPY auth.ini /etc/mlflow/auth.ini" in (DEPLOY / "mlflow.Dockerfile").read_text()
+    import configparser
+
+    auth = configparser.ConfigParser()
+    auth.read(DEPLOY / "auth.ini")
+    assert auth["mlflow"]["default_permission"] == "READ" and auth["mlflow"]["admin_username"] == "admin"
+    assert auth["mlflow"]["database_uri"] == "sqlite:////var/lib/mlflow-auth/basic_auth.db"  # in the volume
+    assert "admin_password" not in auth["mlflow"], "the password comes from deploy/.env only"
 
 
 def test_mlflow_server_stores_runs_in_postgres_and_artifacts_in_minio(compose):
@@ -69,6 +88,8 @@ def test_mlflow_server_stores_runs_in_postgres_and_artifacts_in_minio(compose):
 def test_workstation_environment_points_at_the_published_ports(compose):
     client = compose["x-metallo-client-env"]
     assert client["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert client["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert client["MLFLOW_TRACKING_PASSWORD"] == "${MLFLOW_ADMIN_PASSWORD}"
     assert client["AWS_ACCESS_KEY_ID"] == "${MINIO_ROOT_USER}"
     assert client["AWS_SECRET_ACCESS_KEY"] == "${MINIO_ROOT_PASSWORD}"
     header = (DEPLOY / "compose.yaml").read_text()
@@ -83,7 +104,17 @@ def test_secrets_come_from_the_env_file_and_every_variable_is_in_the_example():
         for line in (DEPLOY / "env.example").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert used == set(example) == {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+    assert (
+        used
+        == set(example)
+        == {
+            "POSTGRES_PASSWORD",
+            "MINIO_ROOT_USER",
+            "MINIO_ROOT_PASSWORD",
+            "MLFLOW_ADMIN_PASSWORD",
+            "MLFLOW_SECRET_KEY",
+        }
+    )
     assert not re.search(r"(PASSWORD|SECRET)\w*: (?!\$\{)", text), "no secret written into the compose file"
 
 
@@ -97,3 +128,5 @@ def test_mlflow_image_pins_match_requirements():
     assert f'"mlflow=={pins["mlflow"]}"' in dockerfile
     assert f'"psycopg[binary]=={pins["psycopg"]}"' in dockerfile and pins["psycopg"] == pins["psycopg-binary"]
     assert re.search(r'"boto3==[\d.]+"', dockerfile)
+    for name in ("flask-wtf", "wtforms"):  # mlflow[auth], for the basic-auth app
+        assert f'"{name}=={pins[name]}"' in dockerfile

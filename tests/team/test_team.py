@@ -8,6 +8,7 @@ also when a test fails, and every wait is bounded.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +100,15 @@ def copy_project(source: Path, root: Path) -> Path:
     return root
 
 
+def sign_in(monkeypatch, folder: Path, account: Path | None = None) -> dict[str, str]:
+    """MLflow clients of this test process use the stack's admin account (or the credentials file ``account``);
+    returns the variables, for the test's subprocesses."""
+    env = team.read_credentials(account) if account else team.client_env(folder)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
 def kill_tree(entry: dict) -> None:
     """SIGKILL a recorded process and its descendants, as a crash would."""
     process = team.process_of(entry)
@@ -132,8 +144,20 @@ def test_up_without_postgresql_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "team").exists()
 
 
+@pytest.mark.parametrize("damage", ['{"postgres": {"pid": 12', "[]"])
+def test_a_damaged_state_file_is_a_clear_error_saying_what_to_do(tmp_path, damage):
+    folder = tmp_path / "team"
+    folder.mkdir()
+    (folder / "state.json").write_text(damage)
+    for command in ("status", "up", "down"):
+        result = team_cli(command, "--dir", str(folder))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"{folder / 'state.json'} is damaged" in result.stderr and "run `up` again" in result.stderr
+    assert (folder / "state.json").read_text() == damage, "nothing overwritten"
+
+
 @pytest.mark.slow
-def test_up_status_down_and_up_again_keeps_the_runs(stack_folder):
+def test_up_status_down_and_up_again_keeps_the_runs(stack_folder, monkeypatch):
     folder = stack_folder / "team"
     started = time.monotonic()
     up = team_cli("up", "--dir", str(folder))
@@ -153,6 +177,7 @@ def test_up_status_down_and_up_again_keeps_the_runs(stack_folder):
         assert listening == {"127.0.0.1"}
     assert "pid" in team_cli("status", "--dir", str(folder)).stdout
 
+    sign_in(monkeypatch, folder)
     client = mlflow.MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("team-check")).info.run_id
     client.log_param(run_id, "answer", "42")
@@ -180,17 +205,42 @@ def test_up_status_down_and_up_again_keeps_the_runs(stack_folder):
 
 
 @pytest.mark.slow
-def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared_project, tmp_path):
+def test_up_removes_a_stale_postmaster_pid_left_by_a_crash(stack_folder):
+    """A crash leaves ``postmaster.pid`` behind: empty (killed while writing it), or naming a PID that now belongs
+    to another process of the service user. PostgreSQL refuses to start on either ("lock file ... is empty",
+    "already exists"), with the cause only in server.log; ``up`` removes such a file and says so."""
+    folder = stack_folder / "team"
+    assert team_cli("up", "--dir", str(folder)).returncode == 0
+    pid_file = folder / "postgres/data/postmaster.pid"
+    service_user = ["runuser", "-u", team.SERVICE_USER, "--"] if os.geteuid() == 0 else []
+    other = subprocess.Popen([*service_user, "sleep", "120"], start_new_session=True)
+    try:
+        for content in ("", f"{other.pid}\n{folder / 'postgres/data'}\n1700000000\n5432\n"):
+            assert team_cli("down", "--dir", str(folder)).returncode == 0
+            pid_file.write_text(content)
+            again = team_cli("up", "--dir", str(folder))
+            assert again.returncode == 0, again.stderr
+            assert f"removed the stale {pid_file}" in again.stdout, again.stdout
+            assert team.healthy(json.loads((folder / "state.json").read_text())["tracking_uri"])
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait(timeout=EXIT_WAIT)
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared_project, tmp_path, monkeypatch):
     uri = team.up(stack)["tracking_uri"]
+    account = sign_in(monkeypatch, stack)
     root = copy_project(shared_project, tmp_path / "project")
     for dim in (20, 24):
         run(
             ["dvc", "exp", "run", "--queue", "-S", f"model.hidden_dim={dim}", "-n", f"team-{dim}"],
             root,
             MLFLOW_TRACKING_URI=uri,
+            **account,
         )
     started = time.monotonic()
-    start_queue(root, 2, MLFLOW_TRACKING_URI=uri)
+    start_queue(root, 2, MLFLOW_TRACKING_URI=uri, **account)
     try:
         status = wait_for_queue(root, QUEUE_TIMEOUT)
     finally:
@@ -231,9 +281,12 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
 
 
 @pytest.mark.slow
-def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(stack, shared_project, tmp_path):
+def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(
+    stack, shared_project, tmp_path, monkeypatch
+):
     state = team.up(stack)
     uri = state["tracking_uri"]
+    account = sign_in(monkeypatch, stack)
     root = copy_project(shared_project, tmp_path / "project")
     params = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(params.replace("num_train_epochs: 2", f"num_train_epochs: {KILL_EPOCHS}"))
@@ -249,7 +302,7 @@ def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(sta
         repro = subprocess.Popen(
             ["dvc", "repro"],
             cwd=root,
-            env=project_env(MLFLOW_TRACKING_URI=uri),
+            env=project_env(MLFLOW_TRACKING_URI=uri, **account),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -281,3 +334,84 @@ def test_server_killed_during_training_leaves_complete_outputs_and_a_warning(sta
     assert [r.info.run_id for r in training_runs(mlflow.MlflowClient(restarted["tracking_uri"]))] == [
         logged[0].info.run_id
     ]
+
+
+def http_status(uri: str, path: str, body: dict, method: str = "POST", auth: tuple[str, str] | None = None) -> int:
+    """The status of one raw HTTP request, as ``curl`` would send it (no MLflow client, no credentials file)."""
+    request = urllib.request.Request(
+        f"{uri}{path}", data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"}
+    )
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+#: The planting attack, one write at a time: a run, an uploaded MLmodel, a registered version, the alias.
+WRITES = {
+    "create a run": ("/api/2.0/mlflow/runs/create", {"experiment_id": "0"}, "POST"),
+    "upload an MLmodel": ("/api/2.0/mlflow-artifacts/artifacts/0/planted/MLmodel", {"loader_module": "x"}, "PUT"),
+    "create a registered model": ("/api/2.0/mlflow/registered-models/create", {"name": "planted"}, "POST"),
+    "register a model version": (
+        "/api/2.0/mlflow/model-versions/create",
+        {"name": "metallo", "source": "mlflow-artifacts:/0/planted"},
+        "POST",
+    ),
+    "move the alias best": (
+        "/api/2.0/mlflow/registered-models/alias",
+        {"name": "metallo", "alias": "best", "version": "1"},
+        "POST",
+    ),
+}
+
+
+@pytest.mark.slow
+def test_the_server_refuses_writes_without_an_account_and_takes_them_from_one(stack, monkeypatch):
+    uri = team.up(stack)["tracking_uri"]
+    for name in ("credentials", "auth.ini", "secret-key", "password"):
+        assert (stack / name).stat().st_mode & 0o777 == 0o600, name
+    assert (stack / "artifacts").stat().st_mode & 0o777 == 0o700
+    assert team.healthy(uri), "/health stays open (the stack's own start check)"
+    for what, (path, body, method) in WRITES.items():
+        assert http_status(uri, path, body, method) == 401, f"{what} without an account"
+        assert http_status(uri, path, body, method, auth=("admin", "not-the-password")) == 401, what
+    assert http_status(uri, "/api/2.0/mlflow/experiments/search", {"max_results": 1}) == 401, "reads too"
+
+    added = team_cli("add-user", "alice", "--dir", str(stack))
+    assert added.returncode == 0, added.stderr
+    account = stack / "users" / "alice.credentials"
+    assert account.stat().st_mode & 0o777 == 0o600
+    password = team.read_credentials(account)["MLFLOW_TRACKING_PASSWORD"]
+    assert str(account) in added.stdout and password not in added.stdout + added.stderr
+    again = team_cli("add-user", "alice", "--dir", str(stack))
+    assert again.returncode == 1 and "exists already" in again.stderr and "Traceback" not in again.stderr
+
+    sign_in(monkeypatch, stack, account)  # a colleague with an account: the same writes work
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("metallo").experiment_id
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_param(run_id, "who", "alice")
+    client.set_terminated(run_id)
+    version = client.create_model_version("metallo", source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias("metallo", "best", version.version)
+    assert client.get_model_version_by_alias("metallo", "best").run_id == run_id
+    assert (
+        http_status(uri, "/api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}, auth=("alice", password))
+        == 200
+    )
+    # ... but an account is not the admin: no accounts of its own making, no deleting the team's experiment
+    assert (
+        http_status(
+            uri, "/api/2.0/mlflow/users/create", {"username": "mallory", "password": "x" * 16}, auth=("alice", password)
+        )
+        == 403
+    )
+    assert (
+        http_status(
+            uri, "/api/2.0/mlflow/experiments/delete", {"experiment_id": experiment_id}, auth=("alice", password)
+        )
+        == 403
+    )

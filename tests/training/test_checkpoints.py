@@ -32,6 +32,9 @@ def project(tmp_path, monkeypatch) -> tuple[dict, Paths]:
     paths.split.mkdir(parents=True)
     (paths.split / "split.parquet").write_bytes(b"split v1")
     paths.stats.write_text('{"label": {"mean": 3.0, "std": 1.0}}')
+    paths.processed.mkdir(parents=True)
+    (paths.processed / "samples.parquet").write_bytes(b"ids a b c, labels 1.0 2.0 3.0")
+    (paths.processed / "images.npy").write_bytes(b"images v1")
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
     return params, paths
 
@@ -99,6 +102,23 @@ def test_a_new_split_or_new_statistics_change_the_fingerprint(project):
     after_stats = fingerprint(params, paths)
     assert len({before["digest"], after_split["digest"], after_stats["digest"]}) == 3
     assert checkpoints.differences(before, after_split) == ["data/split/split.parquet changed"]
+
+
+@pytest.mark.parametrize("changed", ["samples.parquet", "images.npy"])
+def test_resume_refuses_a_checkpoint_trained_on_other_data_with_the_same_split_and_stats(tmp_path, project, changed):
+    """Two training labels swapped in the raw data: the split and the label statistics come out byte-identical,
+    only the processed table differs. The checkpoint saw the old labels, so resuming is refused."""
+    params, paths = project
+    folder = tmp_path / "checkpoints"
+    _checkpoint(folder, 3, fingerprint(params, paths))
+    edits = {"samples.parquet": b"ids a b c, labels 2.0 1.0 3.0", "images.npy": b"images v2"}
+    (paths.processed / changed).write_bytes(edits[changed])
+    with pytest.raises(MetalloError) as err:
+        prepare(folder, fingerprint(params, paths), resume=True)
+    message = str(err.value)
+    assert f"data/processed/{changed} changed" in message and "checkpoint-3" in message
+    assert "set train.resume: false" in message
+    assert (folder / "checkpoint-3").is_dir()
 
 
 def test_a_checkpoint_without_fingerprint_or_state_is_incomplete(tmp_path, project):

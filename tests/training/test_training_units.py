@@ -74,6 +74,32 @@ def test_invalid_training_argument_value_is_a_clear_error(tmp_path):
         build_training_arguments({"eval_strategy": "sometimes", "early_stopping_patience": 0}, tmp_path)
 
 
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("per_device_train_batch_size", 0, "train.per_device_train_batch_size must be a positive integer; got 0"),
+        ("per_device_eval_batch_size", 2.5, "train.per_device_eval_batch_size must be a positive integer; got 2.5"),
+        ("gradient_accumulation_steps", -1, "train.gradient_accumulation_steps must be a positive integer"),
+        ("learning_rate", -1, "train.learning_rate must be a positive number; got -1"),
+        ("learning_rate", ".nan", "train.learning_rate must be a positive number"),
+        ("weight_decay", -0.1, "train.weight_decay must be 0 or a positive number; got -0.1"),
+        ("warmup_steps", -5, "train.warmup_steps must be 0 or a positive number"),
+    ],
+)
+def test_out_of_range_training_numbers_name_the_param(tmp_path, key, value, expected):
+    with pytest.raises(MetalloError) as err:
+        build_training_arguments({"early_stopping_patience": 0, key: value}, tmp_path)
+    assert expected in str(err.value) and "params.yaml" in str(err.value)
+
+
+def test_training_numbers_in_range_are_accepted(tmp_path):
+    args, _ = build_training_arguments(
+        {"early_stopping_patience": 0, "learning_rate": "1e-3", "weight_decay": 0, "per_device_train_batch_size": 1},
+        tmp_path,
+    )
+    assert float(args.learning_rate) == 1e-3 and args.per_device_train_batch_size == 1
+
+
 def test_metallo_options_are_documented():
     assert {"early_stopping_patience", "resume", "compile", "nproc_per_node", "augment"} <= set(METALLO_OPTIONS)
 
