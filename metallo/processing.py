@@ -173,6 +173,12 @@ class MetalloProcessor(BaseImageProcessor):
             image_mean, image_std = [0.0] * 3, [1.0] * 3
         else:
             image_mean, image_std = stats["image"]["mean"], stats["image"]["std"]
+        if not all(math.isfinite(float(v)) for v in (*mean, *std, *image_mean, *image_std)):
+            raise MetalloError(
+                "the training split's statistics (data/split/stats.json) are not finite (inf or NaN): the training "
+                "data holds inf/NaN values, or the file is damaged. Check the spectra and images, then re-run "
+                "`dvc repro split`; nothing was trained and no model was written to models/model."
+            )
         return cls(
             image_mean,
             image_std,

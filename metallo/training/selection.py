@@ -3,22 +3,28 @@
 A MetalloNet with a classical branch starts training from the branch's ridge fit (its learned readouts zeroed),
 so the start is a model in its own right. Training is worth keeping only where it validates better than that
 start: on a held-out specimen (``split.validation``) this keeps what carries over to a new specimen. The start's
-weights are kept in memory while training runs; when validation favours them, they are put back.
+weights and metrics are written beside the checkpoints (``closed_form_start.safetensors`` / ``.json``), so a
+resumed training makes the choice an uninterrupted one would; when validation favours them, they are put back.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from metallo.data.dataset import MetalloDataset
+from metallo.io import atomic_path, read_json, write_json
 from metallo.processing import MetalloProcessor
 from metallo.training.metrics import regression_metrics
 
 #: What ``metrics/train.json`` says was kept.
 KEPT_START, KEPT_TRAINED = "closed-form start", "trained"
+#: The start's files in the checkpoints folder (weights, validation metrics).
+START_WEIGHTS, START_METRICS = "closed_form_start.safetensors", "closed_form_start.json"
 
 
 @dataclass
@@ -50,6 +56,24 @@ def record_start(model, processor: MetalloProcessor, val: MetalloDataset) -> Sta
     return Start(state, validation_metrics(model, processor, val))
 
 
+def save_start(start: Start | None, folder: Path) -> None:
+    """Write the start beside the checkpoints (nothing for a model without one)."""
+    if start is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / START_WEIGHTS) as tmp:
+        save_file({name: tensor.contiguous() for name, tensor in start.state.items()}, str(tmp))
+    write_json(folder / START_METRICS, start.metrics)
+
+
+def load_start(folder: Path) -> Start | None:
+    """The start a resumed training began from (``None`` when the checkpoints folder has none)."""
+    weights, metrics = folder / START_WEIGHTS, folder / START_METRICS
+    if not (weights.is_file() and metrics.is_file()):
+        return None
+    return Start(load_file(weights), {key: float(value) for key, value in read_json(metrics).items()})
+
+
 def keep_better(model, start: Start | None, trained: dict[str, float], metric: str, greater_is_better: bool):
     """Put the start's weights back into ``model`` when they validate better on ``metric``; returns the kept
     model's validation metrics and the selection record for ``metrics/train.json``."""
@@ -67,4 +91,13 @@ def keep_better(model, start: Start | None, trained: dict[str, float], metric: s
     return (start.metrics if start_wins else trained), record
 
 
-__all__ = ["KEPT_START", "KEPT_TRAINED", "Start", "keep_better", "record_start", "validation_metrics"]
+__all__ = [
+    "KEPT_START",
+    "KEPT_TRAINED",
+    "Start",
+    "keep_better",
+    "load_start",
+    "record_start",
+    "save_start",
+    "validation_metrics",
+]

@@ -77,10 +77,13 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         with failing_run(tracker, "train"):
             summary, val_pred = closed_form.fit_on_splits(model, processor, datasets, model_name, tracker, live)
             return save_outputs(model, processor, datasets["val"], summary, live, tracker, paths, params, val_pred)
-    start = None
-    if not resume:
+    if resume:
+        start = selection.load_start(paths.checkpoints)
+    else:
         closed_form.start_from_classical_branch(model, processor, datasets["train"])
         start = selection.record_start(model, processor, datasets["val"])
+        if is_main:
+            selection.save_start(start, paths.checkpoints)
     live = open_live(paths.metrics) if is_main else None
     loggers = [TrackerCallback(tracker), *([LiveCallback(live)] if live else [])]
     augmentation = build_augmentation(params) if options.augment else None

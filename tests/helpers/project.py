@@ -20,7 +20,9 @@ TINY_PARAMS = {
     "synthesize": {"seed": 0, "samples_per_slice": {"1": 24, "2": 8}, "image_size": 64},
     "convert": {"resize": 72, "crop": 64, "workers": 2},
     "split": {"val_fraction": 0.2},
-    "model": {"name": "metallonet", "image_size": 64, "hidden_dim": 16},
+    # the learned path alone: every change of params reaches the model (with the closed-form branch on, a tiny
+    # training often keeps the closed-form start; its choice is tested in tests/training/test_selection.py)
+    "model": {"name": "metallonet", "image_size": 64, "hidden_dim": 16, "classical_branch": False},
     "train": {
         "num_train_epochs": 2,
         "per_device_train_batch_size": 8,

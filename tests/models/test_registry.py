@@ -38,7 +38,7 @@ RETIRED = ["fusion", "cell_feature_stages", "num_fusion_layers", "num_attention_
         ({"grid": (5, 4)}, "rows \\* cols must equal n_spectra"),
         ({"grid": (6.0, 4.0)}, "grid entries must be a positive integer"),
         ({"hidden_dim": np.int64(64)}, "hidden_dim must be a positive integer"),  # config.json must stay JSON
-        ({"image_size": 16}, "image_size must be at least 32"),
+        ({"image_size": 16}, "image_size must be 32..2048"),
         ({"label_std": 0.0}, "label_std must be > 0"),
         ({"spectral_channels": []}, "spectral_channels must list at least one"),
         ({"spectral_channels": [8, 0]}, "spectral_channels must be a positive integer"),

@@ -337,18 +337,16 @@ def train_faults(shared_project, tmp_path_factory):
 def test_training_on_inf_inputs_fails_and_writes_no_model(train_faults):
     root, result = train_faults[0]["inf inputs"]
     message = error_message(result)
-    assert "diverged" in message and "nan" in message.lower() and "models/model" in message
+    assert "stats.json" in message and "not finite" in message and "models/model" in message
     for name in ("models/model", "models/run.json", "metrics/train.json"):
         assert not (root / name).exists(), name
     assert list((root / "models").glob(".model.tmp-*")) == []
     import mlflow
 
-    runs = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_runs(
-        [mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("metallo").experiment_id],
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    assert runs[0].info.status == "FAILED"
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("metallo")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert all(run.info.status != "RUNNING" for run in runs)  # refused before training: no run left open
 
 
 @pytest.mark.slow
@@ -404,7 +402,8 @@ def test_resume_with_only_a_logging_change_continues_the_same_training(train_fau
     }
     # the finished training's last checkpoint: the same model, nothing retrained (metrics to float precision:
     # this run had one thread, the shared one the default)
-    assert got.pop("model") == want.pop("model")
+    for text in ("model", "validation"):
+        assert got.pop(text) == want.pop(text)
     assert got == pytest.approx(want, rel=1e-5)
     assert (root / "models/model/model.safetensors").read_bytes() == (
         shared_project / "models/model/model.safetensors"
