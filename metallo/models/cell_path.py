@@ -154,4 +154,59 @@ class CellFusion(nn.Module):
         return self.global_mlp(context).squeeze(-1), contributions
 
 
-__all__ = ["CellFusion", "CellImageEncoder", "CellPatches", "SpectrumShapeEncoder"]
+class CellContrast(nn.Module):
+    """A self-supervised signal for the cell image encoder: SimCLR's contrastive loss (NT-Xent) over cell regions.
+
+    The label says little about any one cell (it is an average over the grid), so from labels alone a cell encoder
+    learns what it can already see; a property its first random filters do not respond to (the elongation of small
+    particles, how a phase is arranged) stays out of reach. This loss asks the encoder to recognise each cell of a
+    batch in a second, altered view of it among all the batch's cells. It needs no label and no hand-made statistic:
+    to tell cells apart the encoder has to describe what differs between them (shapes, arrangements, directions of
+    structure), and it has to ignore what the views change.
+
+    The views respect the physics of a measurement cell: a random crop (``crop`` of each side, same spot for the
+    batch) moves the region within the cell, mirror flips about either axis keep every shape, arrangement and
+    axis direction's alignment with the frame (a direction at angle theta becomes -theta, whose cos 2 theta is the
+    same) — a quarter turn does not and is not used; a random gain, offset and noise per cell change what the lamp
+    and camera change, so the encoder stops describing cells by their brightness. Used in training only; the
+    projection ``head`` is discarded by inference.
+    """
+
+    def __init__(self, width: int, temperature: float, crop: float):
+        super().__init__()
+        self.temperature, self.crop = float(temperature), float(crop)
+        self.head = nn.Sequential(nn.GELU(), nn.Linear(width, width))
+
+    def view(self, patches: torch.Tensor) -> torch.Tensor:
+        """An altered copy (B, S, C, h', w') of cell regions (B, S, C, h, w)."""
+        batch, cells, channels, height, width = patches.shape
+        regions = patches.flatten(0, 1)
+        n = regions.shape[0]
+        crop_h, crop_w = max(1, round(height * self.crop)), max(1, round(width * self.crop))
+        top = int(torch.randint(0, height - crop_h + 1, ()))
+        left = int(torch.randint(0, width - crop_w + 1, ()))
+        regions = regions[..., top : top + crop_h, left : left + crop_w]
+
+        def coin():
+            return torch.rand(n, 1, 1, 1, device=regions.device) < 0.5
+
+        regions = torch.where(coin(), regions.flip(-1), regions)
+        regions = torch.where(coin(), regions.flip(-2), regions)
+        gain = torch.exp(0.3 * torch.randn(n, 1, 1, 1, device=regions.device, dtype=regions.dtype))
+        offset = 0.3 * torch.randn(n, 1, 1, 1, device=regions.device, dtype=regions.dtype)
+        regions = regions * gain + offset + 0.1 * torch.randn_like(regions)
+        return regions.reshape(batch, cells, channels, crop_h, crop_w)
+
+    def forward(self, encoder: nn.Module, patches: torch.Tensor, image_cells: torch.Tensor) -> torch.Tensor:
+        """The contrastive loss between the cells' encodings ``image_cells`` (B, S, D) and those of a view."""
+        first = self.head(image_cells.flatten(0, 1).float())
+        second = self.head(encoder(self.view(patches)).flatten(0, 1).float())
+        embeddings = F.normalize(torch.cat([first, second]), dim=-1)
+        n = first.shape[0]
+        similarity = embeddings @ embeddings.T / self.temperature
+        similarity = similarity.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=similarity.device), -1e4)
+        partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(similarity.device)
+        return F.cross_entropy(similarity, partner)
+
+
+__all__ = ["CellContrast", "CellFusion", "CellImageEncoder", "CellPatches", "SpectrumShapeEncoder"]

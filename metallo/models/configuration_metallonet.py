@@ -40,6 +40,14 @@ class MetalloNetConfig(MetalloNetworkConfig):
             Wavelength bands of each SNV spectrum in the `"cells"` features (at most `spectrum_length`).
         cell_texture_scales (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
             Box-blur sizes (pixels of the stored image) at which the `"cells"` texture statistics are taken.
+        cell_contrast_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the self-supervised contrastive loss on cell regions added to the training loss (see
+            [`~models.cell_path.CellContrast`]): it teaches the cell encoder what tells cells apart, which the label,
+            an average over cells, barely does. 0 trains from the label alone. Not used at inference.
+        cell_contrast_temperature (`float`, *optional*, defaults to 0.2):
+            Temperature of that loss's softmax over the batch's cells.
+        cell_view_crop (`float`, *optional*, defaults to 0.7):
+            Side of the random crop of a cell region in the contrastive view, as a fraction of the region's.
     """
 
     model_type = "metallo_metallonet"
@@ -53,6 +61,9 @@ class MetalloNetConfig(MetalloNetworkConfig):
         classical_features="cells",
         cell_bands=16,
         cell_texture_scales=(1, 2, 4),
+        cell_contrast_weight=1.0,
+        cell_contrast_temperature=0.2,
+        cell_view_crop=0.7,
         **kwargs,
     ):
         if retired := [field for field in RETIRED_FIELDS if field in kwargs]:
@@ -68,6 +79,9 @@ class MetalloNetConfig(MetalloNetworkConfig):
         self.classical_features = classical_features
         self.cell_bands = cell_bands
         self.cell_texture_scales = [int(v) for v in cell_texture_scales]
+        self.cell_contrast_weight = float(cell_contrast_weight)
+        self.cell_contrast_temperature = float(cell_contrast_temperature)
+        self.cell_view_crop = float(cell_view_crop)
         super().__init__(**kwargs)
         self._validate_cells()
 
@@ -85,6 +99,13 @@ class MetalloNetConfig(MetalloNetworkConfig):
         check_choice("classical_features", self.classical_features, CLASSICAL_FEATURES)
         if self.classical_branch and self.classical_features == "cells" and len(self.modalities) < 2:
             raise ValueError("classical_features='cells' pairs image and spectra cells; with one modality use 'global'")
+        if self.cell_contrast_weight < 0 or self.cell_contrast_temperature <= 0:
+            raise ValueError(
+                "cell_contrast_weight must be >= 0 and cell_contrast_temperature > 0; got "
+                f"{self.cell_contrast_weight!r} and {self.cell_contrast_temperature!r}"
+            )
+        if not 0.0 < self.cell_view_crop <= 1.0:
+            raise ValueError(f"cell_view_crop must be in (0, 1]; got {self.cell_view_crop!r}")
         if not self.cell_texture_scales or min(self.cell_texture_scales) < 1:
             raise ValueError(f"cell_texture_scales must be positive integers; got {self.cell_texture_scales!r}")
 

@@ -1,9 +1,12 @@
 """PyTorch MetalloNet model: the main Metallo regressor."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
-from .cell_path import CellFusion, CellImageEncoder, CellPatches, SpectrumShapeEncoder
+from .cell_path import CellContrast, CellFusion, CellImageEncoder, CellPatches, SpectrumShapeEncoder
 from .cells import CellInteractionFeatures
 from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
 from .configuration_metallonet import MetalloNetConfig
@@ -46,6 +49,11 @@ class MetalloNetModel(MetalloPreTrainedModel):
             else None
         )
         self.fusion = CellFusion(width, config.dropout)
+        self.cell_contrast = (
+            CellContrast(width, config.cell_contrast_temperature, config.cell_view_crop)
+            if self.image_encoder is not None and config.cell_contrast_weight > 0
+            else None
+        )
         if config.classical_branch and config.classical_features == "cells":
             self.classical_branch = CellInteractionFeatures(
                 config.grid, config.grid_extent, config.cell_bands, config.cell_texture_scales
@@ -55,19 +63,41 @@ class MetalloNetModel(MetalloPreTrainedModel):
             settings = {**FEATURE_DEFAULTS, "n_bands": min(FEATURE_DEFAULTS["n_bands"], config.spectrum_length)}
             self.classical_branch = ClassicalFeatures(config.modalities, **settings)
             self.classical_head = nn.Linear(self.classical_branch.n_features, 1)
+        self.contrast_only = False
         self.post_init()
 
-    def forward_cells(self, raw_pixel_values, spectra) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learned path: its global part (B,) and every cell's contribution (B, S), standardised label units."""
+    @property
+    def pretrains_cells(self) -> bool:
+        """Whether the cell image encoder has a self-supervised loss to be pretrained with."""
+        return self.cell_contrast is not None
+
+    @contextmanager
+    def cell_pretraining(self) -> Iterator[None]:
+        """Within: the training loss is the cell encoder's self-supervised loss alone (labels are not used), so a
+        ``Trainer`` pretrains the encoder on what tells cells apart before the label is fitted."""
+        if not self.pretrains_cells:
+            raise ValueError("this MetalloNet has no cell contrast (cell_contrast_weight 0 or no image modality)")
+        self.contrast_only = True
+        try:
+            yield
+        finally:
+            self.contrast_only = False
+
+    def forward_cells(self, raw_pixel_values, spectra) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The learned path: its global part (B,) and every cell's contribution (B, S), standardised label units,
+        and in training the cell encoder's self-supervised loss (None otherwise)."""
         reference = raw_pixel_values if raw_pixel_values is not None else spectra
         zeros = reference.new_zeros(reference.shape[0], self.config.n_spectra, self.config.hidden_dim)
-        image_cells = (
-            self.image_encoder(self.cell_patches(standardise_images(raw_pixel_values)))
-            if self.image_encoder is not None
-            else zeros
-        )
+        contrast = None
+        if self.image_encoder is not None:
+            patches = self.cell_patches(standardise_images(raw_pixel_values))
+            image_cells = self.image_encoder(patches)
+            if self.training and self.cell_contrast is not None and torch.is_grad_enabled():
+                contrast = self.cell_contrast(self.image_encoder, patches, image_cells)
+        else:
+            image_cells = zeros
         spectral_cells = self.spectral_encoder(spectra) if self.spectral_encoder is not None else zeros
-        return self.fusion(image_cells, spectral_cells)
+        return (*self.fusion(image_cells, spectral_cells), contrast)
 
     def forward_classical_branch(self, raw_pixel_values, raw_spectra) -> torch.Tensor | None:
         """Linear readout of the classical features of the raw inputs, (B,) in standardised label units."""
@@ -148,7 +178,7 @@ class MetalloNetModel(MetalloPreTrainedModel):
         """
         self._check_raw_inputs(raw_pixel_values, raw_spectra, spectra)
         check_inputs(self.config, None, spectra, modalities=[m for m in self.config.modalities if m == "spectra"])
-        global_part, contributions = self.forward_cells(raw_pixel_values, spectra)
+        global_part, contributions, contrast = self.forward_cells(raw_pixel_values, spectra)
         head = global_part.float() + contributions.float().mean(dim=1)
         wide = self.forward_classical_branch(raw_pixel_values, raw_spectra)
         if wide is not None:
@@ -160,7 +190,12 @@ class MetalloNetModel(MetalloPreTrainedModel):
             if terms is not None:
                 cells = cells + terms
             maps["cell_contributions"] = (cells * self.config.label_std).view(-1, *self.config.grid)
-        return self.regression_output(head, labels, maps)
+        output = self.regression_output(head, labels, maps)
+        if contrast is not None and self.contrast_only:
+            output.loss = contrast
+        elif output.loss is not None and contrast is not None:  # training: what tells cells apart, beside the label
+            output.loss = output.loss + self.config.cell_contrast_weight * contrast
+        return output
 
 
 __all__ = ["MetalloNetModel", "standardise_images"]

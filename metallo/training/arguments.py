@@ -35,6 +35,8 @@ class MetalloOptions:
             colour balance (±6 % per channel) and spectrometer gain (±5 %), as between specimens.
         data_on_device: hold the whole train split as tensors on the training device (true/false;
             "auto": on a single GPU when it takes under a quarter of the free memory).
+        cell_pretrain_epochs: epochs of self-supervised pretraining of MetalloNet's cell image encoder before
+            the label is fitted (:mod:`metallo.training.pretraining`); 0 = none. Not used by other models.
         profile: ``cpu`` (the demo) or ``gpu``: the values of the keys set to ``auto``
             (:mod:`metallo.training.profiles`, applied by the train stage before these arguments).
     """
@@ -45,6 +47,7 @@ class MetalloOptions:
     nproc_per_node: int = 1
     augment: bool = True
     data_on_device: bool | str = "auto"
+    cell_pretrain_epochs: int = 10
     profile: str = "cpu"
 
     def __post_init__(self) -> None:

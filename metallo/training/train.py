@@ -27,6 +27,7 @@ from metallo.training.arguments import build_training_arguments, metallo_options
 from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
 from metallo.training.outputs import save_outputs, training_summary
+from metallo.training.pretraining import pretrain_cell_encoder
 from metallo.training.profiles import apply_profile
 from metallo.training.progress import quiet_libraries
 from metallo.training.tracking import TrackerCallback
@@ -90,6 +91,8 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     trainer = build_trainer(model, processor, datasets, args, options, callbacks, augmentation)
     with failing_run(tracker, "train"):
+        if not resume:  # a checkpoint holds the pretrained encoder already
+            pretrain_cell_encoder(trainer, options.cell_pretrain_epochs)
         best = train_best_model(trainer, resume, loggers, paths.model)
         if not trainer.is_world_process_zero():
             return {}

@@ -29,6 +29,7 @@ TINY_PARAMS = {
         "per_device_eval_batch_size": 16,
         "logging_steps": 1,
         "early_stopping_patience": 0,
+        "cell_pretrain_epochs": 1,  # the self-supervised phase runs, briefly
         "save_total_limit": 1,
     },
     "evaluate": {"attention_examples": 2},

@@ -2,6 +2,8 @@
 locality of their contributions, the prediction as global part + mean contribution (+ classical branch), and the
 image standardisation that keeps a lamp's gain and a camera's black level out of it."""
 
+import math
+
 import pytest
 import torch
 
@@ -113,8 +115,8 @@ def test_a_cells_image_region_changes_only_its_own_contribution(model):
     region = changed[..., ys, xs]
     changed[..., ys, xs] = region.flatten(2).sort(dim=-1).values.view(region.shape)
     with torch.no_grad():
-        global_before, before = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
-        global_after, after = model.forward_cells(changed, inputs["spectra"])
+        global_before, before, _ = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
+        global_after, after, _ = model.forward_cells(changed, inputs["spectra"])
     others = torch.arange(24) != 9
     torch.testing.assert_close(after[:, others], before[:, others], rtol=1e-4, atol=1e-4)
     assert ((after[:, 9] - before[:, 9]).abs() > 1e-2).all()
@@ -127,8 +129,8 @@ def test_a_spectrum_changes_only_its_own_cells_contribution(model, cell):
     changed = inputs["spectra"].clone()
     changed[:, cell] = torch.randn(changed[:, cell].shape, generator=torch.Generator().manual_seed(cell))
     with torch.no_grad():
-        global_before, before = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
-        global_after, after = model.forward_cells(inputs["raw_pixel_values"], changed)
+        global_before, before, _ = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
+        global_after, after, _ = model.forward_cells(inputs["raw_pixel_values"], changed)
     others = torch.arange(24) != cell
     assert torch.equal(after[:, others], before[:, others])
     assert ((after[:, cell] - before[:, cell]).abs() > 1e-3).all()
@@ -140,7 +142,7 @@ def test_prediction_is_global_part_plus_mean_contribution(model):
     inputs = make_inputs(model.config)
     with torch.no_grad():
         output = model(**inputs, return_attention=True)
-        global_part, contributions = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
+        global_part, contributions, _ = model.forward_cells(inputs["raw_pixel_values"], inputs["spectra"])
     assert output.attention is None and contributions.shape == (4, 24)
     torch.testing.assert_close(output.predictions, 3.0 + 2.5 * (global_part + contributions.mean(dim=1)))
     torch.testing.assert_close(output.cell_contributions, 2.5 * contributions.view(4, 6, 4))
@@ -158,7 +160,7 @@ def test_prediction_adds_the_classical_readout(features):
     raw_pixel_values, raw_spectra = inputs["raw_pixel_values"], inputs["raw_spectra"]
     with torch.no_grad():
         output = model(**inputs, return_attention=True)
-        global_part, contributions = model.forward_cells(raw_pixel_values, inputs["spectra"])
+        global_part, contributions, _ = model.forward_cells(raw_pixel_values, inputs["spectra"])
         wide = model.forward_classical_branch(raw_pixel_values, raw_spectra)
         terms = model.classical_cell_terms(raw_pixel_values, raw_spectra)
     torch.testing.assert_close(output.predictions, 3.0 + 2.5 * (global_part + contributions.mean(dim=1) + wide))
@@ -253,3 +255,73 @@ def test_spectrum_encoder_reads_nothing_outside_its_spectrum(encoder):
     assert before.shape == (3, 6, 16)
     assert torch.equal(after[untouched], before[untouched])
     assert not torch.equal(after[1, 2], before[1, 2])
+
+
+# --- CellContrast (self-supervised loss of the cell encoder) -------------------------------------------------------
+
+
+def stripes(angle: float, size: int = 32) -> torch.Tensor:
+    """(3, size, size) sinusoidal stripes whose crests run at ``angle`` (radians) to the x axis."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    across = -xx * torch.sin(torch.tensor(angle)) + yy * torch.cos(torch.tensor(angle))
+    return torch.sin(2 * torch.pi * across / 6).expand(3, size, size)
+
+
+def alignment(region: torch.Tensor) -> float:
+    """cos 2 theta of the dominant structure direction of a (C, h, w) region (structure tensor), theta to x."""
+    grey = region.mean(0)
+    gy, gx = grey[1:, :-1] - grey[:-1, :-1], grey[:-1, 1:] - grey[:-1, :-1]
+    jxx, jyy = (gx * gx).sum(), (gy * gy).sum()
+    return float((jyy - jxx) / (jxx + jyy))  # gradients across the structure: along y when it runs along x
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.4, 1.2])
+def test_contrast_views_keep_each_cells_structure_direction(model, angle):
+    regions = torch.stack([stripes(angle), stripes(angle + 1.0)]).view(1, 2, 3, 32, 32)
+    torch.manual_seed(0)
+    for _ in range(8):  # crops, both flips, gain, offset and noise: alignment with the frame's axes survives
+        views = model.cell_contrast.view(regions)
+        assert views.shape[:3] == (1, 2, 3) and views.shape[-1] == round(32 * model.config.cell_view_crop)
+        for k, theta in enumerate((angle, angle + 1.0)):
+            assert alignment(views[0, k]) == pytest.approx(math.cos(2 * theta), abs=0.25)
+    quarter_turn = regions[0, 0].rot90(1, dims=(-2, -1))  # why the views never rotate: the alignment flips
+    assert alignment(quarter_turn) == pytest.approx(-math.cos(2 * angle), abs=0.25)
+
+
+def test_contrast_loss_is_added_in_training_only(model):
+    inputs = make_inputs(model.config)
+    torch.manual_seed(0)
+    train_loss = model.train()(**inputs).loss
+    torch.manual_seed(0)
+    model.config.cell_contrast_weight = 0.0
+    supervised = model(**inputs).loss
+    assert train_loss.item() > supervised.item() + 0.5  # the contrastive term (about log(2 * batch cells) at first)
+    model.config.cell_contrast_weight = 1.0
+    output = model.eval()(**inputs)
+    std = model.config.label_std
+    assert output.loss.item() == pytest.approx((((output.predictions - inputs["labels"]) / std) ** 2).mean().item())
+
+
+def test_cell_pretraining_trains_the_image_encoder_on_images_alone(model):
+    inputs = make_inputs(model.config)
+    model.train()
+    with model.cell_pretraining():
+        loss = model(**{**inputs, "labels": inputs["labels"] + 100.0}).loss
+        loss.backward()
+    assert not model.contrast_only
+    assert model.image_encoder.convs[0].weight.grad.abs().sum() > 0
+    untouched = [model.spectral_encoder, model.fusion]
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for part in untouched for p in part.parameters())
+    torch.manual_seed(0)
+    with model.cell_pretraining():
+        first = model(**inputs).loss
+    torch.manual_seed(0)
+    with model.cell_pretraining():
+        assert model(**{**inputs, "labels": inputs["labels"] * 3}).loss.item() == pytest.approx(first.item())
+
+
+def test_cell_pretraining_needs_a_contrast():
+    model = make_model("metallonet", cell_contrast_weight=0.0)
+    assert model.cell_contrast is None and not model.pretrains_cells
+    with pytest.raises(ValueError, match="no cell contrast"), model.cell_pretraining():
+        pass
