@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from metallo.data.dataset import MetalloDataset
+from metallo.metrics import regression_metrics
 from metallo.prediction import predict_arrays
 from metallo.processing import MetalloProcessor
 from metallo.training.closed_form import fit_closed_form
-from metallo.training.metrics import regression_metrics
 
 
 def mean_baseline(stats: dict, test: MetalloDataset) -> np.ndarray:

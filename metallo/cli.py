@@ -157,7 +157,7 @@ def _models(args: argparse.Namespace) -> None:
 
 def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
-    from metallo.training.tracking import artifact_root, tracking_uri
+    from metallo.tracking.tracker import artifact_root, tracking_uri
 
     return [
         sys.executable,
@@ -176,7 +176,7 @@ def ui_command(port: int = 5000) -> list[str]:
 
 
 def _ui(args: argparse.Namespace) -> None:
-    from metallo.training.tracking import tracking_uri
+    from metallo.tracking.tracker import tracking_uri
     from metallo.uris import masked
 
     cmd = ui_command(args.port)

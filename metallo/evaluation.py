@@ -3,7 +3,7 @@
 MLflow: the test metrics are logged into the run that trained the model (found through the untracked
 ``models/run.json``, or by the weights' digest when that file is missing or belongs to another model), linked
 to the run's LoggedModel and to the test dataset; with ``tracking.register`` the model is registered (see
-:mod:`metallo.training.lineage`).
+:mod:`metallo.tracking.lineage`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
 from metallo.io import read_json, write_csv, write_json
 from metallo.layout import PATHS, Paths, load_stats, wavelength_range
+from metallo.metrics import regression_metrics
 from metallo.params import section
 from metallo.prediction import load_model, predict_arrays
-from metallo.training import lineage
+from metallo.tracking import lineage
+from metallo.tracking.tracker import TRACKING_KEYS, Tracker
 from metallo.training.arguments import tracks_mlflow
-from metallo.training.metrics import regression_metrics
 from metallo.training.progress import quiet_libraries
-from metallo.training.tracking import TRACKING_KEYS, Tracker
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 from metallo.uris import masked
 

@@ -113,7 +113,7 @@ def write_model_card(
     """Write ``README.md`` (the model card) into the model folder ``directory``."""
     from huggingface_hub import ModelCard
 
-    from metallo.training.lineage import data_hash
+    from metallo.tracking.lineage import data_hash
 
     path = Path(directory) / CARD_FILE
     ModelCard(card_text(config, params, summary, data_card(params, summary, data_hash(paths)))).save(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from metallo.errors import exit_on_error
 from metallo.params import PARAMS_FILE, load_params
-from metallo.training.tracking import tracking_uri
+from metallo.tracking.tracker import tracking_uri
 from metallo.uris import masked
 
 

@@ -26,9 +26,9 @@ from metallo.data.ingest import format_rejections, locate_manifest, validate_man
 from metallo.data.readers import SampleError, read_image_rgb, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import resolve_inside, write_csv
+from metallo.metrics import regression_metrics
 from metallo.parallel import progress
 from metallo.prediction.predictor import Predictor, load_predictor
-from metallo.training.metrics import regression_metrics
 from metallo.uncertainty import check_level
 
 

@@ -80,9 +80,9 @@ def fit_on_splits(
 
     The fit's time goes to the MLflow run, the validation metrics to the live metrics (one step).
     """
+    from metallo.metrics import METRIC_NAMES, regression_metrics
     from metallo.prediction import predict_arrays
     from metallo.training.live import log_step
-    from metallo.training.metrics import METRIC_NAMES, regression_metrics
     from metallo.training.outputs import training_summary
 
     started = time.perf_counter()

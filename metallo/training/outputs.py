@@ -14,11 +14,11 @@ import numpy as np
 from metallo.data.dataset import MetalloDataset
 from metallo.io import atomic_path, write_json
 from metallo.layout import Paths
+from metallo.metrics import METRIC_NAMES
 from metallo.processing import MetalloProcessor
-from metallo.training import lineage
-from metallo.training.metrics import METRIC_NAMES
+from metallo.tracking import lineage
+from metallo.tracking.tracker import Tracker
 from metallo.training.progress import without_mlflow_hints
-from metallo.training.tracking import Tracker
 from metallo.uncertainty import save_calibration
 
 

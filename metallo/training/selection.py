@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from metallo.data.dataset import MetalloDataset
 from metallo.io import atomic_path, read_json, write_json
+from metallo.metrics import regression_metrics
 from metallo.processing import MetalloProcessor
-from metallo.training.metrics import regression_metrics
 
 #: What ``metrics/train.json`` says was kept.
 KEPT_START, KEPT_TRAINED = "closed-form start", "trained"

@@ -17,10 +17,10 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from metallo.augmentation import Augmentation, augment_batch
 from metallo.data.dataset import InMemoryDataset, MetalloDataset
 from metallo.errors import MetalloError
+from metallo.metrics import compute_metrics
 from metallo.processing import MetalloProcessor
 from metallo.training import distributed
 from metallo.training.arguments import MetalloOptions
-from metallo.training.metrics import compute_metrics
 from metallo.training.progress import replace_trainer_output
 
 #: Share of the free accelerator memory the train split may take in ``data_on_device: auto``.

@@ -15,10 +15,10 @@ from transformers import TrainerCallback
 from metallo.augmentation import Augmentation, augment_batch
 from metallo.errors import MetalloError
 from metallo.params import load_params
+from metallo.tracking.tracker import Tracker
 from metallo.training.arguments import accelerator_step_settings, build_training_arguments
 from metallo.training.distributed import augmentation_generator
 from metallo.training.profiles import PROFILES, apply_profile
-from metallo.training.tracking import Tracker
 from tests.helpers.models import tiny_model, tiny_processor
 from tests.helpers.project import REPO
 

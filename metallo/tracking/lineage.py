@@ -15,7 +15,7 @@
   so ``evaluate`` finds the run of the model it evaluates even when DVC restored ``models/model`` from its
   run cache and the untracked ``models/run.json`` is stale or missing.
 
-Every call goes through the :class:`~metallo.training.tracking.Tracker`'s failure policy: an MLflow error
+Every call goes through the :class:`~metallo.tracking.tracker.Tracker`'s failure policy: an MLflow error
 warns once and the pipeline carries on.
 """
 
@@ -90,7 +90,7 @@ def log_datasets(tracker, datasets: Mapping[str, Any]) -> None:
     ]
 
     def _log() -> None:
-        from metallo.training.tracking import create_or_find
+        from metallo.tracking.tracker import create_or_find
 
         def log_inputs() -> None:
             tracker.client().log_inputs(tracker.run_id, datasets=inputs)
@@ -176,7 +176,7 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
     :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
 
     def _register() -> str:
-        from metallo.training.tracking import create_or_find
+        from metallo.tracking.tracker import create_or_find
 
         client = tracker.client()
         create_or_find(  # two evaluates (queued experiments) may both be the first; the loser uses the winner's
@@ -217,12 +217,12 @@ def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool
     """Open the train stage's MLflow run: standard source tags, Metallo's tags, the params and the datasets.
 
     The run is named after the DVC experiment when there is one (else the model and the time).
-    Returns the :class:`~metallo.training.tracking.Tracker` (disabled when ``enabled`` is false).
+    Returns the :class:`~metallo.tracking.tracker.Tracker` (disabled when ``enabled`` is false).
     """
     from datetime import datetime
 
     from metallo.params import section
-    from metallo.training.tracking import TRACKING_KEYS, Tracker, git_commit
+    from metallo.tracking.tracker import TRACKING_KEYS, Tracker, git_commit
 
     tracker = Tracker(section(params, "tracking", TRACKING_KEYS)["experiment"], enabled=enabled)
     if not tracker.enabled:

@@ -15,7 +15,7 @@ then answers a byte at a time (MLflow's read timeout restarts with every byte) c
 warning, then tracking is off. URIs in messages are shown without their credentials (:func:`metallo.uris.masked`).
 
 Each training run is tagged with the process that owns it; when ``train`` starts a run it marks KILLED
-the runs a killed training left RUNNING (:mod:`metallo.training.stale_runs`).
+the runs a killed training left RUNNING (:mod:`metallo.tracking.stale_runs`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 
 from metallo.errors import MetalloError
 from metallo.params import bounded_str, flatten
-from metallo.training.stale_runs import end_stale_runs, owner_tags
+from metallo.tracking.stale_runs import end_stale_runs, owner_tags
 from metallo.uris import masked
 
 #: Keys of the ``tracking:`` params section.
