@@ -117,7 +117,7 @@ def _predict(args: argparse.Namespace) -> None:
     check_predict_manifest(args.manifest)
     from metallo.data.ingest import format_rejections
     from metallo.prediction.manifest import predict, write_predictions
-    from metallo.training.progress import quiet_libraries
+    from metallo.tracking.console import quiet_libraries
 
     quiet_libraries()
 

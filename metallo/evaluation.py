@@ -27,9 +27,9 @@ from metallo.metrics import regression_metrics
 from metallo.params import section
 from metallo.prediction import load_model, predict_arrays
 from metallo.tracking import lineage
+from metallo.tracking.console import quiet_libraries
 from metallo.tracking.tracker import TRACKING_KEYS, Tracker
 from metallo.training.arguments import tracks_mlflow
-from metallo.training.progress import quiet_libraries
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 from metallo.uris import masked
 

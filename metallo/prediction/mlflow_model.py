@@ -22,7 +22,7 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from metallo.prediction.predictor import load_predictor
-        from metallo.training.progress import no_progress_bars
+        from metallo.tracking.console import no_progress_bars
 
         with no_progress_bars():
             self.predictor = load_predictor(context.artifacts["model"])

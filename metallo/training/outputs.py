@@ -17,8 +17,8 @@ from metallo.layout import Paths
 from metallo.metrics import METRIC_NAMES
 from metallo.processing import MetalloProcessor
 from metallo.tracking import lineage
+from metallo.tracking.console import without_mlflow_hints
 from metallo.tracking.tracker import Tracker
-from metallo.training.progress import without_mlflow_hints
 from metallo.uncertainty import save_calibration
 
 

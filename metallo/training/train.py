@@ -23,6 +23,7 @@ from metallo.io import disk_full
 from metallo.layout import PATHS, Paths
 from metallo.params import section
 from metallo.tracking import lineage
+from metallo.tracking.console import quiet_libraries
 from metallo.tracking.tracker import TrackerCallback
 from metallo.training import checkpoints, closed_form, distributed, selection
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
@@ -30,7 +31,6 @@ from metallo.training.components import build_augmentation, build_model_and_data
 from metallo.training.live import LiveCallback, open_live
 from metallo.training.outputs import save_outputs, training_summary
 from metallo.training.profiles import apply_profile
-from metallo.training.progress import quiet_libraries
 from metallo.training.trainer import build_trainer, train_best_model
 
 
