@@ -31,6 +31,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from metallo.data.geometry import FIT_CHOICES, Geometry
 from metallo.errors import MetalloError
 from metallo.layout import MAX_GEOMETRY_SIDE, MAX_IMAGE_SIZE
+from metallo.spectra import snv
 
 PROCESSOR_FILE = "preprocessor_config.json"
 #: ``fit`` of processors saved before convert had the option: the original resize-and-crop geometry.
@@ -47,12 +48,6 @@ SPECTRA_NORMS = ("snv", "standard", "none")
 #: intensity (removes the illumination level and camera gain), then the same standardisation;
 #: ``none`` = intensities in [0, 1] (what the classical baseline reads).
 IMAGE_NORMS = ("dataset", "per_image", "none")
-
-
-def snv(spectra: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Standard normal variate: each spectrum (last axis) centred and scaled by its own std."""
-    centred = spectra - spectra.mean(dim=-1, keepdim=True)
-    return centred / centred.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(eps)
 
 
 def floored_std(std: list[float], relative_floor: float) -> list[float]:

@@ -21,6 +21,7 @@ from metallo.errors import MetalloError
 from metallo.io import open_npy, write_json, write_parquet
 from metallo.layout import PATHS, Paths
 from metallo.params import section
+from metallo.spectra import snv
 
 SPLITS = ("train", "val", "test")
 #: ``split.validation``: how validation rows are chosen (see the module docstring).
@@ -167,8 +168,7 @@ def train_statistics(
         values = spectra[rows].reshape(-1, spectra.shape[-1]).astype(np.float64)
         spec_sum += values.sum(0)
         spec_sq += (values**2).sum(0)
-        centred = values - values.mean(axis=1, keepdims=True)
-        snv_values = centred / np.maximum(np.sqrt((centred**2).mean(axis=1, keepdims=True)), 1e-12)
+        snv_values = snv(values)
         snv_sum += snv_values.sum(0)
         snv_sq += (snv_values**2).sum(0)
         n_spec += len(values)
