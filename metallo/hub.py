@@ -7,7 +7,7 @@ intended use and limits. ``model.push_to_hub(...)`` and ``processor.push_to_hub(
 ``huggingface_hub.upload_folder``) upload a folder that loads with::
 
     pip install metallo            # this project: it defines the model and processor classes
-    import metallo                 # registers them with the transformers Auto classes
+    import metallo.models          # registers them with the transformers Auto classes
     from transformers import AutoImageProcessor, AutoModel
     model = AutoModel.from_pretrained("you/metallo-dos")
     processor = AutoImageProcessor.from_pretrained("you/metallo-dos")

@@ -6,7 +6,7 @@ and switches to channels-last, all as tensor operations on whole batches. The pr
 saved next to the model (``preprocessor_config.json``) so prediction applies exactly the
 preprocessing training used.
 
-:class:`MetalloProcessor` is a ``transformers`` image processor: ``import metallo`` registers it with
+:class:`MetalloProcessor` is a ``transformers`` image processor: ``import metallo.models`` registers it with
 ``AutoImageProcessor`` (see :mod:`metallo.hub`), ``save_pretrained``/``from_pretrained``/``push_to_hub``
 come from ``transformers``, and ``processor(images, spectra=...)`` turns PIL images or uint8 arrays of any
 size plus raw spectra into the model's inputs. Files written before it was one (no ``image_processor_type``
@@ -358,22 +358,3 @@ class MetalloProcessor(BaseImageProcessor):
             if self.raw_copies:
                 out["raw_spectra"] = raw
         return out
-
-
-def register_image_processor() -> None:
-    """Register :class:`MetalloProcessor` with ``AutoImageProcessor`` for every Metallo model type."""
-    from transformers import AutoImageProcessor
-
-    from metallo.models.configuration_classical import ClassicalConfig
-    from metallo.models.configuration_metallonet import MetalloNetConfig
-    from metallo.models.configuration_toynet import ToyNetConfig
-
-    for config_class in (MetalloNetConfig, ToyNetConfig, ClassicalConfig):
-        AutoImageProcessor.register(
-            config_class,
-            image_processor_classes={"torchvision": MetalloProcessor, "pil": MetalloProcessor},
-            exist_ok=True,
-        )
-
-
-register_image_processor()
