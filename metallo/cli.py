@@ -16,6 +16,7 @@ from collections.abc import Callable
 from metallo import __version__
 from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
+from metallo.uris import masked
 
 UI_HOST = "127.0.0.1"
 BENCH_TEXT = "benchmark the input pipeline, the training step and the training loop"
@@ -115,9 +116,9 @@ def check_predict_manifest(manifest: str) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     check_predict_manifest(args.manifest)
-    from metallo.data.ingest import format_rejections
-    from metallo.prediction.manifest import predict, write_predictions
-    from metallo.tracking.console import quiet_libraries
+    from metallo.data.ingest import format_rejections  # lazy: pandas; --help stays fast
+    from metallo.prediction.manifest import predict, write_predictions  # lazy: torch
+    from metallo.tracking.console import quiet_libraries  # lazy: transformers
 
     quiet_libraries()
 
@@ -137,7 +138,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from metallo.compare import compare_command
+    from metallo.compare import compare_command  # lazy: runs every stage (torch, mlflow)
 
     compare_command(
         load_params(args.params),
@@ -150,14 +151,14 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _models(args: argparse.Namespace) -> None:
-    from metallo.models import format_summary, model_summary
+    from metallo.models import format_summary, model_summary  # lazy: torch
 
     print(format_summary(model_summary(image_size=args.image_size)))
 
 
 def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
-    from metallo.tracking.tracker import artifact_root, tracking_uri
+    from metallo.tracking.tracker import artifact_root, tracking_uri  # lazy: mlflow
 
     return [
         sys.executable,
@@ -176,8 +177,7 @@ def ui_command(port: int = 5000) -> list[str]:
 
 
 def _ui(args: argparse.Namespace) -> None:
-    from metallo.tracking.tracker import tracking_uri
-    from metallo.uris import masked
+    from metallo.tracking.tracker import tracking_uri  # lazy: mlflow
 
     cmd = ui_command(args.port)
     print(f"MLflow UI for {masked(tracking_uri())} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bench_parser() -> argparse.ArgumentParser:
     """``metallo bench``'s own parser (imports the benchmark, hence torch)."""
-    from metallo.bench import add_arguments
+    from metallo.bench import add_arguments  # lazy: torch
 
     return add_arguments(
         argparse.ArgumentParser(prog="metallo bench", description=f"{BENCH_TEXT[0].upper()}{BENCH_TEXT[1:]}.")
@@ -304,7 +304,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Nam
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from metallo.bench import run_from_args
+        from metallo.bench import run_from_args  # lazy: torch
 
         parser = bench_parser()
         args = parser.parse_args(rest)

@@ -20,9 +20,14 @@ from typing import Any
 
 import yaml
 
+from metallo.data.convert import run_convert
+from metallo.data.ingest import run_ingest
+from metallo.data.split import run_split
 from metallo.errors import MetalloError
+from metallo.evaluation import run_evaluate
 from metallo.io import write_json
 from metallo.layout import Paths
+from metallo.training.train import run_train
 
 METRICS = ("r2", "rmse", "mae")
 
@@ -68,12 +73,6 @@ def _mean_sd(values: list[float]) -> dict[str, float | None]:
 
 def run_compare(params: dict, *, models: list[str], seeds: list[int], work_dir: str | os.PathLike) -> dict[str, Any]:
     """Train and evaluate each model for each seed; return per-run results and mean ± sd per row."""
-    from metallo.data.convert import run_convert
-    from metallo.data.ingest import run_ingest
-    from metallo.data.split import run_split
-    from metallo.evaluation import run_evaluate
-    from metallo.training.train import run_train
-
     if not models or not seeds:
         raise MetalloError("metallo compare needs at least one model (--models) and one seed (--seeds).")
     work = Path(work_dir).resolve()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from metallo.model_card import CARD_TEMPLATE
+from metallo.tracking.lineage import data_hash
 
 CARD_FILE = "README.md"
 SYNTHETIC_NOTE = (
@@ -112,8 +113,6 @@ def write_model_card(
 ) -> Path:
     """Write ``README.md`` (the model card) into the model folder ``directory``."""
     from huggingface_hub import ModelCard
-
-    from metallo.tracking.lineage import data_hash
 
     path = Path(directory) / CARD_FILE
     ModelCard(card_text(config, params, summary, data_card(params, summary, data_hash(paths)))).save(path)

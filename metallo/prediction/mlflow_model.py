@@ -14,6 +14,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from metallo.prediction.predictor import load_predictor
+from metallo.tracking.console import no_progress_bars
+
 ARTIFACT_NAME = "pyfunc_model"
 
 
@@ -21,9 +24,6 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
     """Wraps a Metallo model directory (config, safetensors weights, preprocessor, calibration)."""
 
     def load_context(self, context) -> None:
-        from metallo.prediction.predictor import load_predictor
-        from metallo.tracking.console import no_progress_bars
-
         with no_progress_bars():
             self.predictor = load_predictor(context.artifacts["model"])
 

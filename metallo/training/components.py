@@ -13,6 +13,7 @@ from metallo.data.convert import grid_extents, processor_settings
 from metallo.data.dataset import MetalloDataset, load_splits
 from metallo.errors import MetalloError
 from metallo.layout import PATHS, DataShape, Paths, load_stats
+from metallo.models import config_fields, create_model, list_models
 from metallo.params import section
 from metallo.processing import MetalloProcessor
 
@@ -42,8 +43,6 @@ def build_model(params: dict, stats: dict, grid_extent: list[float] | None = Non
     a key no model knows is refused. ``grid_extent`` (from the convert geometry) goes to models
     that place spectra on the image.
     """
-    from metallo.models import config_fields, create_model, list_models
-
     cfg = dict(section(params, "model"))
     name = cfg.pop("name", None)
     if not name:

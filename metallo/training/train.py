@@ -18,10 +18,10 @@ from typing import Any
 
 from transformers import set_seed
 
-from metallo.errors import MetalloError
+from metallo.errors import MetalloError, exit_on_error
 from metallo.io import disk_full
 from metallo.layout import PATHS, Paths
-from metallo.params import section
+from metallo.params import load_params, section
 from metallo.tracking import lineage
 from metallo.tracking.console import quiet_libraries
 from metallo.tracking.tracker import TrackerCallback
@@ -110,9 +110,6 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
 
 
 def main() -> None:
-    from metallo.errors import exit_on_error
-    from metallo.params import load_params
-
     with exit_on_error():
         run_train(load_params())
 

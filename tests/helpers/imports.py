@@ -45,9 +45,10 @@ def _with_parents(name: str) -> list[str]:
 
 
 def _resolve(module: str, node: ast.ImportFrom | ast.Import) -> list[str]:
-    """Project modules that ``node`` (inside ``module``) imports, parent packages included."""
+    """Project modules that ``node`` (inside ``module``) names: ``from a.b import c`` names ``a.b.c`` when that
+    is a module, else ``a.b``; ``import a.b`` names ``a.b``. (Their parent packages run too: see
+    :func:`module_level_closure`.)"""
     known = modules()
-    targets: list[str] = []
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
     else:
@@ -57,11 +58,8 @@ def _resolve(module: str, node: ast.ImportFrom | ast.Import) -> list[str]:
             for _ in range(node.level - 1):
                 package = package.rpartition(".")[0]
             base = f"{package}.{base}" if base else package
-        names = [base] + [f"{base}.{alias.name}" for alias in node.names]
-    for name in names:
-        if name.split(".")[0] in PACKAGES and name in known:
-            targets += [parent for parent in _with_parents(name) if parent in known]
-    return list(dict.fromkeys(targets))
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+    return list(dict.fromkeys(name for name in names if name.split(".")[0] in PACKAGES and name in known))
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -104,7 +102,9 @@ def module_level_closure(start: str) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        todo += [imp.target for imp in imports_of(name) if not imp.function_level]
+        for imp in imports_of(name):
+            if not imp.function_level:
+                todo += [parent for parent in _with_parents(imp.target) if parent in modules()]
     return seen
 
 
