@@ -142,7 +142,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     compare_command(
         load_params(args.params),
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        models=None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()],
         seeds=args.seeds,
         work_dir=args.work_dir,
         out=args.out,
@@ -241,7 +241,7 @@ def _add_compare_command(sub) -> None:
     )
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     p.add_argument(
-        "--models", default="metallonet,toynet,classical", help="comma-separated model names (default: %(default)s)"
+        "--models", default=None, help="comma-separated model names (default: every model `metallo models` lists)"
     )
     p.add_argument(
         "--seeds",

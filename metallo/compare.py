@@ -27,6 +27,7 @@ from metallo.errors import MetalloError
 from metallo.evaluation import run_evaluate
 from metallo.io import write_json
 from metallo.layout import Paths
+from metallo.models import list_models
 from metallo.training.train import run_train
 
 METRICS = ("r2", "rmse", "mae")
@@ -139,9 +140,11 @@ def format_table(summary: dict[str, dict]) -> str:
 
 
 def compare_command(
-    params: dict, *, models: list[str], seeds: list[int], work_dir: str, out: str | None, overrides: list[str]
+    params: dict, *, models: list[str] | None, seeds: list[int], work_dir: str, out: str | None, overrides: list[str]
 ) -> dict[str, Any]:
-    """What ``metallo compare`` runs: overrides, the runs, the table on stdout, JSON to ``out``."""
+    """What ``metallo compare`` runs: overrides, the runs, the table on stdout, JSON to ``out``. No ``models``:
+    every registered model."""
+    models = list_models() if models is None else models
     result = run_compare(apply_overrides(params, overrides), models=models, seeds=seeds, work_dir=work_dir)
     result["overrides"] = list(overrides)
     table = format_table(result["summary"])

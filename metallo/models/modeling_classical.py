@@ -13,6 +13,7 @@ from torch import nn
 from .cells import cell_spectra_bands
 from .configuration_classical import ClassicalConfig
 from .modeling_common import MetalloPreTrainedModel
+from .registry import register_model
 
 
 def spectra_features(spectra: torch.Tensor, n_bands: int) -> torch.Tensor:
@@ -119,6 +120,7 @@ def set_linear(layer: nn.Linear, coef: np.ndarray, intercept: float) -> None:
     layer.bias.fill_(float(intercept))
 
 
+@register_model("classical")
 class ClassicalModel(MetalloPreTrainedModel):
     """Hand-made features -> standardisation -> ridge; fitted by `fit`, never by gradient descent."""
 
