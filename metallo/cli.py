@@ -16,6 +16,7 @@ from collections.abc import Callable
 from metallo import __version__
 from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
+from metallo.pipeline import STAGES
 from metallo.uris import masked
 
 UI_HOST = "127.0.0.1"
@@ -56,48 +57,6 @@ def _stage(module: str, function: str) -> Callable[[argparse.Namespace], None]:
         getattr(importlib.import_module(module), function)(load_params(args.params))
 
     return run
-
-
-#: name -> (module, function, params sections read, one-line help)
-STAGES = {
-    "synth": (
-        "metallo.data.synthesize",
-        "run_synthesize",
-        "synthesize, data",
-        "generate the demo raw data set in data/synthetic",
-    ),
-    "ingest": (
-        "metallo.data.ingest",
-        "run_ingest",
-        "ingest, data",
-        "validate ingest.raw_dir/manifest.csv; write data/interim and metrics/ingest.json",
-    ),
-    "convert": (
-        "metallo.data.convert",
-        "run_convert",
-        "convert, ingest.raw_dir, data",
-        "decode accepted samples into data/processed/*.npy",
-    ),
-    "split": (
-        "metallo.data.split",
-        "run_split",
-        "split",
-        "assign train/val/test and write train-only statistics to data/split",
-    ),
-    "train": (
-        "metallo.training.train",
-        "run_train",
-        "model, preprocess, train, tracking.experiment, data, convert, ingest.raw_dir, split",
-        "train the model with transformers.Trainer; write models/model (with a model card), metrics/train.json "
-        "and the live training curve in metrics/live",
-    ),
-    "evaluate": (
-        "metallo.evaluation",
-        "run_evaluate",
-        "evaluate, tracking, train.report_to, data.wavelengths",
-        "predict the test split; write metrics/eval.json, predictions and figures; register the model",
-    ),
-}
 
 
 def check_predict_manifest(manifest: str) -> None:
@@ -186,15 +145,15 @@ def _ui(args: argparse.Namespace) -> None:
 
 def _add_stage_commands(sub) -> None:
     """One command per pipeline stage, each reading ``--params`` as ``dvc repro`` does."""
-    for name, (module, function, sections, text) in STAGES.items():
+    for stage in STAGES:
         p = sub.add_parser(
-            name,
-            help=text,
-            description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
+            stage.command,
+            help=stage.help,
+            description=f"{stage.help[0].upper()}{stage.help[1:]}.\nReads params: {', '.join(stage.params)}.",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
-        p.set_defaults(func=_stage(module, function))
+        p.set_defaults(func=_stage(stage.module, stage.function))
 
 
 def _add_predict_command(sub) -> None:

@@ -53,8 +53,8 @@ def failing_run(tracker, stage: str) -> Iterator[None]:
 
 
 def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict[str, Any]:
-    """Train and save the best model. Reads ``model``, ``train``, ``preprocess``, ``tracking``, ``data``,
-    ``convert`` (and ``ingest.raw_dir``, ``split`` for the model card).
+    """Train and save the best model. Reads the params :data:`metallo.pipeline.STAGES` lists for ``train`` (as
+    dvc.yaml does; ``ingest.raw_dir`` and ``split.*`` only describe the data in the model card).
 
     ``train.profile`` fills the keys set to ``auto`` first; ``callbacks``: more ``TrainerCallback`` objects
     (``metallo bench`` times the run with one). Returns ``metrics/train.json`` ({} on ranks other than 0).
