@@ -79,9 +79,9 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     baselines = baseline_metrics(load_stats(paths), splits["train"], result.test, model.config, processor)
     interval = prediction_interval(paths, result.y_true, result.y_pred, float(cfg.get("interval", 0.9)))
     report = eval_report(metrics, baselines, interval["summary"], len(result.y_true))
-    write_json(paths.metrics / "eval.json", report)
+    write_json(paths.eval_metrics, report)
     result = replace(result, y_pred=result.y_pred.astype(np.float64))  # the files and figures show float64
-    write_predictions(paths.metrics / "predictions.csv", result, interval)
+    write_predictions(paths.predictions, result, interval)
     extents = grid_extents(paths.processed)[result.test.index]  # where each test sample's grid lies in its image
     write_figures(
         paths.metrics / "figures",
@@ -93,7 +93,7 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         examples=cfg["attention_examples"],
     )
     log_to_mlflow(params, paths, metrics, baselines, interval["summary"], result.test)
-    print_summary(metrics, baselines, len(result.y_true), paths.metrics / "eval.json")
+    print_summary(metrics, baselines, len(result.y_true), paths.eval_metrics)
     return report
 
 
@@ -214,7 +214,7 @@ def open_train_run(params: dict, paths: Paths) -> Tracker:
         if tracker.enabled:
             print(
                 f"evaluate: no MLflow run in {masked(tracker.uri)} trained this model; the test metrics are in "
-                f"{paths.metrics / 'eval.json'} only"
+                f"{paths.eval_metrics} only"
             )
         tracker.enabled = False
     return tracker
@@ -237,9 +237,9 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     others = {f"{name}_baseline_test_{k}": v for name, values in baselines.items() for k, v in values.items()}
     tracker.log_metrics(lineage.unlogged(tracker, {**others, **{f"test_interval_{k}": v for k, v in interval.items()}}))
     tracker.log_artifact(paths.metrics / "figures", "figures")
-    for name in ("eval.json", "train.json", "ingest.json", "split.json"):
-        tracker.log_artifact(paths.metrics / name, "metrics")
-    tracker.log_artifact(paths.metrics / "predictions.csv", "metrics")
+    for path in (paths.eval_metrics, paths.train_metrics, paths.ingest_metrics, paths.split_metrics):
+        tracker.log_artifact(path, "metrics")
+    tracker.log_artifact(paths.predictions, "metrics")
     name = (section(params, "tracking", TRACKING_KEYS).get("register") or "").strip()
     if name and model_id:
         version = lineage.register_model(tracker, name, model_id, test_metrics)

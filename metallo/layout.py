@@ -15,6 +15,11 @@ from metallo.errors import MetalloError
 from metallo.io import read_json
 from metallo.params import section
 
+#: File names inside a stage folder (``Paths`` joins them; convert writes them into any folder it is given).
+SAMPLES_FILE = "samples.parquet"
+IMAGES_FILE = "images.npy"
+SPECTRA_FILE = "spectra.npy"
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -29,8 +34,56 @@ class Paths:
     metrics: Path = Path("metrics")
 
     @property
+    def accepted(self) -> Path:
+        """ingest's accepted rows (the table convert reads)."""
+        return self.interim / SAMPLES_FILE
+
+    @property
+    def rejected(self) -> Path:
+        """ingest's rejected rows, with the reasons."""
+        return self.interim / "rejected.csv"
+
+    @property
+    def samples(self) -> Path:
+        """convert's sample table (one row per row of the arrays)."""
+        return self.processed / SAMPLES_FILE
+
+    @property
+    def images(self) -> Path:
+        return self.processed / IMAGES_FILE
+
+    @property
+    def spectra(self) -> Path:
+        return self.processed / SPECTRA_FILE
+
+    @property
+    def split_table(self) -> Path:
+        return self.split / "split.parquet"
+
+    @property
     def stats(self) -> Path:
         return self.split / "stats.json"
+
+    @property
+    def ingest_metrics(self) -> Path:
+        return self.metrics / "ingest.json"
+
+    @property
+    def split_metrics(self) -> Path:
+        return self.metrics / "split.json"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.metrics / "train.json"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return self.metrics / "eval.json"
+
+    @property
+    def predictions(self) -> Path:
+        """evaluate's per-sample test predictions."""
+        return self.metrics / "predictions.csv"
 
     @property
     def run_file(self) -> Path:

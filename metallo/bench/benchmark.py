@@ -35,6 +35,7 @@ from metallo.bench.machine import machine_info, resolve_device, resolve_precisio
 from metallo.bench.timers import build_model, time_input_pipeline, time_train_step
 from metallo.bench.train_path import time_train_stage
 from metallo.data.dataset import MetalloDataset
+from metallo.layout import IMAGES_FILE, SPECTRA_FILE
 from metallo.models import get_config_class
 from metallo.processing import MetalloProcessor
 
@@ -148,8 +149,8 @@ def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
         raw_copies=get_config_class(config.model)().raw_copies,
     )
     dataset = MetalloDataset(
-        data.processed / "images.npy",
-        data.processed / "spectra.npy",
+        data.processed / IMAGES_FILE,
+        data.processed / SPECTRA_FILE,
         np.arange(len(data.table)),
         data.labels,
         data.table["sample_id"].tolist(),

@@ -21,6 +21,7 @@ from metallo.data.ingest import validate_manifest
 from metallo.data.split import train_statistics
 from metallo.data.synthesize import synthesize
 from metallo.errors import MetalloError
+from metallo.layout import IMAGES_FILE, SPECTRA_FILE
 
 
 def rate(samples: int, seconds: float) -> float:
@@ -89,8 +90,8 @@ def prepare_data(work_dir: Path, config: BenchConfig) -> BenchData:
 
 def data_statistics(processed: Path, labels: np.ndarray) -> dict:
     """Normalisation statistics over all rows (the split stage's function; the bench has no split)."""
-    images = np.load(processed / "images.npy", mmap_mode="r")
-    spectra = np.load(processed / "spectra.npy", mmap_mode="r")
+    images = np.load(processed / IMAGES_FILE, mmap_mode="r")
+    spectra = np.load(processed / SPECTRA_FILE, mmap_mode="r")
     return train_statistics(images, spectra, labels, np.arange(len(labels)))
 
 

@@ -27,7 +27,7 @@ from metallo.data.geometry import Geometry
 from metallo.data.split import run_split
 from metallo.errors import MetalloError
 from metallo.io import write_json, write_parquet
-from metallo.layout import Paths
+from metallo.layout import SAMPLES_FILE, Paths
 from metallo.params import load_params
 from metallo.training.train import run_train
 
@@ -143,7 +143,7 @@ def _tracking_store(root: Path):
 
 def _paths(root: Path, data, config):
     """The stage folders in the work folder; convert's table and geometry written as the convert stage does."""
-    write_parquet(data.processed / "samples.parquet", data.table)
+    write_parquet(data.processed / SAMPLES_FILE, data.table)
     write_json(
         data.processed / "convert.json",
         {**Geometry(config.resize, config.image_size).to_dict(), "bit_depth": 8, "grid": list(config.grid)},

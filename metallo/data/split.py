@@ -193,19 +193,18 @@ def train_statistics(
 
 def check_processed(paths: Paths) -> None:
     """Refuse to split when convert's outputs are missing or disagree (e.g. convert was killed)."""
-    names = ("samples.parquet", "images.npy", "spectra.npy")
-    missing = [name for name in names if not (paths.processed / name).is_file()]
+    missing = [path.name for path in (paths.samples, paths.images, paths.spectra) if not path.is_file()]
     if missing:
         raise MetalloError(
             f"{paths.processed} lacks {', '.join(missing)}: the convert stage has not finished "
             "(or was interrupted). Run `dvc repro convert` (or `metallo convert`) first."
         )
-    rows = len(pd.read_parquet(paths.processed / "samples.parquet", columns=["sample_id"]))
-    for name in names[1:]:
-        n = open_npy(paths.processed / name, "Run `dvc repro convert` (or `metallo convert`) again.").shape[0]
+    rows = len(pd.read_parquet(paths.samples, columns=["sample_id"]))
+    for path in (paths.images, paths.spectra):
+        n = open_npy(path, "Run `dvc repro convert` (or `metallo convert`) again.").shape[0]
         if n != rows:
             raise MetalloError(
-                f"{paths.processed / name} has {n} rows but samples.parquet lists {rows}: the "
+                f"{path} has {n} rows but samples.parquet lists {rows}: the "
                 "convert outputs are from different runs. Run `dvc repro convert` again."
             )
 
@@ -214,7 +213,7 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     """Assign train/val/test and compute train-only statistics. Reads ``split``."""
     cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed", "validation", "val_slices"])
     check_processed(paths)
-    samples = pd.read_parquet(paths.processed / "samples.parquet")
+    samples = pd.read_parquet(paths.samples)
     result = split_samples(
         samples,
         train_slices=cfg["train_slices"],
@@ -231,13 +230,13 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
             f"split: WARNING {counts['unassigned']} samples are in neither split.train_slices nor "
             f"split.test_slices and are not used ({detail}); add their slice to one list to use them."
         )
-    images = open_npy(paths.processed / "images.npy")
-    spectra = open_npy(paths.processed / "spectra.npy")
+    images = open_npy(paths.images)
+    spectra = open_npy(paths.spectra)
     train_index = result.table.loc[result.table["split"] == "train", "index"].to_numpy()
     stats = train_statistics(images, spectra, samples["dos"].to_numpy(), train_index)
-    write_parquet(paths.split / "split.parquet", result.table)
+    write_parquet(paths.split_table, result.table)
     write_json(paths.stats, stats)
-    write_json(paths.metrics / "split.json", counts)
+    write_json(paths.split_metrics, counts)
     print(f"split: {counts}; validation: {result.validation}")
     if not result.val_slices and len(cfg["train_slices"]) < 2:
         print(

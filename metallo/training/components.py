@@ -98,8 +98,8 @@ def validation_kind(paths: Paths = PATHS) -> str:
     """What the validation split holds, in words: the training specimens it holds out whole, if any."""
     import pandas as pd
 
-    slices = pd.read_parquet(paths.processed / "samples.parquet", columns=["slice_id"])["slice_id"].astype(str)
-    split = pd.read_parquet(paths.split / "split.parquet", columns=["split", "index"])
+    slices = pd.read_parquet(paths.samples, columns=["slice_id"])["slice_id"].astype(str)
+    split = pd.read_parquet(paths.split_table, columns=["split", "index"])
     by_split = {name: set(slices.iloc[split.loc[split["split"] == name, "index"]]) for name in ("train", "val")}
     if by_split["val"] and not by_split["val"] & by_split["train"]:
         return f"held-out specimen {', '.join(sorted(by_split['val']))}"

@@ -76,7 +76,7 @@ def log_outputs(tracker: Tracker, summary: dict[str, Any], val: MetalloDataset, 
     logged = ("val_", "start_val_", "trained_val_", "ridge_alpha")
     tracker.log_metrics({k: v for k, v in summary.items() if k.startswith(logged)})
     tracker.set_tags({f"metallo.{key}": summary[key] for key in ("validation", "kept") if key in summary})
-    tracker.log_artifact(paths.metrics / "train.json", "metrics")
+    tracker.log_artifact(paths.train_metrics, "metrics")
     tracker.log_artifact(paths.model, "model")
     with without_mlflow_hints():
         log_pyfunc_model(tracker, paths.model, input_example(val))
@@ -102,7 +102,7 @@ def save_outputs(
     if val_pred is None:
         val_pred, _ = predict_arrays(model.eval(), processor, *(array.numpy() for array in val.arrays()))
     save_model_folder(model, processor, val, val_pred, {"params": params, "summary": summary}, paths)
-    write_json(paths.metrics / "train.json", summary)
+    write_json(paths.train_metrics, summary)
     finish(live)
     log_outputs(tracker, summary, val, paths)
     print(f"train: best validation RMSE {summary['val_rmse']:.4g}, R² {summary['val_r2']:.3f} -> {paths.model}")
