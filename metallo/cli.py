@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from metallo import __version__
+from metallo.constants import INTERVAL_LEVEL
 from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
 from metallo.pipeline import STAGES
@@ -178,7 +179,7 @@ def _add_predict_command(sub) -> None:
     p.add_argument(
         "--interval",
         type=float,
-        default=0.9,
+        default=INTERVAL_LEVEL,
         help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)",
     )
     p.set_defaults(func=_predict)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from metallo import figures
 from metallo.baselines import baseline_metrics
+from metallo.constants import INTERVAL_LEVEL
 from metallo.data.convert import grid_extents
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
@@ -77,7 +78,7 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     result = predict_test(model, processor, splits["test"], int(cfg["batch_size"]))
     metrics = regression_metrics(result.y_true, result.y_pred)
     baselines = baseline_metrics(load_stats(paths), splits["train"], result.test, model.config, processor)
-    interval = prediction_interval(paths, result.y_true, result.y_pred, float(cfg.get("interval", 0.9)))
+    interval = prediction_interval(paths, result.y_true, result.y_pred, float(cfg.get("interval", INTERVAL_LEVEL)))
     report = eval_report(metrics, baselines, interval["summary"], len(result.y_true))
     write_json(paths.eval_metrics, report)
     result = replace(result, y_pred=result.y_pred.astype(np.float64))  # the files and figures show float64

@@ -15,6 +15,10 @@ from metallo.errors import MetalloError
 from metallo.io import read_json
 from metallo.params import section
 
+#: The split names (the ``split`` column of the split table), in the order the tables and metrics list them.
+SPLITS = ("train", "val", "test")
+TRAIN, VAL, TEST = SPLITS
+
 #: File names inside a stage folder (``Paths`` joins them; convert writes them into any folder it is given).
 SAMPLES_FILE = "samples.parquet"
 IMAGES_FILE = "images.npy"
@@ -178,6 +182,10 @@ class DataShape:
     @property
     def spectra(self) -> tuple[int, int]:
         return (self.n_spectra, self.spectrum_length)
+
+
+#: The demo's sample shape (params.yaml's ``data:``): the defaults of the model configs and of ``synthesize``.
+DEFAULT_SHAPE = DataShape(n_spectra=24, spectrum_length=1600, grid=(6, 4))
 
 
 def load_stats(paths: Paths = PATHS) -> dict[str, Any]:

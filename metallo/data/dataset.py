@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from metallo.errors import MetalloError
 from metallo.io import open_npy
-from metallo.layout import PATHS, Paths
+from metallo.layout import PATHS, SPLITS, Paths
 
 
 class MetalloDataset(Dataset):
@@ -73,7 +73,7 @@ def load_splits(paths: Paths = PATHS) -> dict[str, MetalloDataset]:
     samples = pd.read_parquet(paths.samples)
     split = pd.read_parquet(paths.split_table)
     datasets = {}
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         rows = split[split["split"] == name]
         index = rows["index"].to_numpy()
         datasets[name] = MetalloDataset(

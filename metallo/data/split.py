@@ -19,11 +19,10 @@ import pandas as pd
 
 from metallo.errors import MetalloError
 from metallo.io import open_npy, write_json, write_parquet
-from metallo.layout import PATHS, Paths
+from metallo.layout import PATHS, SPLITS, Paths
 from metallo.params import section
 from metallo.spectra import snv
 
-SPLITS = ("train", "val", "test")
 #: ``split.validation``: how validation rows are chosen (see the module docstring).
 VALIDATIONS = ("auto", "specimen", "samples")
 

@@ -29,7 +29,7 @@ from metallo.data.generative import SLICE_PROFILES, SampleLatents, generate_samp
 from metallo.data.ingest import MANIFEST, MANIFEST_COLUMNS
 from metallo.errors import MetalloError
 from metallo.io import remove_path, write_file, write_rows
-from metallo.layout import PATHS, DataShape, check_grid, check_positive_int, python_int
+from metallo.layout import DEFAULT_SHAPE, PATHS, DataShape, check_grid, check_positive_int, python_int
 from metallo.parallel import map_ordered, resolve_workers
 from metallo.params import section
 
@@ -165,9 +165,9 @@ def synthesize(
     seed: int = 0,
     samples_per_slice: dict[str, int] | None = None,
     image_size: int = 300,
-    n_spectra: int = 24,
-    spectrum_length: int = 1600,
-    grid=(6, 4),
+    n_spectra: int = DEFAULT_SHAPE.n_spectra,
+    spectrum_length: int = DEFAULT_SHAPE.spectrum_length,
+    grid=DEFAULT_SHAPE.grid,
     workers: int | None = None,
     progress: bool | None = None,
 ) -> dict:
@@ -259,7 +259,7 @@ def _main(argv=None) -> None:
     p.add_argument("--slice1", type=int, default=DEFAULT_COUNTS["1"], help="samples from slice 1")
     p.add_argument("--slice2", type=int, default=DEFAULT_COUNTS["2"], help="samples from slice 2")
     p.add_argument("--image-size", type=int, default=300)
-    p.add_argument("--spectrum-length", type=int, default=1600)
+    p.add_argument("--spectrum-length", type=int, default=DEFAULT_SHAPE.spectrum_length)
     p.add_argument("--workers", type=int, default=None)
     a = p.parse_args(argv)
     counts = {k: v for k, v in (("1", a.slice1), ("2", a.slice2)) if v > 0}
