@@ -26,13 +26,28 @@ from metallo.errors import MetalloError
 from metallo.io import write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
 from metallo.parallel import map_ordered
-from metallo.params import section
+from metallo.params import Section
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("sample_id", "slice_id", "image", "spectra", "dos")
 #: The line of manifest.csv that holds data row 0 (line 1 is the header).
 FIRST_DATA_LINE = 2
 ON_ERROR_CHOICES = ("fail", "skip")
+
+
+@dataclass(frozen=True)
+class IngestParams(Section):
+    """The ``ingest:`` section."""
+
+    NAME = "ingest"
+    raw_dir: str
+    on_error: str
+
+    def check(self) -> None:
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise MetalloError(f"ingest.on_error must be one of {ON_ERROR_CHOICES}; got {self.on_error!r}.")
+
+
 #: Columns of samples.parquet, the accepted rows.
 ACCEPTED_COLUMNS = (
     "row",
@@ -302,11 +317,9 @@ def run_ingest(params: dict, paths: Paths = PATHS) -> dict[str, int]:
 
 
 def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int]:
-    cfg = section(params, "ingest", ["raw_dir", "on_error"])
-    if cfg["on_error"] not in ON_ERROR_CHOICES:
-        raise MetalloError(f"ingest.on_error must be one of {ON_ERROR_CHOICES}; got {cfg['on_error']!r}.")
-    check_raw_folder(locate_manifest(cfg["raw_dir"])[0])
-    result = validate_manifest(cfg["raw_dir"], spectra_shape=DataShape.from_params(params).spectra)
+    cfg = IngestParams.from_params(params)
+    check_raw_folder(locate_manifest(cfg.raw_dir)[0])
+    result = validate_manifest(cfg.raw_dir, spectra_shape=DataShape.from_params(params).spectra)
     write_csv(paths.rejected, result.rejected)
     written.add(paths.rejected)
     counts = result.counts
@@ -316,9 +329,9 @@ def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int
     )
     if counts["rejected"]:
         listing = format_rejections(result.rejected, where=paths.rejected)
-        if cfg["on_error"] == "fail":
+        if cfg.on_error == "fail":
             raise MetalloError(
-                f"{counts['rejected']:,} of {counts['total']:,} manifest rows in {cfg['raw_dir']} are invalid:\n"
+                f"{counts['rejected']:,} of {counts['total']:,} manifest rows in {cfg.raw_dir} are invalid:\n"
                 f"{listing}\n"
                 "Fix these rows, or set ingest.on_error: skip to continue with the valid rows only "
                 f"(the rejected ones stay listed in {paths.rejected})."

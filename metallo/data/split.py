@@ -20,8 +20,28 @@ import pandas as pd
 from metallo.errors import MetalloError
 from metallo.io import open_npy, write_json, write_parquet
 from metallo.layout import PATHS, SPLITS, Paths
-from metallo.params import section
+from metallo.params import Section
 from metallo.spectra import snv
+
+
+@dataclass(frozen=True)
+class SplitParams(Section):
+    """The ``split:`` section."""
+
+    NAME = "split"
+    train_slices: list
+    test_slices: list
+    val_fraction: float
+    seed: int
+    validation: str = "auto"
+    val_slices: list | None = None
+
+    def check(self) -> None:
+        self._set("val_fraction", float(self.val_fraction))
+        self._set("seed", int(self.seed))
+        self._set("validation", str(self.validation))
+        self._set("val_slices", self.val_slices or [])
+
 
 #: ``split.validation``: how validation rows are chosen (see the module docstring).
 VALIDATIONS = ("auto", "specimen", "samples")
@@ -210,17 +230,17 @@ def check_processed(paths: Paths) -> None:
 
 def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     """Assign train/val/test and compute train-only statistics. Reads ``split``."""
-    cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed", "validation", "val_slices"])
+    cfg = SplitParams.from_params(params)
     check_processed(paths)
     samples = pd.read_parquet(paths.samples)
     result = split_samples(
         samples,
-        train_slices=cfg["train_slices"],
-        test_slices=cfg["test_slices"],
-        val_fraction=float(cfg["val_fraction"]),
-        seed=int(cfg["seed"]),
-        validation=str(cfg.get("validation", "auto")),
-        val_slices=cfg.get("val_slices") or [],
+        train_slices=cfg.train_slices,
+        test_slices=cfg.test_slices,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        validation=cfg.validation,
+        val_slices=cfg.val_slices,
     )
     counts = result.counts
     if result.unassigned:
@@ -237,7 +257,7 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     write_json(paths.stats, stats)
     write_json(paths.split_metrics, counts)
     print(f"split: {counts}; validation: {result.validation}")
-    if not result.val_slices and len(cfg["train_slices"]) < 2:
+    if not result.val_slices and len(cfg.train_slices) < 2:
         print(
             "split: one training specimen, so validation (early stopping, model choice, intervals) uses held-out "
             "samples of it and may favour what does not carry over to a new specimen; list two or more training "

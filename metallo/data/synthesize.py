@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -31,13 +32,26 @@ from metallo.errors import MetalloError
 from metallo.io import remove_path, write_file, write_rows
 from metallo.layout import DEFAULT_SHAPE, PATHS, DataShape, check_grid, check_positive_int, python_int
 from metallo.parallel import map_ordered, resolve_workers
-from metallo.params import section
+from metallo.params import Section
 
 #: Samples per slice of the demo data set.
 DEFAULT_COUNTS = {"1": 480, "2": 120}
 #: Ground-truth latents beside the manifest (not part of the raw-folder contract).
 LATENTS = "latents.csv"
-SYNTHESIZE_KEYS = ("seed", "samples_per_slice", "image_size", "workers")
+
+
+@dataclass(frozen=True)
+class SynthesizeParams(Section):
+    """The ``synthesize:`` section (every key optional)."""
+
+    NAME = "synthesize"
+    seed: int = 0
+    samples_per_slice: Any = field(default_factory=lambda: dict(DEFAULT_COUNTS))
+    image_size: int = 300
+    workers: int | None = None  # 0 or absent: all cores
+
+    def check(self) -> None:
+        self._set("seed", int(self.seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,9 +235,9 @@ def run_synthesize(params: dict, paths=None) -> dict:
     cores) and ``data`` (n_spectra, spectrum_length, grid). Returns the summary dict.
     """
     paths = PATHS if paths is None else paths
-    cfg = section(params, "synthesize", SYNTHESIZE_KEYS)
+    cfg = SynthesizeParams.from_params(params)
     shape = DataShape.from_params(params)
-    counts = cfg.get("samples_per_slice", DEFAULT_COUNTS)
+    counts = cfg.samples_per_slice
     if not isinstance(counts, dict):
         raise MetalloError(
             f'synthesize.samples_per_slice must be a mapping like {{"1": 480, "2": 120}}; got {counts!r}.'
@@ -231,13 +245,13 @@ def run_synthesize(params: dict, paths=None) -> dict:
     try:
         summary = synthesize(
             paths.synthetic,
-            seed=int(cfg.get("seed", 0)),
+            seed=cfg.seed,
             samples_per_slice={str(k): v for k, v in counts.items()},
-            image_size=cfg.get("image_size", 300),
+            image_size=cfg.image_size,
             n_spectra=shape.n_spectra,
             spectrum_length=shape.spectrum_length,
             grid=shape.grid,
-            workers=cfg.get("workers") or None,
+            workers=cfg.workers or None,
         )
     except ValueError as err:
         raise MetalloError(f"synthesize: {err}. Fix the synthesize:/data: sections of params.yaml.") from None

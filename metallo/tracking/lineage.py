@@ -34,7 +34,7 @@ from typing import Any
 from metallo.io import sha256_file
 from metallo.layout import PATHS, Paths
 from metallo.params import section
-from metallo.tracking.tracker import TRACKING_KEYS, Tracker, create_or_find, git_commit
+from metallo.tracking.tracker import Tracker, TrackingParams, create_or_find, git_commit
 
 MODEL_DIGEST_TAG = "metallo.model_digest"
 #: Alias of the registered version with the lowest test RMSE.
@@ -237,7 +237,7 @@ def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool
     """
     from datetime import datetime
 
-    tracker = Tracker(section(params, "tracking", TRACKING_KEYS)["experiment"], enabled=enabled)
+    tracker = Tracker(TrackingParams.from_params(params).experiment, enabled=enabled)
     if not tracker.enabled:
         return tracker
     model_name = section(params, "model")["name"]
