@@ -1,4 +1,4 @@
-"""The processor as a ``transformers`` image processor and the Auto-class registration (issue 15, goal 4)."""
+"""metallo.processing: the processor as a ``transformers`` image processor; the Auto-class registration."""
 
 from __future__ import annotations
 
