@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from metallo.data.dataset import MetalloDataset
+from metallo.metrics import regression_metrics
+from metallo.models import create_model
 from metallo.prediction import predict_arrays
 from metallo.processing import MetalloProcessor
 from metallo.training.closed_form import fit_closed_form
-from metallo.training.metrics import regression_metrics
 
 
 def mean_baseline(stats: dict, test: MetalloDataset) -> np.ndarray:
@@ -33,8 +34,6 @@ def classical_baseline(
 
     ``geometry`` holds the processor's ``fit``, ``resize``, ``crop`` and ``bit_depth``.
     """
-    from metallo.models import create_model
-
     model = create_model(
         "classical",
         n_spectra=n_spectra,

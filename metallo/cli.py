@@ -14,8 +14,11 @@ import sys
 from collections.abc import Callable
 
 from metallo import __version__
+from metallo.constants import INTERVAL_LEVEL
 from metallo.errors import MetalloError, exit_on_error
 from metallo.params import PARAMS_FILE, load_params
+from metallo.pipeline import STAGES
+from metallo.uris import masked
 
 UI_HOST = "127.0.0.1"
 BENCH_TEXT = "benchmark the input pipeline, the training step and the training loop"
@@ -57,48 +60,6 @@ def _stage(module: str, function: str) -> Callable[[argparse.Namespace], None]:
     return run
 
 
-#: name -> (module, function, params sections read, one-line help)
-STAGES = {
-    "synth": (
-        "metallo.data.synthesize",
-        "run_synthesize",
-        "synthesize, data",
-        "generate the demo raw data set in data/synthetic",
-    ),
-    "ingest": (
-        "metallo.data.ingest",
-        "run_ingest",
-        "ingest, data",
-        "validate ingest.raw_dir/manifest.csv; write data/interim and metrics/ingest.json",
-    ),
-    "convert": (
-        "metallo.data.convert",
-        "run_convert",
-        "convert, ingest.raw_dir, data",
-        "decode accepted samples into data/processed/*.npy",
-    ),
-    "split": (
-        "metallo.data.split",
-        "run_split",
-        "split",
-        "assign train/val/test and write train-only statistics to data/split",
-    ),
-    "train": (
-        "metallo.training.train",
-        "run_train",
-        "model, preprocess, train, tracking.experiment, data, convert, ingest.raw_dir, split",
-        "train the model with transformers.Trainer; write models/model (with a model card), metrics/train.json "
-        "and the live training curve in metrics/live",
-    ),
-    "evaluate": (
-        "metallo.evaluation",
-        "run_evaluate",
-        "evaluate, tracking, train.report_to, data.wavelengths",
-        "predict the test split; write metrics/eval.json, predictions and figures; register the model",
-    ),
-}
-
-
 def check_predict_manifest(manifest: str) -> None:
     """Refuse a missing ``--manifest`` with advice for predict (not for the ingest stage's params)."""
     from pathlib import Path
@@ -115,9 +76,9 @@ def check_predict_manifest(manifest: str) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     check_predict_manifest(args.manifest)
-    from metallo.data.ingest import format_rejections
-    from metallo.prediction.manifest import predict, write_predictions
-    from metallo.training.progress import quiet_libraries
+    from metallo.data.ingest import format_rejections  # lazy: pandas; --help stays fast
+    from metallo.prediction.manifest import predict, write_predictions  # lazy: torch
+    from metallo.tracking.console import quiet_libraries  # lazy: transformers
 
     quiet_libraries()
 
@@ -137,11 +98,11 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from metallo.compare import compare_command
+    from metallo.compare import compare_command  # lazy: runs every stage (torch, mlflow)
 
     compare_command(
         load_params(args.params),
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        models=None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()],
         seeds=args.seeds,
         work_dir=args.work_dir,
         out=args.out,
@@ -150,14 +111,14 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _models(args: argparse.Namespace) -> None:
-    from metallo.models import format_summary, model_summary
+    from metallo.models import format_summary, model_summary  # lazy: torch
 
     print(format_summary(model_summary(image_size=args.image_size)))
 
 
 def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
-    from metallo.training.tracking import artifact_root, tracking_uri
+    from metallo.tracking.tracker import artifact_root, tracking_uri  # lazy: mlflow
 
     return [
         sys.executable,
@@ -176,8 +137,7 @@ def ui_command(port: int = 5000) -> list[str]:
 
 
 def _ui(args: argparse.Namespace) -> None:
-    from metallo.training.tracking import tracking_uri
-    from metallo.uris import masked
+    from metallo.tracking.tracker import tracking_uri  # lazy: mlflow
 
     cmd = ui_command(args.port)
     print(f"MLflow UI for {masked(tracking_uri())} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
@@ -186,15 +146,15 @@ def _ui(args: argparse.Namespace) -> None:
 
 def _add_stage_commands(sub) -> None:
     """One command per pipeline stage, each reading ``--params`` as ``dvc repro`` does."""
-    for name, (module, function, sections, text) in STAGES.items():
+    for stage in STAGES:
         p = sub.add_parser(
-            name,
-            help=text,
-            description=f"{text[0].upper()}{text[1:]}.\nReads params: {sections}.",
+            stage.command,
+            help=stage.help,
+            description=f"{stage.help[0].upper()}{stage.help[1:]}.\nReads params: {', '.join(stage.params)}.",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
-        p.set_defaults(func=_stage(module, function))
+        p.set_defaults(func=_stage(stage.module, stage.function))
 
 
 def _add_predict_command(sub) -> None:
@@ -219,7 +179,7 @@ def _add_predict_command(sub) -> None:
     p.add_argument(
         "--interval",
         type=float,
-        default=0.9,
+        default=INTERVAL_LEVEL,
         help="level of the prediction interval dos_lower..dos_upper (default: %(default)s)",
     )
     p.set_defaults(func=_predict)
@@ -241,7 +201,7 @@ def _add_compare_command(sub) -> None:
     )
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     p.add_argument(
-        "--models", default="metallonet,toynet,classical", help="comma-separated model names (default: %(default)s)"
+        "--models", default=None, help="comma-separated model names (default: every model `metallo models` lists)"
     )
     p.add_argument(
         "--seeds",
@@ -292,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bench_parser() -> argparse.ArgumentParser:
     """``metallo bench``'s own parser (imports the benchmark, hence torch)."""
-    from metallo.bench import add_arguments
+    from metallo.bench import add_arguments  # lazy: torch
 
     return add_arguments(
         argparse.ArgumentParser(prog="metallo bench", description=f"{BENCH_TEXT[0].upper()}{BENCH_TEXT[1:]}.")
@@ -304,7 +264,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Nam
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from metallo.bench import run_from_args
+        from metallo.bench import run_from_args  # lazy: torch
 
         parser = bench_parser()
         args = parser.parse_args(rest)

@@ -20,9 +20,15 @@ from typing import Any
 
 import yaml
 
+from metallo.data.convert import run_convert
+from metallo.data.ingest import run_ingest
+from metallo.data.split import run_split
 from metallo.errors import MetalloError
+from metallo.evaluation import run_evaluate
 from metallo.io import write_json
 from metallo.layout import Paths
+from metallo.models import list_models
+from metallo.training.train import run_train
 
 METRICS = ("r2", "rmse", "mae")
 
@@ -68,12 +74,6 @@ def _mean_sd(values: list[float]) -> dict[str, float | None]:
 
 def run_compare(params: dict, *, models: list[str], seeds: list[int], work_dir: str | os.PathLike) -> dict[str, Any]:
     """Train and evaluate each model for each seed; return per-run results and mean ± sd per row."""
-    from metallo.data.convert import run_convert
-    from metallo.data.ingest import run_ingest
-    from metallo.data.split import run_split
-    from metallo.evaluation import run_evaluate
-    from metallo.training.train import run_train
-
     if not models or not seeds:
         raise MetalloError("metallo compare needs at least one model (--models) and one seed (--seeds).")
     work = Path(work_dir).resolve()
@@ -140,9 +140,11 @@ def format_table(summary: dict[str, dict]) -> str:
 
 
 def compare_command(
-    params: dict, *, models: list[str], seeds: list[int], work_dir: str, out: str | None, overrides: list[str]
+    params: dict, *, models: list[str] | None, seeds: list[int], work_dir: str, out: str | None, overrides: list[str]
 ) -> dict[str, Any]:
-    """What ``metallo compare`` runs: overrides, the runs, the table on stdout, JSON to ``out``."""
+    """What ``metallo compare`` runs: overrides, the runs, the table on stdout, JSON to ``out``. No ``models``:
+    every registered model."""
+    models = list_models() if models is None else models
     result = run_compare(apply_overrides(params, overrides), models=models, seeds=seeds, work_dir=work_dir)
     result["overrides"] = list(overrides)
     table = format_table(result["summary"])

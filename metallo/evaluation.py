@@ -3,7 +3,7 @@
 MLflow: the test metrics are logged into the run that trained the model (found through the untracked
 ``models/run.json``, or by the weights' digest when that file is missing or belongs to another model), linked
 to the run's LoggedModel and to the test dataset; with ``tracking.register`` the model is registered (see
-:mod:`metallo.training.lineage`).
+:mod:`metallo.tracking.lineage`).
 """
 
 from __future__ import annotations
@@ -18,22 +18,35 @@ import pandas as pd
 
 from metallo import figures
 from metallo.baselines import baseline_metrics
+from metallo.constants import INTERVAL_LEVEL
 from metallo.data.convert import grid_extents
 from metallo.data.dataset import load_splits
 from metallo.errors import MetalloError
 from metallo.io import read_json, write_csv, write_json
 from metallo.layout import PATHS, Paths, load_stats, wavelength_range
-from metallo.params import section
+from metallo.metrics import regression_metrics
+from metallo.params import Section
 from metallo.prediction import load_model, predict_arrays
-from metallo.training import lineage
+from metallo.tracking import lineage
+from metallo.tracking.console import quiet_libraries
+from metallo.tracking.tracker import Tracker, TrackingParams
 from metallo.training.arguments import tracks_mlflow
-from metallo.training.metrics import regression_metrics
-from metallo.training.progress import quiet_libraries
-from metallo.training.tracking import TRACKING_KEYS, Tracker
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 from metallo.uris import masked
 
-EVALUATE_KEYS = ("batch_size", "attention_examples", "interval")
+
+@dataclass(frozen=True)
+class EvaluateParams(Section):
+    """The ``evaluate:`` section."""
+
+    NAME = "evaluate"
+    batch_size: int
+    attention_examples: int
+    interval: float = INTERVAL_LEVEL
+
+    def check(self) -> None:
+        self._set("batch_size", int(self.batch_size))
+        self._set("interval", float(self.interval))
 
 
 def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -70,18 +83,18 @@ class SplitPredictions:
 def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
     """Predict the test split. Reads ``evaluate``, ``tracking``, ``train.report_to``, ``data.wavelengths``."""
     quiet_libraries()
-    cfg = section(params, "evaluate", EVALUATE_KEYS)
+    cfg = EvaluateParams.from_params(params)
     wavelengths = wavelength_range(params)
     model, processor = load_model(paths.model)
     splits = load_splits(paths)
-    result = predict_test(model, processor, splits["test"], int(cfg["batch_size"]))
+    result = predict_test(model, processor, splits["test"], cfg.batch_size)
     metrics = regression_metrics(result.y_true, result.y_pred)
     baselines = baseline_metrics(load_stats(paths), splits["train"], result.test, model.config, processor)
-    interval = prediction_interval(paths, result.y_true, result.y_pred, float(cfg.get("interval", 0.9)))
+    interval = prediction_interval(paths, result.y_true, result.y_pred, cfg.interval)
     report = eval_report(metrics, baselines, interval["summary"], len(result.y_true))
-    write_json(paths.metrics / "eval.json", report)
+    write_json(paths.eval_metrics, report)
     result = replace(result, y_pred=result.y_pred.astype(np.float64))  # the files and figures show float64
-    write_predictions(paths.metrics / "predictions.csv", result, interval)
+    write_predictions(paths.predictions, result, interval)
     extents = grid_extents(paths.processed)[result.test.index]  # where each test sample's grid lies in its image
     write_figures(
         paths.metrics / "figures",
@@ -90,10 +103,10 @@ def run_evaluate(params: dict, paths: Paths = PATHS) -> dict[str, Any]:
         metrics,
         extents,
         wavelengths=wavelengths,
-        examples=cfg["attention_examples"],
+        examples=cfg.attention_examples,
     )
     log_to_mlflow(params, paths, metrics, baselines, interval["summary"], result.test)
-    print_summary(metrics, baselines, len(result.y_true), paths.metrics / "eval.json")
+    print_summary(metrics, baselines, len(result.y_true), paths.eval_metrics)
     return report
 
 
@@ -201,7 +214,7 @@ def open_train_run(params: dict, paths: Paths) -> Tracker:
     MLflow off). Otherwise (DVC restored the model from its run cache, or the file is gone) the run is the
     newest one tagged with the weights' digest.
     """
-    experiment = section(params, "tracking", TRACKING_KEYS)["experiment"]
+    experiment = TrackingParams.from_params(params).experiment
     digest = lineage.model_digest(paths.model)
     run = read_json(paths.run_file) if paths.run_file.is_file() else {}
     if run.get("model_digest") == digest:
@@ -214,7 +227,7 @@ def open_train_run(params: dict, paths: Paths) -> Tracker:
         if tracker.enabled:
             print(
                 f"evaluate: no MLflow run in {masked(tracker.uri)} trained this model; the test metrics are in "
-                f"{paths.metrics / 'eval.json'} only"
+                f"{paths.eval_metrics} only"
             )
         tracker.enabled = False
     return tracker
@@ -237,10 +250,10 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     others = {f"{name}_baseline_test_{k}": v for name, values in baselines.items() for k, v in values.items()}
     tracker.log_metrics(lineage.unlogged(tracker, {**others, **{f"test_interval_{k}": v for k, v in interval.items()}}))
     tracker.log_artifact(paths.metrics / "figures", "figures")
-    for name in ("eval.json", "train.json", "ingest.json", "split.json"):
-        tracker.log_artifact(paths.metrics / name, "metrics")
-    tracker.log_artifact(paths.metrics / "predictions.csv", "metrics")
-    name = (section(params, "tracking", TRACKING_KEYS).get("register") or "").strip()
+    for path in (paths.eval_metrics, paths.train_metrics, paths.ingest_metrics, paths.split_metrics):
+        tracker.log_artifact(path, "metrics")
+    tracker.log_artifact(paths.predictions, "metrics")
+    name = TrackingParams.from_params(params).register
     if name and model_id:
         version = lineage.register_model(tracker, name, model_id, test_metrics)
         if version:

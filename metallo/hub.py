@@ -7,7 +7,7 @@ intended use and limits. ``model.push_to_hub(...)`` and ``processor.push_to_hub(
 ``huggingface_hub.upload_folder``) upload a folder that loads with::
 
     pip install metallo            # this project: it defines the model and processor classes
-    import metallo                 # registers them with the transformers Auto classes
+    import metallo.models          # registers them with the transformers Auto classes
     from transformers import AutoImageProcessor, AutoModel
     model = AutoModel.from_pretrained("you/metallo-dos")
     processor = AutoImageProcessor.from_pretrained("you/metallo-dos")
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from metallo.model_card import CARD_TEMPLATE
+from metallo.tracking.lineage import data_hash
 
 CARD_FILE = "README.md"
 SYNTHETIC_NOTE = (
@@ -112,8 +113,6 @@ def write_model_card(
 ) -> Path:
     """Write ``README.md`` (the model card) into the model folder ``directory``."""
     from huggingface_hub import ModelCard
-
-    from metallo.training.lineage import data_hash
 
     path = Path(directory) / CARD_FILE
     ModelCard(card_text(config, params, summary, data_card(params, summary, data_hash(paths)))).save(path)

@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from metallo.errors import MetalloError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -81,8 +83,6 @@ def read_json(path: str | os.PathLike) -> Any:
 def open_npy(path: str | os.PathLike, remedy: str = "Run `dvc repro convert` again.") -> np.ndarray:
     """A processed ``.npy`` array, memory-mapped read-only (never unpickled); a truncated or corrupt
     file is a :class:`~metallo.errors.MetalloError` naming it and ``remedy``, not a traceback."""
-    from metallo.errors import MetalloError
-
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:

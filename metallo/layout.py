@@ -15,6 +15,15 @@ from metallo.errors import MetalloError
 from metallo.io import read_json
 from metallo.params import section
 
+#: The split names (the ``split`` column of the split table), in the order the tables and metrics list them.
+SPLITS = ("train", "val", "test")
+TRAIN, VAL, TEST = SPLITS
+
+#: File names inside a stage folder (``Paths`` joins them; convert writes them into any folder it is given).
+SAMPLES_FILE = "samples.parquet"
+IMAGES_FILE = "images.npy"
+SPECTRA_FILE = "spectra.npy"
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -29,8 +38,56 @@ class Paths:
     metrics: Path = Path("metrics")
 
     @property
+    def accepted(self) -> Path:
+        """ingest's accepted rows (the table convert reads)."""
+        return self.interim / SAMPLES_FILE
+
+    @property
+    def rejected(self) -> Path:
+        """ingest's rejected rows, with the reasons."""
+        return self.interim / "rejected.csv"
+
+    @property
+    def samples(self) -> Path:
+        """convert's sample table (one row per row of the arrays)."""
+        return self.processed / SAMPLES_FILE
+
+    @property
+    def images(self) -> Path:
+        return self.processed / IMAGES_FILE
+
+    @property
+    def spectra(self) -> Path:
+        return self.processed / SPECTRA_FILE
+
+    @property
+    def split_table(self) -> Path:
+        return self.split / "split.parquet"
+
+    @property
     def stats(self) -> Path:
         return self.split / "stats.json"
+
+    @property
+    def ingest_metrics(self) -> Path:
+        return self.metrics / "ingest.json"
+
+    @property
+    def split_metrics(self) -> Path:
+        return self.metrics / "split.json"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.metrics / "train.json"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return self.metrics / "eval.json"
+
+    @property
+    def predictions(self) -> Path:
+        """evaluate's per-sample test predictions."""
+        return self.metrics / "predictions.csv"
 
     @property
     def run_file(self) -> Path:
@@ -125,6 +182,10 @@ class DataShape:
     @property
     def spectra(self) -> tuple[int, int]:
         return (self.n_spectra, self.spectrum_length)
+
+
+#: The demo's sample shape (params.yaml's ``data:``): the defaults of the model configs and of ``synthesize``.
+DEFAULT_SHAPE = DataShape(n_spectra=24, spectrum_length=1600, grid=(6, 4))
 
 
 def load_stats(paths: Paths = PATHS) -> dict[str, Any]:

@@ -26,7 +26,7 @@ spectra of ${spectrum_length} points measured on a ${rows}×${cols} grid over th
 The classes come from the `metallo` Python package (install this project); nothing is run from this folder.
 
 ```python
-import metallo                      # registers the model and processor with the transformers Auto classes
+import metallo.models               # registers the model and processor with the transformers Auto classes
 from transformers import AutoImageProcessor, AutoModel
 
 model = AutoModel.from_pretrained("path/or/repo").eval()

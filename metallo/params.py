@@ -9,10 +9,11 @@ ever building more than its limit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import yaml
 
@@ -92,6 +93,46 @@ def section(params: Mapping[str, Any], name: str, allowed: Iterable[str] | None 
     if allowed is not None:
         check_keys(name, values, allowed)
     return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """A params section as a frozen dataclass, built once per stage with :meth:`from_params`.
+
+    A subclass names its section (``NAME``) and declares its keys as fields: a field with a default is an
+    optional key (the default lives here and nowhere else), one without is required. Unknown keys are refused
+    as :func:`section` refuses them; :meth:`check` (called after construction) converts and checks values.
+    """
+
+    NAME: ClassVar[str]
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
+        values = section(params, cls.NAME, cls.keys())
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [key for key in required if key not in values]
+        if missing:
+            raise MetalloError(
+                f"params.yaml's '{cls.NAME}:' section lacks {', '.join(missing)}; "
+                "add it (see the project's params.yaml)."
+            )
+        built = cls(**values)
+        built.check()
+        return built
+
+    def check(self) -> None:
+        """Convert and check the values (``object.__setattr__`` on this frozen instance); nothing by default."""
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
 
 
 def check_keys(where: str, given: Iterable[str], allowed: Iterable[str]) -> None:

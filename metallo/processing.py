@@ -6,7 +6,7 @@ and switches to channels-last, all as tensor operations on whole batches. The pr
 saved next to the model (``preprocessor_config.json``) so prediction applies exactly the
 preprocessing training used.
 
-:class:`MetalloProcessor` is a ``transformers`` image processor: ``import metallo`` registers it with
+:class:`MetalloProcessor` is a ``transformers`` image processor: ``import metallo.models`` registers it with
 ``AutoImageProcessor`` (see :mod:`metallo.hub`), ``save_pretrained``/``from_pretrained``/``push_to_hub``
 come from ``transformers``, and ``processor(images, spectra=...)`` turns PIL images or uint8 arrays of any
 size plus raw spectra into the model's inputs. Files written before it was one (no ``image_processor_type``
@@ -31,6 +31,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from metallo.data.geometry import FIT_CHOICES, Geometry
 from metallo.errors import MetalloError
 from metallo.layout import MAX_GEOMETRY_SIDE, MAX_IMAGE_SIZE
+from metallo.spectra import snv
 
 PROCESSOR_FILE = "preprocessor_config.json"
 #: ``fit`` of processors saved before convert had the option: the original resize-and-crop geometry.
@@ -47,12 +48,6 @@ SPECTRA_NORMS = ("snv", "standard", "none")
 #: intensity (removes the illumination level and camera gain), then the same standardisation;
 #: ``none`` = intensities in [0, 1] (what the classical baseline reads).
 IMAGE_NORMS = ("dataset", "per_image", "none")
-
-
-def snv(spectra: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Standard normal variate: each spectrum (last axis) centred and scaled by its own std."""
-    centred = spectra - spectra.mean(dim=-1, keepdim=True)
-    return centred / centred.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(eps)
 
 
 def floored_std(std: list[float], relative_floor: float) -> list[float]:
@@ -363,22 +358,3 @@ class MetalloProcessor(BaseImageProcessor):
             if self.raw_copies:
                 out["raw_spectra"] = raw
         return out
-
-
-def register_image_processor() -> None:
-    """Register :class:`MetalloProcessor` with ``AutoImageProcessor`` for every Metallo model type."""
-    from transformers import AutoImageProcessor
-
-    from metallo.models.configuration_classical import ClassicalConfig
-    from metallo.models.configuration_metallonet import MetalloNetConfig
-    from metallo.models.configuration_toynet import ToyNetConfig
-
-    for config_class in (MetalloNetConfig, ToyNetConfig, ClassicalConfig):
-        AutoImageProcessor.register(
-            config_class,
-            image_processor_classes={"torchvision": MetalloProcessor, "pil": MetalloProcessor},
-            exist_ok=True,
-        )
-
-
-register_image_processor()

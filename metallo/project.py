@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from metallo.errors import exit_on_error
+from metallo.layout import PATHS
 from metallo.params import PARAMS_FILE, load_params
-from metallo.training.tracking import tracking_uri
+from metallo.tracking.tracker import tracking_uri
 from metallo.uris import masked
 
 
@@ -70,11 +71,11 @@ def model_choice(train: dict) -> str:
 
 def summary(root: Path = Path(".")) -> None:
     """Print the test metrics and where to look next."""
-    eval_path = root / "metrics" / "eval.json"
+    eval_path = root / PATHS.eval_metrics
     if eval_path.is_file():
         report = json.loads(eval_path.read_text())
         print(comparison_table(report))
-    train_path = root / "metrics" / "train.json"
+    train_path = root / PATHS.train_metrics
     if train_path.is_file():
         print(model_choice(json.loads(train_path.read_text())))
     print("\nMetrics: metrics/eval.json, metrics/train.json   Figures: metrics/figures/   Model: models/model/")

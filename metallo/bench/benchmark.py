@@ -34,6 +34,10 @@ from metallo.bench.data import BenchData, PngDataset, data_statistics, loader, p
 from metallo.bench.machine import machine_info, resolve_device, resolve_precision
 from metallo.bench.timers import build_model, time_input_pipeline, time_train_step
 from metallo.bench.train_path import time_train_stage
+from metallo.data.dataset import MetalloDataset
+from metallo.layout import IMAGES_FILE, SPECTRA_FILE
+from metallo.models import get_config_class
+from metallo.processing import MetalloProcessor
 
 #: Ratio key -> (numerator section, denominator section).
 RATIOS = {
@@ -135,10 +139,6 @@ MEASUREMENTS = {
 
 
 def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
-    from metallo.data.dataset import MetalloDataset
-    from metallo.models import get_config_class
-    from metallo.processing import MetalloProcessor
-
     data = prepare_data(root, config)
     stats = data_statistics(data.processed, data.labels)
     processor = MetalloProcessor.from_stats(
@@ -149,8 +149,8 @@ def _prepare(config: BenchConfig, device, precision: str, root: Path) -> Bench:
         raw_copies=get_config_class(config.model)().raw_copies,
     )
     dataset = MetalloDataset(
-        data.processed / "images.npy",
-        data.processed / "spectra.npy",
+        data.processed / IMAGES_FILE,
+        data.processed / SPECTRA_FILE,
         np.arange(len(data.table)),
         data.labels,
         data.table["sample_id"].tolist(),

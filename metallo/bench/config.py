@@ -25,7 +25,7 @@ SECTIONS = {
 #: The pipeline's own geometry (the original system's: resize the shorter side to 336, crop 300).
 REFERENCE = Geometry()
 #: Models the bench can train: those trained by gradient descent (the classical model is fitted in closed form).
-MODELS = tuple(name for name in list_models() if not get_config_class(name)().fitted_in_closed_form)
+MODELS = tuple(list_models(closed_form=False))
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")

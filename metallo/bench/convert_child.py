@@ -15,14 +15,14 @@ import resource
 import sys
 import time
 
+from metallo.data.convert import Geometry, convert
+
 RESULT_PREFIX = "BENCH-RESULT "
 
 
 def main(argv: list[str]) -> None:
     spec = json.loads(argv[0])
     import pandas as pd
-
-    from metallo.data.convert import Geometry, convert
 
     samples = pd.read_parquet(spec["samples"]).head(spec["n"])
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

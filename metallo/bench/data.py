@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from metallo.bench.config import BenchConfig
+from metallo.data.convert import Geometry, convert
+from metallo.data.ingest import validate_manifest
+from metallo.data.split import train_statistics
+from metallo.data.synthesize import synthesize
 from metallo.errors import MetalloError
+from metallo.layout import IMAGES_FILE, SPECTRA_FILE
 
 
 def rate(samples: int, seconds: float) -> float:
@@ -26,9 +31,6 @@ def rate(samples: int, seconds: float) -> float:
 
 def synthesize_raw(raw: Path, config: BenchConfig, samples: int) -> tuple[pd.DataFrame, dict[str, float]]:
     """Synthesise ``samples`` samples of slice 1 into ``raw`` and ingest them: the accepted rows and the timings."""
-    from metallo.data.ingest import validate_manifest
-    from metallo.data.synthesize import synthesize
-
     workers = config.convert_workers or None
     t0 = time.perf_counter()
     synthesize(
@@ -68,8 +70,6 @@ class BenchData:
 
 def prepare_data(work_dir: Path, config: BenchConfig) -> BenchData:
     """Synthesise ``config.samples`` PNG + .npy samples, ingest them and convert them to .npy memmaps."""
-    from metallo.data.convert import Geometry, convert
-
     raw, processed = work_dir / "raw", work_dir / "processed"
     processed.mkdir(parents=True, exist_ok=True)
     accepted, timings = synthesize_raw(raw, config, config.samples)
@@ -90,10 +90,8 @@ def prepare_data(work_dir: Path, config: BenchConfig) -> BenchData:
 
 def data_statistics(processed: Path, labels: np.ndarray) -> dict:
     """Normalisation statistics over all rows (the split stage's function; the bench has no split)."""
-    from metallo.data.split import train_statistics
-
-    images = np.load(processed / "images.npy", mmap_mode="r")
-    spectra = np.load(processed / "spectra.npy", mmap_mode="r")
+    images = np.load(processed / IMAGES_FILE, mmap_mode="r")
+    spectra = np.load(processed / SPECTRA_FILE, mmap_mode="r")
     return train_statistics(images, spectra, labels, np.arange(len(labels)))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from metallo.errors import MetalloError
 from metallo.parallel import resolve_workers
+from metallo.training.arguments import bf16_supported
 
 
 def _cpu_model() -> str:
@@ -80,8 +81,6 @@ def resolve_device(name: str):
 
 def resolve_precision(name: str, device) -> str:
     """``auto`` → bf16 autocast on a GPU that supports it, else fp32 (as the train stage does)."""
-    from metallo.training.arguments import bf16_supported
-
     if name == "auto":
         return "bf16" if bf16_supported(device.type) else "fp32"
     if name not in ("bf16", "fp32"):

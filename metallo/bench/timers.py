@@ -13,6 +13,7 @@ from typing import Any
 from metallo.bench.config import BenchConfig
 from metallo.bench.data import rate, to_device
 from metallo.bench.machine import synchronize
+from metallo.training.components import build_model as build_training_model
 
 
 def time_input_pipeline(loader, device, *, passes: int, process=None) -> dict[str, Any]:
@@ -49,8 +50,6 @@ def time_input_pipeline(loader, device, *, passes: int, process=None) -> dict[st
 def build_model(config: BenchConfig, stats: dict):
     """The model ``config`` names, built as the train stage builds it (seeded with ``config.seed``)."""
     from transformers import set_seed
-
-    from metallo.training.components import build_model as build_training_model
 
     set_seed(config.seed)
     params = {

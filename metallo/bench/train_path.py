@@ -23,7 +23,13 @@ from typing import Any
 
 from metallo.bench.data import rate
 from metallo.bench.machine import synchronize
+from metallo.data.geometry import Geometry
+from metallo.data.split import run_split
 from metallo.errors import MetalloError
+from metallo.io import write_json, write_parquet
+from metallo.layout import SAMPLES_FILE, Paths
+from metallo.params import load_params
+from metallo.training.train import run_train
 
 
 class _StageTiming:
@@ -137,11 +143,7 @@ def _tracking_store(root: Path):
 
 def _paths(root: Path, data, config):
     """The stage folders in the work folder; convert's table and geometry written as the convert stage does."""
-    from metallo.data.geometry import Geometry
-    from metallo.io import write_json, write_parquet
-    from metallo.layout import Paths
-
-    write_parquet(data.processed / "samples.parquet", data.table)
+    write_parquet(data.processed / SAMPLES_FILE, data.table)
     write_json(
         data.processed / "convert.json",
         {**Geometry(config.resize, config.image_size).to_dict(), "bit_depth": 8, "grid": list(config.grid)},
@@ -159,10 +161,6 @@ def _paths(root: Path, data, config):
 
 def time_train_stage(data, config, device, precision: str, root: Path) -> dict[str, Any]:
     """Run the train stage once; samples/s after the warm-up with and without evaluation/checkpoint pauses."""
-    from metallo.data.split import run_split
-    from metallo.params import load_params
-    from metallo.training.train import run_train
-
     if not Path(config.params).is_file():
         raise MetalloError(
             f"bench: section (d) runs the train stage with {config.params}, which does not exist; "

@@ -13,6 +13,7 @@ stores them in the model's processor so prediction scales and maps images the sa
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,29 @@ from metallo.data.geometry import FIT_CHOICES, Geometry, cell_boxes  # noqa: F40
 from metallo.data.readers import DECODE_MEMORY_BYTES, SampleError, bits_for_max, read_image_rgb, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import PathEscapeError, atomic_path, read_json, resolve_inside, sha256_file, write_json, write_parquet
-from metallo.layout import PATHS, DataShape, Paths
+from metallo.layout import IMAGES_FILE, PATHS, SAMPLES_FILE, SPECTRA_FILE, DataShape, Paths
 from metallo.parallel import map_ordered
-from metallo.params import section
+from metallo.params import Section, section
 
 CONVERT_INFO = "convert.json"
+
+
+@dataclass(frozen=True)
+class ConvertParams(Section):
+    """The ``convert:`` section."""
+
+    NAME = "convert"
+    resize: int
+    crop: int
+    workers: int
+    fit: str = "full"
+    bit_depth: int | str = "auto"
+
+    def check(self) -> None:
+        for name in ("resize", "crop", "workers"):
+            self._set(name, int(getattr(self, name)))
+
+
 #: Below this many bits a 16-bit data set looks like 8-bit data stored in 16 bits, or very dark images.
 LOW_BIT_WARNING = 12
 #: Columns convert adds to samples.parquet: the source frame (= the spectra grid) in normalised
@@ -101,7 +120,7 @@ def load_convert_info(processed: str | os.PathLike) -> dict:
 
 def grid_extents(processed: str | os.PathLike) -> np.ndarray:
     """(N, 4) where each processed sample's measurement grid lies in its image (:data:`GRID_COLUMNS`)."""
-    samples = pd.read_parquet(Path(processed) / "samples.parquet", columns=list(GRID_COLUMNS))
+    samples = pd.read_parquet(Path(processed) / SAMPLES_FILE, columns=list(GRID_COLUMNS))
     return samples[list(GRID_COLUMNS)].to_numpy(dtype=np.float64)
 
 
@@ -192,7 +211,7 @@ def convert(
     if n == 0:
         raise MetalloError("convert has no accepted samples to convert; check data/interim/rejected.csv.")
     table = samples.reset_index(drop=True).copy()
-    with atomic_path(out_dir / "images.npy") as images_tmp, atomic_path(out_dir / "spectra.npy") as spectra_tmp:
+    with atomic_path(out_dir / IMAGES_FILE) as images_tmp, atomic_path(out_dir / SPECTRA_FILE) as spectra_tmp:
         images_offset = _create_npy(images_tmp, np.dtype(np.uint8), (n, geometry.crop, geometry.crop, 3))
         spectra_offset = _create_npy(spectra_tmp, np.dtype(np.float32), (n, *spectra_shape))
         outputs = (str(images_tmp), images_offset, str(spectra_tmp), spectra_offset)
@@ -242,11 +261,11 @@ def run_convert(params: dict, paths: Paths = PATHS) -> int:
     Writes ``images.npy``, ``spectra.npy``, ``samples.parquet`` and ``convert.json`` into
     ``paths.processed``.
     """
-    cfg = section(params, "convert", ["resize", "crop", "workers", "fit", "bit_depth"])
-    geometry = Geometry(resize=int(cfg["resize"]), crop=int(cfg["crop"]), fit=cfg.get("fit", "full"))
+    cfg = ConvertParams.from_params(params)
+    geometry = Geometry(resize=cfg.resize, crop=cfg.crop, fit=cfg.fit)
     shape = DataShape.from_params(params)
-    samples = pd.read_parquet(paths.interim / "samples.parquet")
-    depth = resolve_bit_depth(samples, cfg.get("bit_depth", "auto"))
+    samples = pd.read_parquet(paths.accepted)
+    depth = resolve_bit_depth(samples, cfg.bit_depth)
     table = convert(
         samples,
         section(params, "ingest")["raw_dir"],
@@ -254,9 +273,9 @@ def run_convert(params: dict, paths: Paths = PATHS) -> int:
         geometry=geometry,
         spectra_shape=shape.spectra,
         bit_depth=depth["bit_depth"],
-        workers=int(cfg["workers"]),
+        workers=cfg.workers,
     )
-    write_parquet(paths.processed / "samples.parquet", table)
+    write_parquet(paths.samples, table)
     write_json(paths.processed / CONVERT_INFO, {**geometry.to_dict(), **depth, "grid": list(shape.grid)})
     print(
         f"convert: {len(table)} samples -> {paths.processed}/images.npy, spectra.npy "

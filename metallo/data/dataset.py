@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from metallo.errors import MetalloError
 from metallo.io import open_npy
-from metallo.layout import PATHS, Paths
+from metallo.layout import PATHS, SPLITS, Paths
 
 
 class MetalloDataset(Dataset):
@@ -67,18 +67,18 @@ class MetalloDataset(Dataset):
 
 def load_splits(paths: Paths = PATHS) -> dict[str, MetalloDataset]:
     """The train/val/test datasets described by ``split.parquet`` over the processed arrays."""
-    for needed in (paths.processed / "samples.parquet", paths.split / "split.parquet"):
+    for needed in (paths.samples, paths.split_table):
         if not needed.is_file():
             raise MetalloError(f"{needed} not found; run `dvc repro split` first.")
-    samples = pd.read_parquet(paths.processed / "samples.parquet")
-    split = pd.read_parquet(paths.split / "split.parquet")
+    samples = pd.read_parquet(paths.samples)
+    split = pd.read_parquet(paths.split_table)
     datasets = {}
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         rows = split[split["split"] == name]
         index = rows["index"].to_numpy()
         datasets[name] = MetalloDataset(
-            paths.processed / "images.npy",
-            paths.processed / "spectra.npy",
+            paths.images,
+            paths.spectra,
             index,
             samples["dos"].to_numpy()[index],
             rows["sample_id"].tolist(),

@@ -26,13 +26,28 @@ from metallo.errors import MetalloError
 from metallo.io import write_csv, write_json, write_parquet
 from metallo.layout import PATHS, DataShape, Paths
 from metallo.parallel import map_ordered
-from metallo.params import section
+from metallo.params import Section
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("sample_id", "slice_id", "image", "spectra", "dos")
 #: The line of manifest.csv that holds data row 0 (line 1 is the header).
 FIRST_DATA_LINE = 2
 ON_ERROR_CHOICES = ("fail", "skip")
+
+
+@dataclass(frozen=True)
+class IngestParams(Section):
+    """The ``ingest:`` section."""
+
+    NAME = "ingest"
+    raw_dir: str
+    on_error: str
+
+    def check(self) -> None:
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise MetalloError(f"ingest.on_error must be one of {ON_ERROR_CHOICES}; got {self.on_error!r}.")
+
+
 #: Columns of samples.parquet, the accepted rows.
 ACCEPTED_COLUMNS = (
     "row",
@@ -290,7 +305,7 @@ def run_ingest(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     Writes rejected.csv, samples.parquet and metrics/ingest.json. When ingest fails, none of
     them is left from an earlier run (rejected.csv stays when it lists the rows that failed).
     """
-    outputs = (paths.interim / "rejected.csv", paths.interim / "samples.parquet", paths.metrics / "ingest.json")
+    outputs = (paths.rejected, paths.accepted, paths.ingest_metrics)
     written: set[Path] = set()
     try:
         return _run_ingest(params, paths, written)
@@ -302,30 +317,28 @@ def run_ingest(params: dict, paths: Paths = PATHS) -> dict[str, int]:
 
 
 def _run_ingest(params: dict, paths: Paths, written: set[Path]) -> dict[str, int]:
-    cfg = section(params, "ingest", ["raw_dir", "on_error"])
-    if cfg["on_error"] not in ON_ERROR_CHOICES:
-        raise MetalloError(f"ingest.on_error must be one of {ON_ERROR_CHOICES}; got {cfg['on_error']!r}.")
-    check_raw_folder(locate_manifest(cfg["raw_dir"])[0])
-    result = validate_manifest(cfg["raw_dir"], spectra_shape=DataShape.from_params(params).spectra)
-    write_csv(paths.interim / "rejected.csv", result.rejected)
-    written.add(paths.interim / "rejected.csv")
+    cfg = IngestParams.from_params(params)
+    check_raw_folder(locate_manifest(cfg.raw_dir)[0])
+    result = validate_manifest(cfg.raw_dir, spectra_shape=DataShape.from_params(params).spectra)
+    write_csv(paths.rejected, result.rejected)
+    written.add(paths.rejected)
     counts = result.counts
     print(
         f"ingest: {counts['total']} rows, {counts['accepted']} accepted, {counts['rejected']} rejected "
-        f"(details: {paths.interim / 'rejected.csv'})"
+        f"(details: {paths.rejected})"
     )
     if counts["rejected"]:
-        listing = format_rejections(result.rejected, where=paths.interim / "rejected.csv")
-        if cfg["on_error"] == "fail":
+        listing = format_rejections(result.rejected, where=paths.rejected)
+        if cfg.on_error == "fail":
             raise MetalloError(
-                f"{counts['rejected']:,} of {counts['total']:,} manifest rows in {cfg['raw_dir']} are invalid:\n"
+                f"{counts['rejected']:,} of {counts['total']:,} manifest rows in {cfg.raw_dir} are invalid:\n"
                 f"{listing}\n"
                 "Fix these rows, or set ingest.on_error: skip to continue with the valid rows only "
-                f"(the rejected ones stay listed in {paths.interim / 'rejected.csv'})."
+                f"(the rejected ones stay listed in {paths.rejected})."
             )
         print(listing)
-    write_parquet(paths.interim / "samples.parquet", result.accepted)
-    written.add(paths.interim / "samples.parquet")
-    write_json(paths.metrics / "ingest.json", counts)
-    written.add(paths.metrics / "ingest.json")
+    write_parquet(paths.accepted, result.accepted)
+    written.add(paths.accepted)
+    write_json(paths.ingest_metrics, counts)
+    written.add(paths.ingest_metrics)
     return counts

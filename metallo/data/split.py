@@ -19,10 +19,30 @@ import pandas as pd
 
 from metallo.errors import MetalloError
 from metallo.io import open_npy, write_json, write_parquet
-from metallo.layout import PATHS, Paths
-from metallo.params import section
+from metallo.layout import PATHS, SPLITS, Paths
+from metallo.params import Section
+from metallo.spectra import snv
 
-SPLITS = ("train", "val", "test")
+
+@dataclass(frozen=True)
+class SplitParams(Section):
+    """The ``split:`` section."""
+
+    NAME = "split"
+    train_slices: list
+    test_slices: list
+    val_fraction: float
+    seed: int
+    validation: str = "auto"
+    val_slices: list | None = None
+
+    def check(self) -> None:
+        self._set("val_fraction", float(self.val_fraction))
+        self._set("seed", int(self.seed))
+        self._set("validation", str(self.validation))
+        self._set("val_slices", self.val_slices or [])
+
+
 #: ``split.validation``: how validation rows are chosen (see the module docstring).
 VALIDATIONS = ("auto", "specimen", "samples")
 
@@ -167,8 +187,7 @@ def train_statistics(
         values = spectra[rows].reshape(-1, spectra.shape[-1]).astype(np.float64)
         spec_sum += values.sum(0)
         spec_sq += (values**2).sum(0)
-        centred = values - values.mean(axis=1, keepdims=True)
-        snv_values = centred / np.maximum(np.sqrt((centred**2).mean(axis=1, keepdims=True)), 1e-12)
+        snv_values = snv(values)
         snv_sum += snv_values.sum(0)
         snv_sq += (snv_values**2).sum(0)
         n_spec += len(values)
@@ -193,36 +212,35 @@ def train_statistics(
 
 def check_processed(paths: Paths) -> None:
     """Refuse to split when convert's outputs are missing or disagree (e.g. convert was killed)."""
-    names = ("samples.parquet", "images.npy", "spectra.npy")
-    missing = [name for name in names if not (paths.processed / name).is_file()]
+    missing = [path.name for path in (paths.samples, paths.images, paths.spectra) if not path.is_file()]
     if missing:
         raise MetalloError(
             f"{paths.processed} lacks {', '.join(missing)}: the convert stage has not finished "
             "(or was interrupted). Run `dvc repro convert` (or `metallo convert`) first."
         )
-    rows = len(pd.read_parquet(paths.processed / "samples.parquet", columns=["sample_id"]))
-    for name in names[1:]:
-        n = open_npy(paths.processed / name, "Run `dvc repro convert` (or `metallo convert`) again.").shape[0]
+    rows = len(pd.read_parquet(paths.samples, columns=["sample_id"]))
+    for path in (paths.images, paths.spectra):
+        n = open_npy(path, "Run `dvc repro convert` (or `metallo convert`) again.").shape[0]
         if n != rows:
             raise MetalloError(
-                f"{paths.processed / name} has {n} rows but samples.parquet lists {rows}: the "
+                f"{path} has {n} rows but samples.parquet lists {rows}: the "
                 "convert outputs are from different runs. Run `dvc repro convert` again."
             )
 
 
 def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
     """Assign train/val/test and compute train-only statistics. Reads ``split``."""
-    cfg = section(params, "split", ["train_slices", "test_slices", "val_fraction", "seed", "validation", "val_slices"])
+    cfg = SplitParams.from_params(params)
     check_processed(paths)
-    samples = pd.read_parquet(paths.processed / "samples.parquet")
+    samples = pd.read_parquet(paths.samples)
     result = split_samples(
         samples,
-        train_slices=cfg["train_slices"],
-        test_slices=cfg["test_slices"],
-        val_fraction=float(cfg["val_fraction"]),
-        seed=int(cfg["seed"]),
-        validation=str(cfg.get("validation", "auto")),
-        val_slices=cfg.get("val_slices") or [],
+        train_slices=cfg.train_slices,
+        test_slices=cfg.test_slices,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        validation=cfg.validation,
+        val_slices=cfg.val_slices,
     )
     counts = result.counts
     if result.unassigned:
@@ -231,15 +249,15 @@ def run_split(params: dict, paths: Paths = PATHS) -> dict[str, int]:
             f"split: WARNING {counts['unassigned']} samples are in neither split.train_slices nor "
             f"split.test_slices and are not used ({detail}); add their slice to one list to use them."
         )
-    images = open_npy(paths.processed / "images.npy")
-    spectra = open_npy(paths.processed / "spectra.npy")
+    images = open_npy(paths.images)
+    spectra = open_npy(paths.spectra)
     train_index = result.table.loc[result.table["split"] == "train", "index"].to_numpy()
     stats = train_statistics(images, spectra, samples["dos"].to_numpy(), train_index)
-    write_parquet(paths.split / "split.parquet", result.table)
+    write_parquet(paths.split_table, result.table)
     write_json(paths.stats, stats)
-    write_json(paths.metrics / "split.json", counts)
+    write_json(paths.split_metrics, counts)
     print(f"split: {counts}; validation: {result.validation}")
-    if not result.val_slices and len(cfg["train_slices"]) < 2:
+    if not result.val_slices and len(cfg.train_slices) < 2:
         print(
             "split: one training specimen, so validation (early stopping, model choice, intervals) uses held-out "
             "samples of it and may favour what does not carry over to a new specimen; list two or more training "

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -29,15 +30,28 @@ from metallo.data.generative import SLICE_PROFILES, SampleLatents, generate_samp
 from metallo.data.ingest import MANIFEST, MANIFEST_COLUMNS
 from metallo.errors import MetalloError
 from metallo.io import remove_path, write_file, write_rows
-from metallo.layout import PATHS, DataShape, check_grid, check_positive_int, python_int
+from metallo.layout import DEFAULT_SHAPE, PATHS, DataShape, check_grid, check_positive_int, python_int
 from metallo.parallel import map_ordered, resolve_workers
-from metallo.params import section
+from metallo.params import Section
 
 #: Samples per slice of the demo data set.
 DEFAULT_COUNTS = {"1": 480, "2": 120}
 #: Ground-truth latents beside the manifest (not part of the raw-folder contract).
 LATENTS = "latents.csv"
-SYNTHESIZE_KEYS = ("seed", "samples_per_slice", "image_size", "workers")
+
+
+@dataclass(frozen=True)
+class SynthesizeParams(Section):
+    """The ``synthesize:`` section (every key optional)."""
+
+    NAME = "synthesize"
+    seed: int = 0
+    samples_per_slice: Any = field(default_factory=lambda: dict(DEFAULT_COUNTS))
+    image_size: int = 300
+    workers: int | None = None  # 0 or absent: all cores
+
+    def check(self) -> None:
+        self._set("seed", int(self.seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,9 +179,9 @@ def synthesize(
     seed: int = 0,
     samples_per_slice: dict[str, int] | None = None,
     image_size: int = 300,
-    n_spectra: int = 24,
-    spectrum_length: int = 1600,
-    grid=(6, 4),
+    n_spectra: int = DEFAULT_SHAPE.n_spectra,
+    spectrum_length: int = DEFAULT_SHAPE.spectrum_length,
+    grid=DEFAULT_SHAPE.grid,
     workers: int | None = None,
     progress: bool | None = None,
 ) -> dict:
@@ -221,9 +235,9 @@ def run_synthesize(params: dict, paths=None) -> dict:
     cores) and ``data`` (n_spectra, spectrum_length, grid). Returns the summary dict.
     """
     paths = PATHS if paths is None else paths
-    cfg = section(params, "synthesize", SYNTHESIZE_KEYS)
+    cfg = SynthesizeParams.from_params(params)
     shape = DataShape.from_params(params)
-    counts = cfg.get("samples_per_slice", DEFAULT_COUNTS)
+    counts = cfg.samples_per_slice
     if not isinstance(counts, dict):
         raise MetalloError(
             f'synthesize.samples_per_slice must be a mapping like {{"1": 480, "2": 120}}; got {counts!r}.'
@@ -231,13 +245,13 @@ def run_synthesize(params: dict, paths=None) -> dict:
     try:
         summary = synthesize(
             paths.synthetic,
-            seed=int(cfg.get("seed", 0)),
+            seed=cfg.seed,
             samples_per_slice={str(k): v for k, v in counts.items()},
-            image_size=cfg.get("image_size", 300),
+            image_size=cfg.image_size,
             n_spectra=shape.n_spectra,
             spectrum_length=shape.spectrum_length,
             grid=shape.grid,
-            workers=cfg.get("workers") or None,
+            workers=cfg.workers or None,
         )
     except ValueError as err:
         raise MetalloError(f"synthesize: {err}. Fix the synthesize:/data: sections of params.yaml.") from None
@@ -259,7 +273,7 @@ def _main(argv=None) -> None:
     p.add_argument("--slice1", type=int, default=DEFAULT_COUNTS["1"], help="samples from slice 1")
     p.add_argument("--slice2", type=int, default=DEFAULT_COUNTS["2"], help="samples from slice 2")
     p.add_argument("--image-size", type=int, default=300)
-    p.add_argument("--spectrum-length", type=int, default=1600)
+    p.add_argument("--spectrum-length", type=int, default=DEFAULT_SHAPE.spectrum_length)
     p.add_argument("--workers", type=int, default=None)
     a = p.parse_args(argv)
     counts = {k: v for k, v in (("1", a.slice1), ("2", a.slice2)) if v > 0}

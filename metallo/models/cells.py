@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metallo.processing import snv
+from metallo.spectra import snv
 
 
 def cell_pooling_weights(extent, grid: tuple[int, int], image_size: int, stride: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from transformers import PretrainedConfig
 
-from metallo.layout import MAX_IMAGE_SIZE, check_grid, check_positive_int
+from metallo.layout import DEFAULT_SHAPE, MAX_IMAGE_SIZE, check_grid, check_positive_int
 
 #: Input views a model can use.
 MODALITIES = ("image", "spectra")
@@ -47,9 +47,9 @@ class MetalloConfig(PretrainedConfig):
     def __init__(
         self,
         image_size=128,
-        n_spectra=24,
-        grid=(6, 4),
-        spectrum_length=1600,
+        n_spectra=DEFAULT_SHAPE.n_spectra,
+        grid=DEFAULT_SHAPE.grid,
+        spectrum_length=DEFAULT_SHAPE.spectrum_length,
         modalities=("image", "spectra"),
         label_mean=0.0,
         label_std=1.0,

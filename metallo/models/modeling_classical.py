@@ -10,17 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metallo.processing import snv
-
+from .cells import cell_spectra_bands
 from .configuration_classical import ClassicalConfig
 from .modeling_common import MetalloPreTrainedModel
+from .registry import register_model
 
 
 def spectra_features(spectra: torch.Tensor, n_bands: int) -> torch.Tensor:
     """(B, S, L) raw spectra -> (B, 2 * n_bands): mean and std over the grid of the SNV band averages."""
-    batch, n_spectra, length = spectra.shape
-    bands = F.adaptive_avg_pool1d(snv(spectra.float()).reshape(batch * n_spectra, 1, length), n_bands)
-    bands = bands.view(batch, n_spectra, n_bands)
+    bands = cell_spectra_bands(spectra, n_bands)
     return torch.cat([bands.mean(dim=1), bands.std(dim=1, unbiased=False)], dim=1)
 
 
@@ -122,6 +120,7 @@ def set_linear(layer: nn.Linear, coef: np.ndarray, intercept: float) -> None:
     layer.bias.fill_(float(intercept))
 
 
+@register_model("classical")
 class ClassicalModel(MetalloPreTrainedModel):
     """Hand-made features -> standardisation -> ridge; fitted by `fit`, never by gradient descent."""
 

@@ -12,6 +12,7 @@ from .configuration_classical import FEATURE_DEFAULTS, RIDGE_ALPHAS
 from .configuration_metallonet import MetalloNetConfig
 from .modeling_classical import ClassicalFeatures, fit_ridge, set_linear
 from .modeling_common import MetalloPreTrainedModel, RegressionOutput, check_inputs
+from .registry import register_model
 
 
 def standardise_images(images: torch.Tensor) -> torch.Tensor:
@@ -23,6 +24,7 @@ def standardise_images(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
+@register_model("metallonet")
 class MetalloNetModel(MetalloPreTrainedModel):
     """Each measurement cell's micrograph region and spectrum, fused where the spectrum was measured.
 

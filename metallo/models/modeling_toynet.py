@@ -5,6 +5,7 @@ from torch import nn
 
 from .configuration_toynet import ToyNetConfig
 from .modeling_common import MetalloPreTrainedModel, ResNetTrunk, SpectralEncoder
+from .registry import register_model
 
 
 class ToyNetImageEncoder(nn.Module):
@@ -34,6 +35,7 @@ class ToyNetSpectralEncoder(nn.Module):
         return self.proj(self.encoder(spectra).mean(dim=1))
 
 
+@register_model("toynet")
 class ToyNetModel(MetalloPreTrainedModel):
     """Baseline: concatenation of the image and spectral vectors -> MLP -> one standardised output."""
 

@@ -1,4 +1,10 @@
-"""Name -> (config, model) registry, so params pick a model with `model.name: toynet | metallonet`."""
+"""The model registry: name -> (config, model); params pick a model with `model.name: metallonet | toynet | classical`.
+
+Each model class registers itself where it is defined, with the :func:`register_model` decorator (as timm's
+``_registry.py``); importing :mod:`metallo.models` imports every model module, so :data:`MODELS` is complete
+whenever this module is importable. Everything that lists models reads it: the `metallo models` and `metallo
+compare` commands, the Auto-class registration, the model loader, the bench and the tests.
+"""
 
 import inspect
 
@@ -6,23 +12,30 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from metallo.errors import did_you_mean
 
-from .configuration_classical import ClassicalConfig
-from .configuration_metallonet import MetalloNetConfig
-from .configuration_toynet import ToyNetConfig
-from .modeling_classical import ClassicalModel
-from .modeling_metallonet import MetalloNetModel
-from .modeling_toynet import ToyNetModel
-
-MODELS: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
-    "toynet": (ToyNetConfig, ToyNetModel),
-    "metallonet": (MetalloNetConfig, MetalloNetModel),
-    "classical": (ClassicalConfig, ClassicalModel),
-}
+#: name -> (config class, model class), filled by :func:`register_model`.
+MODELS: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {}
 
 
-def list_models() -> list[str]:
-    """Names accepted by `create_model`."""
-    return sorted(MODELS)
+def register_model(name: str):
+    """Class decorator: register a ``PreTrainedModel`` subclass (and its ``config_class``) under ``name``."""
+
+    def register(model_class: type[PreTrainedModel]) -> type[PreTrainedModel]:
+        if name in MODELS and MODELS[name][1] is not model_class:
+            raise ValueError(f"model name {name!r} is already registered for {MODELS[name][1].__name__}")
+        MODELS[name] = (model_class.config_class, model_class)
+        return model_class
+
+    return register
+
+
+def list_models(*, closed_form: bool | None = None) -> list[str]:
+    """Names accepted by `create_model`, sorted; ``closed_form=False`` keeps the models trained by gradient
+    descent, ``True`` those fitted in closed form."""
+    return sorted(
+        name
+        for name, (config_class, _) in MODELS.items()
+        if closed_form is None or config_class().fitted_in_closed_form == closed_form
+    )
 
 
 def _lookup(name: str) -> tuple[type[PretrainedConfig], type[PreTrainedModel]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+import metallo.models
 from metallo.errors import MetalloError
 from metallo.processing import MetalloProcessor
 
@@ -21,8 +22,6 @@ from metallo.processing import MetalloProcessor
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None):
     """Load ``(model, processor)`` from a directory written by the train stage (safetensors only)."""
     from transformers import AutoConfig, AutoModel
-
-    import metallo.models  # registers the model classes with AutoModel
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
@@ -81,8 +80,6 @@ def _check_processor_matches(directory: Path, processor: MetalloProcessor, confi
 def _refuse_custom_code(directory: Path) -> None:
     """Refuse a config.json that asks transformers to import code from the folder (``auto_map``)."""
     import json
-
-    import metallo.models
 
     try:
         raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))

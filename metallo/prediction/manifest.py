@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metallo.constants import INTERVAL_LEVEL
 from metallo.data.geometry import Geometry
 from metallo.data.ingest import format_rejections, locate_manifest, validate_manifest
 from metallo.data.readers import SampleError, read_image_rgb, read_spectra
 from metallo.errors import MetalloError
 from metallo.io import resolve_inside, write_csv
+from metallo.metrics import regression_metrics
 from metallo.parallel import progress
 from metallo.prediction.predictor import Predictor, load_predictor
-from metallo.training.metrics import regression_metrics
 from metallo.uncertainty import check_level
 
 
@@ -53,7 +54,7 @@ def predict(
     batch_size: int = 64,
     workers: int | None = None,
     show_progress: bool | None = None,
-    interval: float = 0.9,
+    interval: float = INTERVAL_LEVEL,
 ) -> PredictResult:
     """Validate ``manifest`` exactly as ingest does (``dos`` optional), then predict every accepted row."""
     if on_error not in ("skip", "fail"):

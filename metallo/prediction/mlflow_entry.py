@@ -6,7 +6,7 @@ loaded, so the logged model holds no pickled Python object.
 
 import mlflow
 
-from metallo.training.progress import without_mlflow_hints
+from metallo.tracking.console import without_mlflow_hints
 
 with without_mlflow_hints():  # the model has an explicit signature: MLflow's hint about type hints does not apply
     from metallo.prediction.mlflow_model import MetalloPyfuncModel

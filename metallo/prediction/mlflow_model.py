@@ -14,6 +14,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from metallo.constants import INTERVAL_LEVEL
+from metallo.prediction.predictor import load_predictor
+from metallo.tracking.console import no_progress_bars
+
 ARTIFACT_NAME = "pyfunc_model"
 
 
@@ -21,9 +25,6 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
     """Wraps a Metallo model directory (config, safetensors weights, preprocessor, calibration)."""
 
     def load_context(self, context) -> None:
-        from metallo.prediction.predictor import load_predictor
-        from metallo.training.progress import no_progress_bars
-
         with no_progress_bars():
             self.predictor = load_predictor(context.artifacts["model"])
 
@@ -32,7 +33,7 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
             np.asarray(model_input["pixel_values"], dtype=np.uint8),
             np.asarray(model_input["spectra"], dtype=np.float32),
         )
-        half = self.predictor.halfwidth(float((params or {}).get("interval", 0.9)))
+        half = self.predictor.halfwidth(float((params or {}).get("interval", INTERVAL_LEVEL)))
         return pd.DataFrame({"dos": predictions, "dos_lower": predictions - half, "dos_upper": predictions + half})
 
 
@@ -47,7 +48,9 @@ def signature(n_spectra: int, spectrum_length: int):
         ]
     )
     outputs = Schema([ColSpec("double", name) for name in ("dos", "dos_lower", "dos_upper")])
-    return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("interval", "double", 0.9)]))
+    return ModelSignature(
+        inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("interval", "double", INTERVAL_LEVEL)])
+    )
 
 
 def pip_requirements() -> list[str]:

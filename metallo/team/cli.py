@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from metallo.errors import MetalloError, exit_on_error
@@ -100,8 +101,7 @@ def how_to_sign_in(credentials: Path, user: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import metallo.team as package
-
+    package = sys.modules[__package__]  # metallo.team, imported before this module (importing it here is a cycle)
     parser = argparse.ArgumentParser(prog="python -m metallo.team", description=package.__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("up", "down", "status", "add-user"))
     parser.add_argument("name", nargs="?", help="add-user: the new account's name")

@@ -22,10 +22,8 @@ With ``train.resume: false`` the old checkpoints are deleted and training starts
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -34,9 +32,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from metallo.errors import MetalloError
-from metallo.io import sha256_file, write_json
+from metallo.io import write_json
 from metallo.layout import PATHS, Paths
 from metallo.params import flatten
+from metallo.tracking.lineage import data_digests
 
 FINGERPRINT_FILE = "metallo_fingerprint.json"
 STATE_FILE = "trainer_state.json"
@@ -63,24 +62,6 @@ RESULT_NEUTRAL = frozenset(
         "hub_token",
     }
 )
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, computed once per process for one version of it (train asks three times)."""
-    return sha256_file(path)
-
-
-def data_digests(paths: Paths = PATHS) -> dict[str, str]:
-    """``{file: sha256}`` of every file under the folders the train stage reads its data from (the processed
-    data and the split), hidden files (an interrupted write's temporary) left out."""
-    digests = {}
-    for folder in (paths.processed, paths.split):
-        for path in sorted(Path(folder).rglob("*")) if Path(folder).is_dir() else ():
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-                stat = path.stat()
-                digests[path.as_posix()] = _digest(os.fspath(path), stat.st_size, stat.st_mtime_ns)
-    return digests
 
 
 def fingerprint(params: dict, paths: Paths = PATHS) -> dict[str, Any]:

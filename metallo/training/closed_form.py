@@ -13,7 +13,11 @@ import numpy as np
 import torch
 
 from metallo.data.dataset import MetalloDataset
+from metallo.metrics import METRIC_NAMES, regression_metrics
+from metallo.prediction import predict_arrays
 from metallo.processing import MetalloProcessor
+from metallo.training.live import log_step
+from metallo.training.outputs import training_summary
 
 
 @torch.inference_mode()
@@ -80,11 +84,6 @@ def fit_on_splits(
 
     The fit's time goes to the MLflow run, the validation metrics to the live metrics (one step).
     """
-    from metallo.prediction import predict_arrays
-    from metallo.training.live import log_step
-    from metallo.training.metrics import METRIC_NAMES, regression_metrics
-    from metallo.training.outputs import training_summary
-
     started = time.perf_counter()
     alpha = fit_closed_form(model, processor, datasets["train"])
     seconds = time.perf_counter() - started

@@ -12,7 +12,8 @@ from metallo.augmentation import Augmentation
 from metallo.data.convert import grid_extents, processor_settings
 from metallo.data.dataset import MetalloDataset, load_splits
 from metallo.errors import MetalloError
-from metallo.layout import PATHS, DataShape, Paths, load_stats
+from metallo.layout import PATHS, TRAIN, VAL, DataShape, Paths, load_stats
+from metallo.models import config_fields, create_model, list_models
 from metallo.params import section
 from metallo.processing import MetalloProcessor
 
@@ -42,8 +43,6 @@ def build_model(params: dict, stats: dict, grid_extent: list[float] | None = Non
     a key no model knows is refused. ``grid_extent`` (from the convert geometry) goes to models
     that place spectra on the image.
     """
-    from metallo.models import config_fields, create_model, list_models
-
     cfg = dict(section(params, "model"))
     name = cfg.pop("name", None)
     if not name:
@@ -99,9 +98,9 @@ def validation_kind(paths: Paths = PATHS) -> str:
     """What the validation split holds, in words: the training specimens it holds out whole, if any."""
     import pandas as pd
 
-    slices = pd.read_parquet(paths.processed / "samples.parquet", columns=["slice_id"])["slice_id"].astype(str)
-    split = pd.read_parquet(paths.split / "split.parquet", columns=["split", "index"])
-    by_split = {name: set(slices.iloc[split.loc[split["split"] == name, "index"]]) for name in ("train", "val")}
+    slices = pd.read_parquet(paths.samples, columns=["slice_id"])["slice_id"].astype(str)
+    split = pd.read_parquet(paths.split_table, columns=["split", "index"])
+    by_split = {name: set(slices.iloc[split.loc[split["split"] == name, "index"]]) for name in (TRAIN, VAL)}
     if by_split["val"] and not by_split["val"] & by_split["train"]:
         return f"held-out specimen {', '.join(sorted(by_split['val']))}"
     return "held-out samples"

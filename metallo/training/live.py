@@ -22,7 +22,7 @@ from typing import Any
 from dvclive import Live
 from transformers import TrainerCallback
 
-from metallo.training.metrics import METRIC_NAMES
+from metallo.metrics import METRIC_NAMES
 
 #: Trainer log keys → the series names users see in ``dvc plots`` and ``metrics/train.json``.
 SERIES = {

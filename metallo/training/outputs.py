@@ -12,14 +12,20 @@ from typing import Any
 import numpy as np
 
 from metallo.data.dataset import MetalloDataset
+from metallo.hub import write_model_card
 from metallo.io import atomic_path, write_json
 from metallo.layout import Paths
+from metallo.metrics import METRIC_NAMES
+from metallo.prediction import predict_arrays
 from metallo.processing import MetalloProcessor
-from metallo.training import lineage
-from metallo.training.metrics import METRIC_NAMES
-from metallo.training.progress import without_mlflow_hints
-from metallo.training.tracking import Tracker
+from metallo.tracking import lineage
+from metallo.tracking.console import without_mlflow_hints
+from metallo.tracking.tracker import Tracker
+from metallo.training.live import finish
 from metallo.uncertainty import save_calibration
+
+with without_mlflow_hints():  # defining the pyfunc class warns about type hints: they do not apply
+    from metallo.prediction.mlflow_model import log_pyfunc_model
 
 
 def training_summary(
@@ -54,8 +60,6 @@ def save_model_folder(
 ) -> None:
     """Write the model, its processor, the interval calibration (from ``val_pred``) and the model card (from
     ``card``: ``params`` and ``summary``) into ``paths.model``, all at once."""
-    from metallo.hub import write_model_card
-
     with atomic_path(paths.model) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
@@ -72,11 +76,9 @@ def log_outputs(tracker: Tracker, summary: dict[str, Any], val: MetalloDataset, 
     logged = ("val_", "start_val_", "trained_val_", "ridge_alpha")
     tracker.log_metrics({k: v for k, v in summary.items() if k.startswith(logged)})
     tracker.set_tags({f"metallo.{key}": summary[key] for key in ("validation", "kept") if key in summary})
-    tracker.log_artifact(paths.metrics / "train.json", "metrics")
+    tracker.log_artifact(paths.train_metrics, "metrics")
     tracker.log_artifact(paths.model, "model")
     with without_mlflow_hints():
-        from metallo.prediction.mlflow_model import log_pyfunc_model
-
         log_pyfunc_model(tracker, paths.model, input_example(val))
     tracker.finish()
 
@@ -97,13 +99,10 @@ def save_outputs(
     ``live`` (the dvclive logger) is ended here. ``val_pred``: the model's validation predictions when the
     caller has them (else computed here, for the interval calibration).
     """
-    from metallo.prediction import predict_arrays
-    from metallo.training.live import finish
-
     if val_pred is None:
         val_pred, _ = predict_arrays(model.eval(), processor, *(array.numpy() for array in val.arrays()))
     save_model_folder(model, processor, val, val_pred, {"params": params, "summary": summary}, paths)
-    write_json(paths.metrics / "train.json", summary)
+    write_json(paths.train_metrics, summary)
     finish(live)
     log_outputs(tracker, summary, val, paths)
     print(f"train: best validation RMSE {summary['val_rmse']:.4g}, R² {summary['val_r2']:.3f} -> {paths.model}")

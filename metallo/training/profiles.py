@@ -71,6 +71,20 @@ def profile_name(params: dict) -> str:
     return name
 
 
+def profile_record(params: dict) -> dict[str, Any]:
+    """What ``train.profile`` decides for ``params`` (before :func:`apply_profile`): its name and every value it
+    fills in (``{"section.key": value}`` for the keys absent or ``auto``), as metrics/train.json records them
+    for ``dvc metrics show`` / ``dvc exp show`` (DVC's params show only ``auto``)."""
+    name = profile_name(params)
+    filled = {
+        f"{section}.{key}": value
+        for section, values in PROFILES[name].items()
+        for key, value in values.items()
+        if (params.get(section) or {}).get(key, AUTO) == AUTO
+    }
+    return {"name": name, **filled}
+
+
 def apply_profile(params: dict) -> dict:
     """A copy of ``params`` whose absent or ``auto`` ``train:``/``model:`` keys take ``train.profile``'s values.
 

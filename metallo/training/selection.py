@@ -18,8 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from metallo.data.dataset import MetalloDataset
 from metallo.io import atomic_path, read_json, write_json
+from metallo.metrics import regression_metrics
+from metallo.prediction import predict_arrays
 from metallo.processing import MetalloProcessor
-from metallo.training.metrics import regression_metrics
 
 #: What ``metrics/train.json`` says was kept.
 KEPT_START, KEPT_TRAINED = "closed-form start", "trained"
@@ -38,8 +39,6 @@ class Start:
 @torch.inference_mode()
 def validation_metrics(model, processor: MetalloProcessor, val: MetalloDataset) -> dict[str, float]:
     """The model's metrics on ``val`` (eval mode; the mode it had is restored)."""
-    from metallo.prediction import predict_arrays
-
     was_training = model.training
     model.eval()
     images, spectra = val.arrays()

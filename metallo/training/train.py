@@ -18,19 +18,20 @@ from typing import Any
 
 from transformers import set_seed
 
-from metallo.errors import MetalloError
+from metallo.errors import MetalloError, exit_on_error
 from metallo.io import disk_full
 from metallo.layout import PATHS, Paths
-from metallo.params import section
-from metallo.training import checkpoints, closed_form, distributed, lineage, selection
+from metallo.params import load_params, section
+from metallo.tracking import lineage
+from metallo.tracking.console import quiet_libraries
+from metallo.tracking.tracker import TrackerCallback
+from metallo.training import checkpoints, closed_form, distributed, selection
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
 from metallo.training.outputs import save_outputs, training_summary
 from metallo.training.pretraining import pretrain_cell_encoder
-from metallo.training.profiles import apply_profile
-from metallo.training.progress import quiet_libraries
-from metallo.training.tracking import TrackerCallback
+from metallo.training.profiles import apply_profile, profile_record
 from metallo.training.trainer import build_trainer, train_best_model
 
 
@@ -53,12 +54,14 @@ def failing_run(tracker, stage: str) -> Iterator[None]:
 
 
 def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict[str, Any]:
-    """Train and save the best model. Reads ``model``, ``train``, ``preprocess``, ``tracking``, ``data``,
-    ``convert`` (and ``ingest.raw_dir``, ``split`` for the model card).
+    """Train and save the best model. Reads the params :data:`metallo.pipeline.STAGES` lists for ``train`` (as
+    dvc.yaml does; ``ingest.raw_dir`` and ``split.*`` only describe the data in the model card).
 
-    ``train.profile`` fills the keys set to ``auto`` first; ``callbacks``: more ``TrainerCallback`` objects
-    (``metallo bench`` times the run with one). Returns ``metrics/train.json`` ({} on ranks other than 0).
+    ``train.profile`` fills the keys set to ``auto`` first (train.json's ``profile`` records what it filled in);
+    ``callbacks``: more ``TrainerCallback`` objects (``metallo bench`` times the run with one). Returns
+    ``metrics/train.json`` ({} on ranks other than 0).
     """
+    profile = profile_record(params)
     params = apply_profile(params)
     train_cfg, model_name = dict(section(params, "train")), section(params, "model")["name"]
     if distributed.relaunched_under_torchrun(metallo_options(train_cfg).nproc_per_node):
@@ -77,6 +80,7 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         live = open_live(paths.metrics)
         with failing_run(tracker, "train"):
             summary, val_pred = closed_form.fit_on_splits(model, processor, datasets, model_name, tracker, live)
+            summary["profile"] = profile
             return save_outputs(model, processor, datasets["val"], summary, live, tracker, paths, params, val_pred)
     if resume:
         start = selection.load_start(paths.checkpoints)
@@ -103,6 +107,7 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         summary = training_summary(
             model_name, datasets, epochs, steps, metrics, validation=validation_kind(paths), **kept
         )
+        summary["profile"] = profile
         if kept:
             print(
                 f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_val_{metric}']:.4g} at the "
@@ -112,9 +117,6 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
 
 
 def main() -> None:
-    from metallo.errors import exit_on_error
-    from metallo.params import load_params
-
     with exit_on_error():
         run_train(load_params())
 

@@ -17,10 +17,10 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from metallo.augmentation import Augmentation, augment_batch
 from metallo.data.dataset import InMemoryDataset, MetalloDataset
 from metallo.errors import MetalloError
+from metallo.metrics import compute_metrics
 from metallo.processing import MetalloProcessor
 from metallo.training import distributed
 from metallo.training.arguments import MetalloOptions
-from metallo.training.metrics import compute_metrics
 from metallo.training.progress import replace_trainer_output
 
 #: Share of the free accelerator memory the train split may take in ``data_on_device: auto``.
@@ -30,9 +30,11 @@ DEVICE_DATA_SHARE = 0.25
 class MetalloTrainer(Trainer):
     """``Trainer`` whose batches arrive as uint8 images and raw spectra.
 
-    After the base class has moved a batch to the device, it is augmented (training only:
-    flips, illumination and spectrometer gain) and normalised there by the :class:`MetalloProcessor`: no
-    per-sample image work on the host.
+    :meth:`compute_loss` (the documented hook every training and evaluation step with labels goes through)
+    receives the batch the base class has already moved to the device; there it is augmented (training only:
+    flips, illumination and spectrometer gain) and normalised by the :class:`MetalloProcessor` before the
+    model sees it: no per-sample image work on the host. (Evaluation batches carry labels, so they take the
+    same path; prediction without labels goes through :mod:`metallo.prediction`, not this Trainer.)
     The augmentation draws from this rank's own device generator (``seed + rank``), and FLOPs are not counted
     (the base class walks every module each step for a number Metallo does not use): no host sync per step.
     """
@@ -46,8 +48,11 @@ class MetalloTrainer(Trainer):
         self.augmentation = augmentation
         self.augmentation_generator: torch.Generator | None = None
 
-    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        inputs = super()._prepare_inputs(inputs)
+    def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
+        return super().compute_loss(model, self.model_inputs(inputs), return_outputs, num_items_in_batch)
+
+    def model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A raw batch on the device -> the model's inputs: augmented while training, then normalised."""
         if self.augmentation is not None and self.model.training:
             device = inputs["pixel_values"].device
             if self.augmentation_generator is None or self.augmentation_generator.device != device:

@@ -14,7 +14,8 @@ from metallo.augmentation import Augmentation, augment_batch
 from metallo.data.split import split_samples, train_statistics
 from metallo.errors import MetalloError
 from metallo.models import create_model
-from metallo.processing import MetalloProcessor, floored_std, snv
+from metallo.processing import MetalloProcessor, floored_std
+from metallo.spectra import snv
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration, save_calibration
 
 SHAPE, GRID = (6, 40), (3, 2)

@@ -28,3 +28,14 @@ def wait_until(condition, timeout: float, poll: float = 0.5):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(poll)
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.05):
+    """Call ``condition`` until it returns something true (returned); fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(poll)

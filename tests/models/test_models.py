@@ -10,7 +10,7 @@ import metallo.models as mm
 from tests.helpers.models import fit_classical_branch, make_inputs, make_model, without
 
 #: The registry's models trained by gradient descent (the closed-form `classical` model is tested elsewhere).
-TRAINED = ["toynet", "metallonet"]
+TRAINED = mm.list_models(closed_form=False)
 #: What each modality set lets a caller leave out.
 UNUSED = {("image",): ("spectra", "raw_spectra"), ("spectra",): ("pixel_values", "raw_pixel_values")}
 #: The error a model raises when its main input is missing.

@@ -27,7 +27,7 @@ METALLONET_ONLY = [
 RETIRED = ["fusion", "cell_feature_stages", "num_fusion_layers", "num_attention_heads", "intermediate_size"]
 
 
-@pytest.mark.parametrize("name", ["toynet", "metallonet"])
+@pytest.mark.parametrize("name", mm.list_models(closed_form=False))
 @pytest.mark.parametrize(
     "overrides, message",
     [

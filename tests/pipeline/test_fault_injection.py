@@ -21,11 +21,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
 from tests.helpers.models import save_tiny_model
-from tests.helpers.pipeline import clone, edit_params, error_message, lock_outs, remove, stages_at_once
-from tests.helpers.project import REPO, make_project, project_env, run
+from tests.helpers.pipeline import clone, edit_params, error_message, remove, stages_at_once
+from tests.helpers.processes import wait_for
+from tests.helpers.project import REPO, project_env
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -42,16 +42,6 @@ def _marked(marker: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
-
-
-def _wait_for(condition, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(poll)
 
 
 def _closed_port() -> int:
@@ -79,7 +69,7 @@ def test_pool_workers_die_when_their_parent_is_killed(tmp_path):
         [sys.executable, "-c", POOL_SCRIPT], cwd=REPO, env={**os.environ, "METALLO_FAULT_MARKER": marker}
     )
     try:
-        workers = _wait_for(
+        workers = wait_for(
             lambda: (lambda found: found if len(found) >= 2 else None)(
                 [p for p in _marked(marker) if p.pid != parent.pid]
             ),
@@ -90,7 +80,7 @@ def test_pool_workers_die_when_their_parent_is_killed(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         started = time.monotonic()
-        _wait_for(lambda: not _marked(marker), 5, f"workers {[w.pid for w in workers]} to die with their parent")
+        wait_for(lambda: not _marked(marker), 5, f"workers {[w.pid for w in workers]} to die with their parent")
         assert time.monotonic() - started < 5
     finally:
         for proc in _marked(marker):
@@ -402,98 +392,9 @@ def test_resume_with_only_a_logging_change_continues_the_same_training(train_fau
     }
     # the finished training's last checkpoint: the same model, nothing retrained (metrics to float precision:
     # this run had one thread, the shared one the default)
-    for text in ("model", "validation"):
+    for text in ("model", "validation", "profile"):
         assert got.pop(text) == want.pop(text)
     assert got == pytest.approx(want, rel=1e-5)
     assert (root / "models/model/model.safetensors").read_bytes() == (
         shared_project / "models/model/model.safetensors"
     ).read_bytes()
-
-
-# ----------------------------------------------------------------------------------------------
-# 4. kill -9 of `dvc repro` during each stage, then `dvc repro` again
-# ----------------------------------------------------------------------------------------------
-
-#: stage -> what must exist (besides the stage's process) before the kill; None = kill 0.5 s after it starts
-KILL_POINTS = {
-    "synthesize": "data/synthetic/images",
-    "ingest": None,
-    "convert": "data/processed",
-    "split": None,
-    "train": "checkpoints",
-}
-PIPELINE = ("synthesize", "ingest", "convert", "split", "train")
-
-
-def _stage_processes(session: int, stage: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if os.getsid(proc.pid) == session and f"stages.{stage}" in " ".join(proc.cmdline()):
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
-def _outputs(root: Path) -> dict[str, object]:
-    """What the stages up to train produced: dvc.lock hashes, and train.json without its timings."""
-    lock = yaml.safe_load((root / "dvc.lock").read_text())
-    outs = {
-        f"{s}:{path}": md5
-        for s in PIPELINE
-        for path, md5 in lock_outs(lock, s).items()
-        if path not in ("metrics/train.json", "models/run.json")
-    }  # timings; the MLflow run id
-    outs["run.json keys"] = sorted(json.loads((root / "models/run.json").read_text()))
-    train = json.loads((root / "metrics/train.json").read_text())
-    outs["train.json"] = {k: v for k, v in train.items() if k not in ("train_runtime_s", "train_samples_per_second")}
-    return outs
-
-
-@pytest.mark.slow
-def test_kill_during_each_stage_then_repro_gives_the_uninterrupted_outputs(shared_project, tmp_path):
-    root = make_project(tmp_path / "project")
-    injected = []
-    for stage in PIPELINE:
-        log = open(tmp_path / f"repro-{stage}.log", "w")
-        repro = subprocess.Popen(
-            ["dvc", "repro", "train"],
-            cwd=root,
-            env=project_env(),  # as shared_project ran
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            procs = _wait_for(
-                lambda: _stage_processes(repro.pid, stage) or (repro.poll() is not None and ["ended"]),  # noqa: B023
-                300,
-                f"stage {stage} to start",
-            )
-            assert procs != ["ended"], (
-                f"dvc repro ended before {stage} ran:\n{(tmp_path / f'repro-{stage}.log').read_text()}"
-            )
-            point = KILL_POINTS[stage]
-            if point:
-                _wait_for(lambda: (root / point).exists() or repro.poll() is not None, 300, f"{point} to appear")  # noqa: B023
-            else:  # ingest and split of the tiny project can end within half a second on a quiet machine
-                time.sleep(0.1)
-            alive = bool(_stage_processes(repro.pid, stage))
-            os.killpg(repro.pid, signal.SIGKILL)
-            repro.wait(timeout=30)
-            injected.append((stage, alive))
-        finally:
-            if repro.poll() is None:
-                os.killpg(repro.pid, signal.SIGKILL)
-                repro.wait()
-            log.close()
-        _wait_for(lambda: not _stage_processes(repro.pid, stage), 10, f"the killed {stage} processes to go")  # noqa: B023
-    print("kills (stage, its process still running when killed):", injected)
-    assert sum(alive for _, alive in injected) >= 4, injected  # (ingest/split may finish within 0.5 s)
-
-    status = run(["dvc", "status", "train"], root)
-    assert "up to date" not in status.stdout.lower(), status.stdout  # the kill left train undone
-    run(["dvc", "repro", "train"], root)
-    assert _outputs(root) == _outputs(shared_project)
-    assert "up to date" in run(["dvc", "status", "train"], root).stdout.lower()

@@ -107,7 +107,7 @@ def _mlflow_runs(root: Path) -> list:
 
 
 def _weights_digest(root: Path) -> str:
-    from metallo.training.lineage import model_digest
+    from metallo.tracking.lineage import model_digest
 
     return model_digest(root / "models/model")
 

@@ -204,7 +204,7 @@ def test_evaluate_finds_the_run_of_its_model_without_run_json(project):
 HF_LOAD = """
 import json, sys
 import numpy as np
-import metallo
+import metallo.models
 from transformers import AutoImageProcessor, AutoModel
 model = AutoModel.from_pretrained("models/model").eval()
 processor = AutoImageProcessor.from_pretrained("models/model")

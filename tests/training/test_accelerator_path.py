@@ -15,10 +15,10 @@ from transformers import TrainerCallback
 from metallo.augmentation import Augmentation, augment_batch
 from metallo.errors import MetalloError
 from metallo.params import load_params
+from metallo.tracking.tracker import Tracker
 from metallo.training.arguments import accelerator_step_settings, build_training_arguments
 from metallo.training.distributed import augmentation_generator
-from metallo.training.profiles import PROFILES, apply_profile
-from metallo.training.tracking import Tracker
+from metallo.training.profiles import PROFILES, apply_profile, profile_record
 from tests.helpers.models import tiny_model, tiny_processor
 from tests.helpers.project import REPO
 
@@ -159,6 +159,19 @@ def test_gpu_profile_resolves_to_the_documented_training_arguments(tmp_path):
 
     params["train"]["per_device_train_batch_size"] = 512  # an explicit value wins over the profile
     assert apply_profile(params)["train"]["per_device_train_batch_size"] == 512
+
+
+def test_the_profile_record_names_what_auto_became():
+    params = load_params(REPO / "params.yaml")
+    record = profile_record(params)
+    assert record["name"] == "cpu" and record["train.per_device_train_batch_size"] == 32
+    resolved = apply_profile(params)
+    for key, value in record.items():
+        if key != "name":
+            section, name = key.split(".", 1)
+            assert params[section].get(name, "auto") == "auto" and resolved[section][name] == value
+    params["train"]["per_device_train_batch_size"] = 8  # set explicitly: not the profile's
+    assert "train.per_device_train_batch_size" not in profile_record(params)
 
 
 def test_unknown_profile_and_unresolvable_auto_are_clear_errors():

@@ -81,7 +81,7 @@ def test_progress_prints_one_line_per_evaluation_with_epoch_step_and_eta(capsys)
 def test_known_library_messages_are_dropped(caplog):
     import logging
 
-    from metallo.training.progress import quiet_libraries
+    from metallo.tracking.console import quiet_libraries
 
     quiet_libraries()
     quiet_libraries()  # idempotent: one filter

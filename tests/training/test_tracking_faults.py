@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from metallo.training import tracking
-from metallo.training.tracking import Tracker
+from metallo.tracking import tracker as tracking
+from metallo.tracking.tracker import Tracker
 from metallo.uris import masked
 
 #: The slow server's own bound: it closes every connection after this long, whatever happens.

@@ -12,11 +12,11 @@ import torch
 
 from metallo.augmentation import flip_batch
 from metallo.errors import MetalloError
+from metallo.metrics import regression_metrics
 from metallo.processing import MetalloProcessor
-from metallo.training import lineage
+from metallo.tracking import lineage
+from metallo.tracking.tracker import Tracker, project_root, tracking_uri
 from metallo.training.arguments import METALLO_OPTIONS, build_training_arguments
-from metallo.training.metrics import regression_metrics
-from metallo.training.tracking import Tracker, project_root, tracking_uri
 
 
 def test_metrics_against_hand_computed_values():
@@ -221,7 +221,7 @@ def test_unreachable_tracking_server_gives_up_within_seconds_with_one_warning(mo
     import time
     import warnings
 
-    from metallo.training import tracking
+    from metallo.tracking import tracker as tracking
 
     for key in tracking.HTTP_DEFAULTS:  # set, then unset: monkeypatch removes what the tracker sets afterwards
         monkeypatch.setenv(key, "unset")
@@ -253,7 +253,7 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
 
     import mlflow
 
-    from metallo.training import stale_runs
+    from metallo.tracking import stale_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

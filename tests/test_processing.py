@@ -1,4 +1,4 @@
-"""The processor as a ``transformers`` image processor and the Auto-class registration (issue 15, goal 4)."""
+"""metallo.processing: the processor as a ``transformers`` image processor; the Auto-class registration."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_processor_json_from_before_it_was_an_image_processor_still_loads(tmp_pa
     assert AutoImageProcessor.from_pretrained(tmp_path) == processor()  # via config.json's model_type
 
 
-def test_import_metallo_alone_registers_the_auto_classes_when_transformers_comes(tmp_path):
+def test_import_metallo_models_registers_the_auto_classes_and_import_metallo_stays_cheap(tmp_path):
     from metallo.models import create_model
 
     create_model(
@@ -71,7 +71,8 @@ def test_import_metallo_alone_registers_the_auto_classes_when_transformers_comes
     ).save_pretrained(tmp_path)
     processor().save_pretrained(tmp_path)
     code = (
-        "import sys; import metallo; assert 'transformers' not in sys.modules\n"
+        "import sys; import metallo; assert 'transformers' not in sys.modules and 'torch' not in sys.modules\n"
+        "import metallo.models\n"
         "from transformers import AutoImageProcessor, AutoModel\n"
         f"print(type(AutoImageProcessor.from_pretrained({str(tmp_path)!r})).__name__, "
         f"type(AutoModel.from_pretrained({str(tmp_path)!r})).__name__)"
@@ -82,3 +83,10 @@ def test_import_metallo_alone_registers_the_auto_classes_when_transformers_comes
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["MetalloProcessor", "ToyNetModel"]
     assert "Warning" not in result.stderr
+
+
+def test_no_import_hook():
+    import metallo
+
+    assert not [finder for finder in sys.meta_path if type(finder).__module__.startswith("metallo")]
+    assert not hasattr(metallo, "register_auto_classes")

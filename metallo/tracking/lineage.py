@@ -15,12 +15,13 @@
   so ``evaluate`` finds the run of the model it evaluates even when DVC restored ``models/model`` from its
   run cache and the untracked ``models/run.json`` is stale or missing.
 
-Every call goes through the :class:`~metallo.training.tracking.Tracker`'s failure policy: an MLflow error
+Every call goes through the :class:`~metallo.tracking.tracker.Tracker`'s failure policy: an MLflow error
 warns once and the pipeline carries on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from metallo.io import sha256_file
+from metallo.layout import PATHS, Paths
+from metallo.params import section
+from metallo.tracking.tracker import Tracker, TrackingParams, create_or_find, git_commit
 
 MODEL_DIGEST_TAG = "metallo.model_digest"
 #: Alias of the registered version with the lowest test RMSE.
@@ -90,8 +94,6 @@ def log_datasets(tracker, datasets: Mapping[str, Any]) -> None:
     ]
 
     def _log() -> None:
-        from metallo.training.tracking import create_or_find
-
         def log_inputs() -> None:
             tracker.client().log_inputs(tracker.run_id, datasets=inputs)
 
@@ -176,8 +178,6 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
     :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
 
     def _register() -> str:
-        from metallo.training.tracking import create_or_find
-
         client = tracker.client()
         create_or_find(  # two evaluates (queued experiments) may both be the first; the loser uses the winner's
             lambda: client.create_registered_model(
@@ -205,11 +205,27 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
     return tracker.call(f"register the model as {name!r}", _register)
 
 
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per process for one version of it (train asks three times)."""
+    return sha256_file(path)
+
+
+def data_digests(paths: Paths = PATHS) -> dict[str, str]:
+    """``{file: sha256}`` of every file under the folders the train stage reads its data from (the processed
+    data and the split), hidden files (an interrupted write's temporary) left out."""
+    digests = {}
+    for folder in (paths.processed, paths.split):
+        for path in sorted(Path(folder).rglob("*")) if Path(folder).is_dir() else ():
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+                stat = path.stat()
+                digests[path.as_posix()] = _digest(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    return digests
+
+
 def data_hash(paths) -> str:
     """A short digest of the processed data and the split (``data.hash`` tag, the datasets' digest): of the
     files the checkpoints' fingerprint covers."""
-    from metallo.training.checkpoints import data_digests
-
     return hashlib.sha256(json.dumps(data_digests(paths), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -217,14 +233,11 @@ def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool
     """Open the train stage's MLflow run: standard source tags, Metallo's tags, the params and the datasets.
 
     The run is named after the DVC experiment when there is one (else the model and the time).
-    Returns the :class:`~metallo.training.tracking.Tracker` (disabled when ``enabled`` is false).
+    Returns the :class:`~metallo.tracking.tracker.Tracker` (disabled when ``enabled`` is false).
     """
     from datetime import datetime
 
-    from metallo.params import section
-    from metallo.training.tracking import TRACKING_KEYS, Tracker, git_commit
-
-    tracker = Tracker(section(params, "tracking", TRACKING_KEYS)["experiment"], enabled=enabled)
+    tracker = Tracker(TrackingParams.from_params(params).experiment, enabled=enabled)
     if not tracker.enabled:
         return tracker
     model_name = section(params, "model")["name"]

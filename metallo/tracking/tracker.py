@@ -15,7 +15,7 @@ then answers a byte at a time (MLflow's read timeout restarts with every byte) c
 warning, then tracking is off. URIs in messages are shown without their credentials (:func:`metallo.uris.masked`).
 
 Each training run is tagged with the process that owns it; when ``train`` starts a run it marks KILLED
-the runs a killed training left RUNNING (:mod:`metallo.training.stale_runs`).
+the runs a killed training left RUNNING (:mod:`metallo.tracking.stale_runs`).
 """
 
 from __future__ import annotations
@@ -28,18 +28,32 @@ import subprocess
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from metallo.errors import MetalloError
-from metallo.params import bounded_str, flatten
-from metallo.training.stale_runs import end_stale_runs, owner_tags
+from metallo.params import Section, bounded_str, flatten
+from metallo.tracking.stale_runs import end_stale_runs, owner_tags
 from metallo.uris import masked
 
+
+@dataclass(frozen=True)
+class TrackingParams(Section):
+    """The ``tracking:`` section: the MLflow experiment, and the registered model's name ('' or absent: none)."""
+
+    NAME = "tracking"
+    experiment: str
+    register: str | None = None
+
+    def check(self) -> None:
+        self._set("register", (self.register or "").strip())
+
+
 #: Keys of the ``tracking:`` params section.
-TRACKING_KEYS = ("experiment", "register")
+TRACKING_KEYS = TrackingParams.keys()
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 #: MLflow HTTP settings Metallo applies when the environment does not set them (MLflow's defaults
