@@ -1,7 +1,7 @@
-"""The ``metallo`` command line: the pipeline's stages and the daily tasks.
+"""The metallo command line: the pipeline's stages and the daily tasks.
 
-Stage commands run exactly what ``dvc repro`` runs for that stage (same functions, same
-params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
+Stage commands run exactly what `dvc repro` runs for that stage (same functions, same
+params.yaml sections, same outputs); prefer `dvc repro` to keep outputs versioned.
 """
 
 # Building the parser imports neither torch nor transformers (seconds): each command imports what it
@@ -155,8 +155,20 @@ def _models(args: argparse.Namespace) -> None:
     print(format_summary(model_summary(image_size=args.image_size)))
 
 
-def ui_command(port: int = 5000) -> list[str]:
-    """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
+#: MLflow 3's switch for its job runner (a huey consumer with several worker processes, for GenAI jobs).
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def ui_env(jobs: bool = False, environ: dict | None = None) -> dict[str, str]:
+    """The UI server's environment: without MLflow's job runner unless ``jobs`` (Metallo runs no MLflow jobs)."""
+    env = dict(os.environ if environ is None else environ)
+    env[JOB_EXECUTION_ENV] = "true" if jobs else "false"
+    return env
+
+
+def ui_command(port: int = 5000, workers: int = 1) -> list[str]:
+    """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only, ``workers`` uvicorn
+    workers (one is plenty for one user; MLflow starts four)."""
     from metallo.training.tracking import artifact_root, tracking_uri
 
     return [
@@ -172,6 +184,8 @@ def ui_command(port: int = 5000) -> list[str]:
         UI_HOST,
         "--port",
         str(int(port)),
+        "--workers",
+        str(int(workers)),
     ]
 
 
@@ -179,9 +193,9 @@ def _ui(args: argparse.Namespace) -> None:
     from metallo.training.tracking import tracking_uri
     from metallo.uris import masked
 
-    cmd = ui_command(args.port)
+    cmd = ui_command(args.port, args.workers)
     print(f"MLflow UI for {masked(tracking_uri())} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
-    os.execvp(cmd[0], cmd)
+    os.execvpe(cmd[0], cmd, ui_env(args.jobs))
 
 
 def _add_stage_commands(sub) -> None:
@@ -201,8 +215,9 @@ def _add_predict_command(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="predict DOS for a new manifest (dos column optional)",
-        description="Validate a manifest exactly as ingest does, apply the training geometry, and "
-        "write sample_id,dos_pred. Rejected rows are reported and written beside --out.",
+        description="Validate a manifest exactly as ingest does, apply the training geometry, and write "
+        "sample_id,dos_pred,dos_lower,dos_upper (the prediction and its split-conformal interval at --interval; "
+        "dos_true too when the manifest has a dos column). Rejected rows are reported and written beside --out.",
     )
     p.add_argument(
         "--model", default="models/model", help="model directory from the train stage (default: %(default)s)"
@@ -215,7 +230,12 @@ def _add_predict_command(sub) -> None:
         default="skip",
         help="skip: predict the valid rows and report the rest; fail: stop if any row is invalid",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="samples per forward pass; lower it to use less memory (default: %(default)s)",
+    )
     p.add_argument(
         "--interval",
         type=float,
@@ -271,7 +291,18 @@ def _add_tool_commands(sub) -> None:
 
     text = f"start the MLflow UI on {UI_HOST} for this project's store"
     p = sub.add_parser("ui", help=text, description=f"{text[0].upper()}{text[1:]}.")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default: %(default)s; MLflow's own default is 4, for a shared server)",
+    )
+    p.add_argument(
+        "--jobs",
+        action="store_true",
+        help="also start MLflow's job runner (GenAI jobs: scorers, prompt optimisation); off by default",
+    )
     p.set_defaults(func=_ui)
 
 

@@ -97,8 +97,8 @@ def run_compare(params: dict, *, models: list[str], seeds: list[int], work_dir: 
                     "model": name,
                     "seed": seed,
                     "train_s": round(train_s, 1),
-                    **{m: report[m] for m in METRICS},
-                    "baselines": {b: {m: v[m] for m in METRICS} for b, v in report["baselines"].items()},
+                    **{m: report["test"][m] for m in METRICS},
+                    "baselines": {b: {m: v[m] for m in METRICS} for b, v in report["baseline"].items()},
                     "interval_coverage": (report.get("interval") or {}).get("coverage"),
                 }
             )

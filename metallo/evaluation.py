@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metallo import figures
+from metallo import metric_names as names
 from metallo.baselines import baseline_metrics
 from metallo.data.convert import grid_extents
 from metallo.data.dataset import load_splits
@@ -29,7 +30,7 @@ from metallo.training import lineage
 from metallo.training.arguments import tracks_mlflow
 from metallo.training.metrics import regression_metrics
 from metallo.training.progress import quiet_libraries
-from metallo.training.tracking import TRACKING_KEYS, Tracker
+from metallo.training.tracking import NOTE_TAG, TRACKING_KEYS, Tracker
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 from metallo.uris import masked
 
@@ -115,27 +116,29 @@ def predict_test(model, processor, test, batch_size: int) -> SplitPredictions:
 
 
 def eval_report(metrics: dict, baselines: dict, interval: dict, n: int) -> dict[str, Any]:
-    """``metrics/eval.json``: the test metrics, n, the interval's coverage and the baselines (NaN as null)."""
+    """``metrics/eval.json``: the test metrics and n (``test.rmse``), the baselines on the same split
+    (``baseline.classical.rmse``) and the interval (``interval.coverage``); NaN as null. The names are
+    :mod:`metallo.metric_names`'s, nested (MLflow: ``test/rmse``)."""
     return {
-        **_finite_or_none(metrics),
-        "n": int(n),
+        "test": {**_finite_or_none(metrics), "n": int(n)},
+        "baseline": {name: _finite_or_none(values) for name, values in baselines.items()},
         "interval": interval,
-        "baselines": {name: _finite_or_none(values) for name, values in baselines.items()},
     }
 
 
 def write_predictions(path: Path, result: SplitPredictions, interval: dict[str, Any]) -> None:
-    """``metrics/predictions.csv``: one row per test sample with its residual and interval bounds."""
+    """``metrics/predictions.csv``: one row per test sample (``dos_true``, ``dos_pred``, the residual and the
+    interval bounds ``dos_lower``..``dos_upper``: the columns ``metallo predict`` writes)."""
     write_csv(
         path,
         pd.DataFrame(
             {
                 "sample_id": result.test.sample_ids,
-                "y_true": result.y_true,
-                "y_pred": result.y_pred,
+                names.TRUE: result.y_true,
+                names.PREDICTION: result.y_pred,
                 "residual": result.y_pred - result.y_true,
-                "y_lower": interval["lower"],
-                "y_upper": interval["upper"],
+                names.LOWER: interval["lower"],
+                names.UPPER: interval["upper"],
             }
         ),
         float_format="%.6g",
@@ -232,17 +235,22 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     datasets = tracker.call(
         "describe the test dataset", lambda: lineage.split_datasets({"test": test}, paths.processed, data_digest)
     )
-    test_metrics = {f"test_{k}": v for k, v in metrics.items()}
+    test_metrics = {f"test/{k}": v for k, v in metrics.items()}
     lineage.log_model_metrics(tracker, test_metrics, model_id, (datasets or {}).get("test"))
-    others = {f"{name}_baseline_test_{k}": v for name, values in baselines.items() for k, v in values.items()}
-    tracker.log_metrics(lineage.unlogged(tracker, {**others, **{f"test_interval_{k}": v for k, v in interval.items()}}))
+    others = names.flat({"baseline": baselines, "interval": interval})
+    tracker.log_metrics(lineage.unlogged(tracker, others))
     tracker.log_artifact(paths.metrics / "figures", "figures")
     for name in ("eval.json", "train.json", "ingest.json", "split.json"):
         tracker.log_artifact(paths.metrics / name, "metrics")
     tracker.log_artifact(paths.metrics / "predictions.csv", "metrics")
+    results = {**test_metrics, **others}
+    note = lineage.note_with_results(run.data.tags.get(NOTE_TAG, "") if run else "", results)
+    tracker.set_tags({NOTE_TAG: note})
     name = (section(params, "tracking", TRACKING_KEYS).get("register") or "").strip()
     if name and model_id:
-        version = lineage.register_model(tracker, name, model_id, test_metrics)
+        run_name = run.info.run_name if run else ""
+        description = lineage.version_description(results, run_name)
+        version = lineage.register_model(tracker, name, model_id, results, description)
         if version:
             print(
                 f"evaluate: registered as {name!r} version {version} in the MLflow Model Registry "

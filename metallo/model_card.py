@@ -57,8 +57,8 @@ ${train_table}
 
 ## Metrics
 
-Best checkpoint on the validation split (model selection; ${val_samples} samples), DOS in
-label units:
+The kept model on the validation split (model selection; ${val_samples} samples), DOS in
+label units (the names of `metrics/train.json` and MLflow):
 
 ${metrics_table}
 

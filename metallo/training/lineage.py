@@ -9,8 +9,9 @@
 * **Logged model**: the pyfunc model ``train`` logs is an MLflow ``LoggedModel``; ``evaluate`` links the
   test metrics to it (and to the test dataset) and finds it again by its source run.
 * **Model registry**: with ``tracking.register: <name>`` (default ``metallo``; empty = off) ``evaluate``
-  registers the model as a new version of ``<name>``, tags the version with its test metrics and points
-  the alias :data:`BEST_ALIAS` at the version with the lowest test RMSE.
+  registers the model as a new version of ``<name>``, tags the version with its test metrics, describes it
+  (test RMSE beside the baselines) and points the alias :data:`BEST_ALIAS` at the version with the lowest
+  test RMSE.
 * **Run lookup**: the run is tagged with the digest of the weights it produced (``metallo.model_digest``),
   so ``evaluate`` finds the run of the model it evaluates even when DVC restored ``models/model`` from its
   run cache and the untracked ``models/run.json`` is stale or missing.
@@ -55,13 +56,78 @@ def entry_point() -> str:
         return script.name
 
 
-def source_tags(commit: str = "") -> dict[str, str]:
-    """MLflow's standard source tags for this process (user, source name and type, git commit)."""
+def source_tags() -> dict[str, str]:
+    """MLflow's standard source tags for this process: MLflow's own run-context providers set the user, the
+    source type, the git commit, branch and repository (``resolve_tags``, what ``mlflow.start_run`` calls).
+    Only the source name is given: MLflow would record the absolute script path, which for a queued DVC
+    experiment is a temporary copy under ``.dvc/tmp/exps``; the project-relative ``stages/train.py`` is kept."""
     from mlflow.tracking.context.registry import resolve_tags
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME
+    from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME
 
-    tags = {MLFLOW_SOURCE_NAME: entry_point(), **({MLFLOW_GIT_COMMIT: commit} if commit else {})}
-    return {key: str(value) for key, value in resolve_tags(tags).items()}
+    return {key: str(value) for key, value in resolve_tags({MLFLOW_SOURCE_NAME: entry_point()}).items()}
+
+
+def committed_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any] | None:
+    """``params.yaml`` as the current git commit holds it (the baseline ``dvc exp show`` compares with), or
+    ``None`` outside a git repository or before the first commit."""
+    import yaml
+
+    try:
+        import git
+
+        repo = git.Repo(Path.cwd(), search_parent_directories=True)
+        relative = (Path.cwd() / path).resolve().relative_to(Path(repo.working_tree_dir).resolve())
+        text = repo.head.commit.tree[relative.as_posix()].data_stream.read().decode()
+        return yaml.safe_load(text) or {}
+    except Exception:  # noqa: BLE001 - no repository, no commit, no such file: no baseline to compare with
+        return None
+
+
+def changed_params(params: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """``name -> (committed, now)`` for each param that differs from ``baseline`` (dotted names)."""
+    from metallo.params import flatten
+
+    if baseline is None:
+        return {}
+    before, after = flatten(baseline), flatten(params)
+    keys = sorted(set(before) | set(after))
+    return {key: (before.get(key), after.get(key)) for key in keys if before.get(key) != after.get(key)}
+
+
+def _with_profile(baseline: dict | None) -> dict | None:
+    """The committed params with ``train.profile``'s values filled in, as the train stage sees its own."""
+    from metallo.training.profiles import apply_profile
+
+    try:
+        return apply_profile(baseline) if baseline is not None else None
+    except Exception:  # noqa: BLE001 - a committed file this code cannot read: compare it as it is
+        return baseline
+
+
+#: Where the results start in a run's description (``evaluate`` replaces what follows).
+RESULTS_HEADING = "**Test split**"
+
+
+def run_note(experiment_name: str, model_name: str, changed: Mapping[str, tuple[Any, Any]]) -> str:
+    """A run's description (``mlflow.note.content``): the DVC experiment, the model, the changed params."""
+    lines = [
+        f"DVC experiment `{experiment_name}`, model `{model_name}`."
+        if experiment_name
+        else f"`dvc repro` (no DVC experiment name), model `{model_name}`."
+    ]
+    if changed:
+        lines += ["", "Params changed from the commit:", ""]
+        lines += [f"- `{key}`: {before!r} → {after!r}" for key, (before, after) in changed.items()]
+    else:
+        lines += ["", "Params as committed."]
+    return "\n".join(lines)
+
+
+def note_with_results(note: str, metrics: Mapping[str, float]) -> str:
+    """``note`` with its results part (test RMSE beside the baselines) replaced by ``metrics``'s."""
+    head = note.split(RESULTS_HEADING)[0].rstrip()
+    table = version_description(metrics).split("\n", 1)[-1].strip()
+    return f"{head}\n\n{RESULTS_HEADING} (evaluate)\n\n{table}".strip()
 
 
 def split_datasets(datasets: Mapping[str, Any], source: str | os.PathLike, data_digest: str) -> dict[str, Any]:
@@ -171,17 +237,43 @@ def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | Non
         tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
 
 
-def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, float]) -> str | None:
-    """Register ``model_id`` as a version of ``name`` (once per run), tag it with ``metrics`` and move the
-    :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
+def version_description(metrics: Mapping[str, float], run_name: str = "") -> str:
+    """A model version's description: where it came from and its test metrics beside the baselines."""
+    lines = [f"Trained by the run {run_name!r}; evaluated by `evaluate` on the test split." if run_name else ""]
+    rows = [("model", "test"), ("classical baseline", "baseline/classical"), ("mean baseline", "baseline/mean")]
+    table = [
+        f"| {label} | {metrics[f'{key}/rmse']:.4g} | {metrics.get(f'{key}/r2', math.nan):.3f} |"
+        for label, key in rows
+        if metrics.get(f"{key}/rmse") is not None
+    ]
+    if table:
+        lines += ["", "| test split | RMSE | R² |", "|---|---:|---:|", *table]
+    return "\n".join(line for line in lines).strip()
+
+
+def _test_rmse(version) -> float:
+    """A version's test RMSE from its tags (``test/rmse``; ``test_rmse`` on versions registered before)."""
+    return float(version.tags.get("test/rmse", version.tags.get("test_rmse", "inf")))
+
+
+def register_model(
+    tracker, name: str, model_id: str, metrics: Mapping[str, float], description: str = ""
+) -> str | None:
+    """Register ``model_id`` as a version of ``name`` (once per run), tag it with ``metrics`` (``test/rmse``
+    ...), describe it, mark the LoggedModel as registered and move the :data:`BEST_ALIAS` alias to the
+    version with the lowest ``test/rmse``. Returns the version."""
 
     def _register() -> str:
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
         from metallo.training.tracking import create_or_find
 
         client = tracker.client()
         create_or_find(  # two evaluates (queued experiments) may both be the first; the loser uses the winner's
             lambda: client.create_registered_model(
-                name, description="Metallo DOS regressors (registered by `evaluate`)."
+                name,
+                description="Metallo DOS regressors, one version per evaluated training run (registered by "
+                f"`evaluate`). The alias `{BEST_ALIAS}` points at the version with the lowest test RMSE.",
             ),
             lambda: None,
         )
@@ -190,15 +282,22 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
             existing[0]
             if existing
             else client.create_model_version(
-                name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id
+                name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id, description=description
             )
         )
+        if existing and description:
+            client.update_model_version(name, version.version, description=description)
         for key, value in metrics.items():
-            if value is not None and value == value:
+            if key.startswith("test/") and value is not None and value == value:
                 client.set_model_version_tag(name, version.version, key, f"{float(value):.6g}")
-        best = min(
-            client.search_model_versions(f"name = '{name}'"), key=lambda v: float(v.tags.get("test_rmse", "inf"))
-        )
+        # MLflow's fluent register_model also tags the LoggedModel with its versions (the UI's "Registered" link);
+        # the client call made here does not, so it is done as MLflow does it.
+        logged = client.get_logged_model(model_id)
+        versions = json.loads(logged.tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+        entry = {"name": name, "version": str(version.version)}
+        if entry not in versions:
+            client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*versions, entry])})
+        best = min(client.search_model_versions(f"name = '{name}'"), key=_test_rmse)
         client.set_registered_model_alias(name, BEST_ALIAS, best.version)
         return str(version.version)
 
@@ -222,7 +321,7 @@ def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool
     from datetime import datetime
 
     from metallo.params import section
-    from metallo.training.tracking import TRACKING_KEYS, Tracker, git_commit
+    from metallo.training.tracking import NOTE_TAG, TRACKING_KEYS, Tracker
 
     tracker = Tracker(section(params, "tracking", TRACKING_KEYS)["experiment"], enabled=enabled)
     if not tracker.enabled:
@@ -231,10 +330,11 @@ def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool
     experiment_name = os.environ.get("DVC_EXP_NAME", "")
     digest = data_hash(paths)
     tags = {
-        **(tracker.call("read the source tags", lambda: source_tags(git_commit())) or {}),
+        **(tracker.call("read the source tags", source_tags) or {}),
         "data.hash": digest,
         "model.name": model_name,
         **({"dvc.experiment": experiment_name} if experiment_name else {}),
+        NOTE_TAG: run_note(experiment_name, model_name, changed_params(params, _with_profile(committed_params()))),
     }
     tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
     tracker.log_params(params)

@@ -26,7 +26,7 @@ from metallo.training import checkpoints, closed_form, distributed, lineage, sel
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
-from metallo.training.outputs import save_outputs, training_summary
+from metallo.training.outputs import clear_evaluation, save_outputs, training_summary
 from metallo.training.profiles import apply_profile
 from metallo.training.progress import quiet_libraries
 from metallo.training.tracking import TrackerCallback
@@ -64,6 +64,8 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         return {}
     args, options = build_training_arguments(train_cfg, paths.checkpoints)
     quiet_libraries()
+    if args.process_index == 0:
+        clear_evaluation(paths)  # the previous model's test metrics are not this training's
     fingerprint = checkpoints.fingerprint(params, paths)
     resume = distributed.prepare_checkpoints(paths.checkpoints, fingerprint, resume=options.resume, args=args)
     set_seed(args.seed)
@@ -98,12 +100,12 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, bool(args.greater_is_better))
         epochs, steps = trainer.state.epoch or 0, trainer.state.global_step
         summary = training_summary(
-            model_name, datasets, epochs, steps, metrics, validation=validation_kind(paths), **kept
+            model_name, datasets, epochs, steps, metrics, kept, validation=validation_kind(paths)
         )
         if kept:
             print(
-                f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_val_{metric}']:.4g} at the "
-                f"start, {kept[f'trained_val_{metric}']:.4g} trained; validation: {summary['validation']})"
+                f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_{metric}']:.4g} at the "
+                f"start, {kept[f'trained_{metric}']:.4g} trained; validation: {summary['validation']})"
             )
         return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
 
