@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from metallo import __version__
 from metallo.errors import MetalloError, exit_on_error
@@ -198,6 +199,31 @@ def _ui(args: argparse.Namespace) -> None:
     os.execvpe(cmd[0], cmd, ui_env(args.jobs))
 
 
+#: ``metallo exps``: the columns always shown (the test RMSE and R² beside the classical baseline's, validation)
+EXPS_KEEP = r"Experiment$|test\.(rmse|r2)$|baseline\.classical\.rmse$|val\.rmse$"
+#: ... and the ones left out: file hashes and code deps (names with a /), DVC's bookkeeping, the secondary
+#: metrics (``dvc metrics show`` lists every one).
+EXPS_DROP = (
+    r"Created$|State$|Executor$|.*/.*|interval\..*|baseline\.mean\..*|.*\.(mae|pearson|n)$|val\.(start|trained)_.*"
+    r"|epochs?$|steps?$|(train|val)_samples$|validation$|kept$|model$|ridge_alpha$"
+)
+
+
+def exps_command(extra: list[str] | None = None) -> list[str]:
+    """``dvc exp show`` with a readable column set: changed params, test/validation RMSE, the baseline."""
+    import shutil
+
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    return [dvc, "exp", "show", "--only-changed", "--keep", EXPS_KEEP, "--drop", EXPS_DROP, *(extra or [])]
+
+
+def _exps(args: argparse.Namespace) -> None:
+    cmd = exps_command(args.dvc_args)
+    if not Path(cmd[0]).exists():
+        raise MetalloError("dvc is not on PATH: activate the project's environment (source .venv/bin/activate).")
+    os.execvp(cmd[0], cmd)
+
+
 def _add_stage_commands(sub) -> None:
     """One command per pipeline stage, each reading ``--params`` as ``dvc repro`` does."""
     for name, (module, function, sections, text) in STAGES.items():
@@ -289,6 +315,17 @@ def _add_tool_commands(sub) -> None:
     p.add_argument("--image-size", type=int, default=300, help="image side for the FLOP count (default: %(default)s)")
     p.set_defaults(func=_models)
 
+    text = "dvc exp show with readable columns: changed params, test and validation RMSE, the classical baseline"
+    p = sub.add_parser(
+        "exps",
+        help=text,
+        description=f"{text[0].upper()}{text[1:]}. Runs: dvc exp show --only-changed --keep KEEP --drop DROP "
+        "[ARGS]; pass dvc exp show options after it (e.g. metallo exps --md, metallo exps -A). All columns: "
+        "dvc exp show.",
+    )
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more dvc exp show options (e.g. --md, --csv, -n 5)")
+    p.set_defaults(func=_exps)
+
     text = f"start the MLflow UI on {UI_HOST} for this project's store"
     p = sub.add_parser("ui", help=text, description=f"{text[0].upper()}{text[1:]}.")
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: %(default)s)")
@@ -340,6 +377,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Nam
         parser = bench_parser()
         args = parser.parse_args(rest)
         args.func = run_from_args
+    elif rest and args.command == "exps":  # dvc exp show's own options
+        args.dvc_args = [*rest, *args.dvc_args]
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return parser, args
