@@ -35,6 +35,8 @@ from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 from metallo.uris import masked
 
 EVALUATE_KEYS = ("batch_size", "attention_examples", "interval")
+#: The subfolder of the figures that holds the explanation montage (cells.png or attention.png).
+EXPLANATION_DIR = "explanation"
 
 
 def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -151,7 +153,10 @@ def write_figures(
     """The evaluation's figures in ``out``; other PNGs there (from an earlier evaluation) are removed.
 
     ``examples``: how many test samples the attention or cell-contribution montage shows
-    (``evaluate.attention_examples``).
+    (``evaluate.attention_examples``); it goes to ``out/explanation/`` (only MetalloNet and ToyNet draw one).
+    ``dvc plots show`` lists ``residuals.png``, ``spectra_grid.png`` and ``explanation/`` (dvc.yaml): predicted vs
+    true and residuals vs true are drawn there from ``metrics/predictions.csv``, so their PNGs (for MLflow) are not
+    shown twice.
     """
     y_true, y_pred = result.y_true, result.y_pred
     written = [
@@ -169,8 +174,11 @@ def write_figures(
         ),
     ]
     if result.attention is not None:
-        written.append(explanation_figure(out, config, result, extents, min(int(examples), len(y_true))))
-    for stale in set(out.glob("*.png")) - set(written):
+        (out / EXPLANATION_DIR).mkdir(parents=True, exist_ok=True)
+        written.append(
+            explanation_figure(out / EXPLANATION_DIR, config, result, extents, min(int(examples), len(y_true)))
+        )
+    for stale in set(out.rglob("*.png")) - set(written):
         stale.unlink()
 
 
@@ -237,7 +245,7 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     )
     test_metrics = {f"test/{k}": v for k, v in metrics.items()}
     lineage.log_model_metrics(tracker, test_metrics, model_id, (datasets or {}).get("test"))
-    others = names.flat({"baseline": baselines, "interval": interval})
+    others = {"test/n": float(len(test)), **names.flat({"baseline": baselines, "interval": interval})}
     tracker.log_metrics(lineage.unlogged(tracker, others))
     tracker.log_artifact(paths.metrics / "figures", "figures")
     for name in ("eval.json", "train.json", "ingest.json", "split.json"):

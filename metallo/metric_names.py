@@ -6,9 +6,11 @@ A metric's name is ``<where>/<what>``; MLflow groups its charts by the part befo
   (``evaluate``);
 * ``baseline/classical/rmse``, ``baseline/mean/rmse``, ...: the baselines on the same test split;
 * ``interval/halfwidth``, ``interval/coverage`` (on test), ``interval/level``, ``interval/calibration_n``;
-* ``val/rmse``, ...: the validation split. In MLflow and dvclive ``val/rmse`` is also the curve (one value
-  per evaluation); its last value is the kept model's, which ``metrics/train.json`` holds;
-  ``val/start_rmse`` and ``val/trained_rmse`` are the closed-form start and the trained weights;
+* ``val/rmse``, ...: the kept model on the validation split (one value, ``metrics/train.json``'s ``val``);
+  ``val/start_rmse`` and ``val/trained_rmse``: the closed-form start and the trained weights;
+* ``val_curve/rmse``, ...: the validation split after each evaluation during training (the curve; the Trainer's
+  ``eval_rmse``). The kept model is one point of it (its best, or the closed-form start), not the last one: two
+  quantities, two names;
 * ``train/loss`` (the loss of each logging step, on the standardised DOS), ``train/learning_rate``,
   ``train/grad_norm``, ``epoch``; ``train/mean_loss`` (the Trainer's average over the run, MLflow only),
   ``train/runtime``, ``train/samples_per_second`` (MLflow only: not deterministic).
@@ -41,18 +43,18 @@ RENAMED = {
     "train_loss": "train/mean_loss",
 }
 #: The series dvclive writes (deterministic ones: no runtimes, no run averages).
-CURVES = frozenset({"train/loss", "train/learning_rate", "epoch", *(f"val/{m}" for m in METRIC_NAMES)})
+CURVES = frozenset({"train/loss", "train/learning_rate", "epoch", *(f"val_curve/{m}" for m in METRIC_NAMES)})
 
 
 def trainer_name(key: str) -> str | None:
-    """A ``transformers.Trainer`` log key under its Metallo name (``eval_rmse`` → ``val/rmse``,
+    """A ``transformers.Trainer`` log key under its Metallo name (``eval_rmse`` → ``val_curve/rmse``,
     ``train_runtime`` → ``train/runtime``), or ``None`` for a key that is not shown."""
     if key in DROPPED:
         return None
     if key in RENAMED:
         return RENAMED[key]
     if key.startswith("eval_"):
-        return f"val/{key.removeprefix('eval_')}"
+        return f"val_curve/{key.removeprefix('eval_')}"
     if key.startswith("train_"):
         return f"train/{key.removeprefix('train_')}"
     return key

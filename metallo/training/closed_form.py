@@ -95,5 +95,5 @@ def fit_on_splits(
     val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
     metrics = regression_metrics(val.labels, val_pred)
     summary = training_summary(model_name, datasets, 1.0, 1, metrics, ridge_alpha=alpha)
-    log_step(live, {f"val/{m}": summary["val"][m] for m in METRIC_NAMES}, step=1)
+    log_step(live, {f"val_curve/{m}": summary["val"][m] for m in METRIC_NAMES}, step=1)
     return summary, val_pred

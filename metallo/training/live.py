@@ -1,13 +1,13 @@
 """DVC-side logging with dvclive: the training curve and live metrics update while training runs.
 
-A :class:`dvclive.Live` writes one ``.tsv`` per series under ``metrics/live/plots/metrics/`` (``train/loss``,
-``train/learning_rate``, ``epoch``, ``val/mae``, ``val/rmse``, ``val/r2``, ``val/pearson``, against the
-training step: the names of :mod:`metallo.metric_names`, as in MLflow) and, after every logged step, the
-latest values into ``metrics/live/metrics.json``. Both are outputs of the ``train`` stage, so ``dvc exp show``
-and ``dvc plots show`` (and the VS Code extension) follow a running ``dvc exp run``. When training ends,
-``metrics/train.json`` (written once, atomically) holds the kept model's summary (``val.rmse``) and
-``metrics/live/metrics.json`` keeps the progress only (``step``, ``epoch``), so the final metrics are not
-listed twice.
+A :class:`dvclive.Live` writes one ``.tsv`` per series under ``metrics/live/plots/metrics/``
+(``train/loss``, ``train/learning_rate``, ``epoch``, ``val_curve/mae``, ``val_curve/rmse``, ``val_curve/r2``,
+``val_curve/pearson``, against the training step: the names of :mod:`metallo.metric_names`, as in MLflow)
+and, after every logged step, the latest values into ``metrics/live/metrics.json``. Both are outputs of the
+``train`` stage, so ``dvc exp show`` and ``dvc plots show`` (and the VS Code extension) follow a running
+``dvc exp run``. When training ends, ``metrics/train.json`` (written once, atomically) holds the kept model's
+summary (``val.rmse``) and ``metrics/live/metrics.json`` keeps the progress only (``step``, ``epoch``), so the
+final metrics are not listed twice.
 
 Only deterministic values go to these DVC-tracked files (no timestamps, runtimes or run ids): rerunning
 identical work leaves them, and ``dvc.lock``, unchanged. Runtimes go to MLflow.

@@ -102,8 +102,7 @@ def log_outputs(tracker: Tracker, summary: dict[str, Any], val: MetalloDataset, 
     tracker.set_tags({lineage.MODEL_DIGEST_TAG: digest})
     run = {"run_id": tracker.run_id if tracker.enabled else None, "experiment": tracker.experiment}
     write_json(paths.run_file, {**run, "model_digest": digest})
-    # The kept model's validation metrics end the val/* curves (at the last step), so the runs table shows them.
-    tracker.log_metrics(names.flat({"val": summary["val"]}), step=int(summary.get("steps", 0)))
+    tracker.log_metrics(names.flat({"val": summary["val"]}))  # the kept model's (the curve is val_curve/*)
     if "ridge_alpha" in summary:
         tracker.log_metrics({"fit/ridge_alpha": summary["ridge_alpha"]})
     tracker.set_tags({f"metallo.{key}": summary[key] for key in ("validation", "kept") if key in summary})

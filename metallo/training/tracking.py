@@ -49,9 +49,9 @@ NOTE_TAG = "mlflow.note.content"
 EXPERIMENT_NOTE = (
     "Metallo: one run per DVC pipeline execution (`dvc repro` / `dvc exp run`), named after the DVC experiment. "
     "Metrics: `test/*` the model on the test split, `baseline/*` the classical and mean baselines on the same "
-    "split, `val/*` the validation split (curve per epoch; the last value is the kept model's), `train/*` the "
-    "training curve. Each run's description lists its changed params and its test RMSE beside the baselines; "
-    "the models are registered as `metallo` (alias `best`)."
+    "split, `val/*` the kept model on the validation split, `val_curve/*` the validation split after each "
+    "evaluation, `train/*` the training curve. Each run's description lists its changed params and its test "
+    "RMSE beside the baselines; the models are registered as `metallo` (alias `best`)."
 )
 ARTIFACTS_DIR = "mlartifacts"
 #: MLflow HTTP settings Metallo applies when the environment does not set them (MLflow's defaults
@@ -361,8 +361,8 @@ class TrackerCallback(TrainerCallback):
 
     Used instead of transformers' built-in ``MLflowCallback``, which would open its own run, dump every
     ``TrainingArguments`` field as a param and log the Trainer's own names (``eval_rmse``, ``total_flos``);
-    here the names are :mod:`metallo.metric_names`'s (``val/rmse``, ``train/loss``). Logging is asynchronous, flushed at
-    each epoch's end and at the end of training.
+    here the names are :mod:`metallo.metric_names`'s (``val_curve/rmse``, ``train/loss``). Logging is
+    asynchronous, flushed at each epoch's end and at the end of training.
     """
 
     def __init__(self, tracker: Tracker):
@@ -370,7 +370,7 @@ class TrackerCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            numbers = trainer_metrics(logs)  # one name per quantity: eval_rmse -> val/rmse, loss -> train/loss
+            numbers = trainer_metrics(logs)  # one name per quantity: eval_rmse -> val_curve/rmse, loss -> train/loss
             if "loss" not in logs:  # evaluation and end-of-training logs repeat the step's epoch
                 numbers.pop("epoch", None)
             self.tracker.log_metrics(numbers, step=state.global_step, synchronous=False)

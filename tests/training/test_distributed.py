@@ -36,7 +36,7 @@ def test_train_stage_under_torchrun_saves_and_logs_once(tmp_path):
     best = root / "checkpoints" / Path(state["best_model_checkpoint"]).name
     saved, selected = load_file(root / "models/model/model.safetensors"), load_file(best / "model.safetensors")
     assert saved.keys() == selected.keys() and all(torch.equal(saved[k], selected[k]) for k in saved)
-    assert summary["val_rmse"] == pytest.approx(state["best_metric"], rel=1e-5)
+    assert summary["val"]["rmse"] == pytest.approx(state["best_metric"], rel=1e-5)
 
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("metallo").experiment_id])

@@ -264,9 +264,13 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     dead.wait()
     host = socket.gethostname()
     runs = {
+        # tagged as before (visible metallo.* names) and as now (mlflow.metallo.*, off the run page)
         "dead": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
+        "dead, hidden tags": client.create_run(
+            experiment_id, tags={stale_runs.PID_TAG: str(dead.pid), stale_runs.HOST_TAG: host}
+        ),
         "alive": client.create_run(experiment_id, tags=stale_runs.owner_tags()),
-        "reused pid": client.create_run(experiment_id, tags={**stale_runs.owner_tags(), "metallo.pid_start": "1"}),
+        "reused pid": client.create_run(experiment_id, tags={**stale_runs.owner_tags(), stale_runs.START_TAG: "1"}),
         "other host": client.create_run(
             experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": "elsewhere"}
         ),
@@ -281,6 +285,7 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     status = {name: client.get_run(run.info.run_id).info.status for name, run in runs.items()}
     assert status == {
         "dead": "KILLED",
+        "dead, hidden tags": "KILLED",
         "alive": "RUNNING",
         "reused pid": "KILLED",
         "other host": "RUNNING",
@@ -289,7 +294,14 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
         "other experiment": "RUNNING",
     }
     tags = client.get_run(new_run).data.tags
-    assert tags["metallo.pid"] == str(os.getpid()) and tags["metallo.host"] == host
+    assert tags[stale_runs.PID_TAG] == str(os.getpid()) and tags[stale_runs.HOST_TAG] == host
+    # the MLflow UI shows the tags not under mlflow.: none of the owner bookkeeping
+    assert not {"metallo.pid", "metallo.host", "metallo.pid_start"} & set(tags)
+    assert all(key.startswith("mlflow.") for key in stale_runs.owner_tags())
+    # the experiment opens as model training (not the GenAI overview) with a description
+    experiment = client.get_experiment(experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "test/" in experiment.tags["mlflow.note.content"]
     tracker.finish()
 
 
