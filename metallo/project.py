@@ -20,12 +20,30 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
+#: The raw folder the synthesize stage writes (it does not exist before the first ``dvc repro``).
+DEMO_RAW_DIR = "data/synthetic"
+
+
+def check_raw_dir(params: dict, root: Path = Path(".")) -> None:
+    """Refuse a mistyped ``ingest.raw_dir`` before DVC does: DVC's own message is a bare ``[Errno 2]`` (and it
+    keeps ``metrics/ingest.json`` and ``rejected.csv``, declared ``persist`` in dvc.yaml)."""
+    from metallo.errors import MetalloError
+
+    raw = str((params.get("ingest") or {}).get("raw_dir", "") or "")
+    if raw and Path(raw).as_posix().rstrip("/") != DEMO_RAW_DIR and not (root / raw).exists():
+        raise MetalloError(
+            f"ingest.raw_dir is {raw!r}, which does not exist in {root.resolve()}. Set it in params.yaml (or "
+            f"`dvc exp run -S ingest.raw_dir=...`) to the folder holding manifest.csv (the demo: {DEMO_RAW_DIR}). "
+            "DVC reports the same mistake as `[Errno 2] No such file or directory`."
+        )
+
+
 def init(root: Path = Path(".")) -> None:
     """Check ``params.yaml``, then make ``root`` a git + DVC repository if it is not one yet (e.g. a downloaded
     archive). DVC parses params.yaml itself (``dvc status``, ``dvc repro``) without Metallo's limits, so a
     hostile file (a YAML alias bomb) is refused here, before the first DVC command of ``make repro``."""
     if (root / PARAMS_FILE).is_file():
-        load_params(root / PARAMS_FILE)
+        check_raw_dir(load_params(root / PARAMS_FILE), root)
     if not (root / ".git").exists():
         _run(["git", "init", "-q"])
     if not (root / ".dvc").is_dir():
