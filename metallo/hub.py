@@ -74,7 +74,7 @@ def eval_results(metrics: Mapping[str, Any], split: str, dataset: str) -> list:
             dataset_split=split,
             metric_type=metric,
             metric_value=float(metrics[metric]),
-            metric_name=f"{split}/{metric}",
+            metric_name=f"{'val' if split == 'validation' else split}/{metric}",  # metallo.metric_names
         )
         for metric in METRIC_NAMES
         if isinstance(metrics.get(metric), (int, float))
@@ -102,6 +102,8 @@ def card_text(config, params: Mapping[str, Any], summary: Mapping[str, Any], dat
     The train stage writes it, so its ``model-index`` holds the validation metrics; :func:`add_test_results`
     adds the test split's from ``metrics/eval.json`` (``models/model`` is the train stage's DVC output:
     ``evaluate`` does not rewrite it)."""
+    from huggingface_hub import ModelCard
+
     name = str((params.get("model") or {}).get("name") or getattr(config, "model_type", "model"))
     val = summary.get("val") or {}
     metadata = card_data(name, eval_results(val, "validation", dataset_name(params)), dataset_name(params))
@@ -110,8 +112,9 @@ def card_text(config, params: Mapping[str, Any], summary: Mapping[str, Any], dat
     train_params = {k: v for k, v in (params.get("train") or {}).items() if k in CARD_TRAIN_KEYS}
     metrics = {f"val/{k}": val[k] for k in METRIC_NAMES if k in val}
     synthetic = "synthetic" in str((params.get("ingest") or {}).get("raw_dir", ""))
-    return CARD_TEMPLATE.substitute(
-        metadata=metadata.to_yaml(),
+    card = ModelCard.from_template(
+        metadata,
+        template_str=CARD_TEMPLATE,
         name=name,
         type_name=type_name(config),
         n_spectra=config.n_spectra,
@@ -128,6 +131,7 @@ def card_text(config, params: Mapping[str, Any], summary: Mapping[str, Any], dat
         val_samples=summary.get("val_samples", "?"),
         train_samples=summary.get("train_samples", "?"),
     )
+    return card.content
 
 
 def dataset_name(params: Mapping[str, Any]) -> str:
