@@ -69,7 +69,7 @@ def logged_model_name(model_type: str, run_id: str) -> str:
     import re
 
     experiment = os.environ.get("DVC_EXP_NAME", "")
-    tail = experiment or f"{model_type}-{run_id[:8]}".strip("-")
+    tail = experiment or f"{model_type.removeprefix('metallo_')}-{run_id[:8]}".strip("-")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{ARTIFACT_NAME}-{tail}")
 
 

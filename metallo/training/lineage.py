@@ -126,8 +126,7 @@ def run_note(experiment_name: str, model_name: str, changed: Mapping[str, tuple[
 def note_with_results(note: str, metrics: Mapping[str, float]) -> str:
     """``note`` with its results part (test RMSE beside the baselines) replaced by ``metrics``'s."""
     head = note.split(RESULTS_HEADING)[0].rstrip()
-    table = version_description(metrics).split("\n", 1)[-1].strip()
-    return f"{head}\n\n{RESULTS_HEADING} (evaluate)\n\n{table}".strip()
+    return f"{head}\n\n{RESULTS_HEADING} (evaluate)\n\n{results_table(metrics)}".strip()
 
 
 def split_datasets(datasets: Mapping[str, Any], source: str | os.PathLike, data_digest: str) -> dict[str, Any]:
@@ -237,18 +236,22 @@ def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | Non
         tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
 
 
-def version_description(metrics: Mapping[str, float], run_name: str = "") -> str:
-    """A model version's description: where it came from and its test metrics beside the baselines."""
-    lines = [f"Trained by the run {run_name!r}; evaluated by `evaluate` on the test split." if run_name else ""]
+def results_table(metrics: Mapping[str, float]) -> str:
+    """The test RMSE and R² of the model beside the baselines' (``test/rmse``, ``baseline/classical/rmse``, ...)
+    as a Markdown table; ``""`` without test metrics."""
     rows = [("model", "test"), ("classical baseline", "baseline/classical"), ("mean baseline", "baseline/mean")]
     table = [
         f"| {label} | {metrics[f'{key}/rmse']:.4g} | {metrics.get(f'{key}/r2', math.nan):.3f} |"
         for label, key in rows
         if metrics.get(f"{key}/rmse") is not None
     ]
-    if table:
-        lines += ["", "| test split | RMSE | R² |", "|---|---:|---:|", *table]
-    return "\n".join(line for line in lines).strip()
+    return "\n".join(["| test split | RMSE | R² |", "|---|---:|---:|", *table]) if table else ""
+
+
+def version_description(metrics: Mapping[str, float], run_name: str = "") -> str:
+    """A model version's description: where it came from and its test metrics beside the baselines."""
+    head = f"Trained by the run {run_name!r}; evaluated by `evaluate` on the test split." if run_name else ""
+    return "\n\n".join(part for part in (head, results_table(metrics)) if part)
 
 
 def _test_rmse(version) -> float:

@@ -353,3 +353,23 @@ def test_runs_started_at_once_on_a_new_store_share_the_experiment_and_datasets(t
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.run_id for r in runs) == sorted(run_id for _, run_id, _ in outcomes)
     assert all(sorted(d.dataset.name for d in r.inputs.dataset_inputs) == ["train", "val"] for r in runs)
+
+
+def test_run_and_version_descriptions_name_the_experiment_the_changes_and_the_baselines(monkeypatch):
+    from metallo.prediction.mlflow_model import logged_model_name
+    from metallo.training.lineage import changed_params, note_with_results, run_note, version_description
+
+    changed = changed_params({"model": {"hidden_dim": 24, "name": "metallonet"}}, {"model": {"hidden_dim": 16}})
+    assert changed == {"model.hidden_dim": (16, 24), "model.name": (None, "metallonet")}
+    note = run_note("blest-site", "metallonet", {"model.hidden_dim": (16, 24)})
+    assert "DVC experiment `blest-site`" in note and "`model.hidden_dim`: 16 → 24" in note
+    metrics = {"test/rmse": 1.5, "test/r2": -0.5, "baseline/classical/rmse": 0.59, "baseline/classical/r2": 0.76}
+    described = note_with_results(note, metrics)
+    assert described.startswith(note) and "| model | 1.5 | -0.500 |" in described
+    assert "| classical baseline | 0.59 | 0.760 |" in described and "| test split | RMSE | R² |" in described
+    assert note_with_results(described, metrics) == described  # a re-evaluation replaces, not appends
+    assert "Trained by the run 'blest-site'" in version_description(metrics, "blest-site")
+    monkeypatch.setenv("DVC_EXP_NAME", "blest-site")
+    assert logged_model_name("metallo_metallonet", "abcdef123456") == "metallo-blest-site"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert logged_model_name("metallo_metallonet", "abcdef123456") == "metallo-metallonet-abcdef12"
