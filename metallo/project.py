@@ -73,15 +73,19 @@ def comparison_table(report: dict):
             _number(values.get("mae"), ".4g"),
             _number(values.get("pearson"), ".3f"),
         )
-    interval = report.get("interval") or {}
-    if interval.get("halfwidth") is not None:
-        table.caption = (
-            f"{interval['level']:.0%} prediction interval: ± {interval['halfwidth']:.4g} "
-            f"(split conformal, {interval['calibration_n']} validation residuals); "
-            f"test coverage {_number(interval.get('coverage'), '.2f')}"
-        )
-        table.caption_justify = "left"
     return table
+
+
+def interval_line(report: dict) -> str:
+    """The prediction interval's level, half-width and test coverage (``metrics/eval.json``), or ``""``."""
+    interval = report.get("interval") or {}
+    if interval.get("halfwidth") is None:
+        return ""
+    return (
+        f"{interval['level']:.0%} prediction interval: ± {interval['halfwidth']:.4g} "
+        f"(split conformal, {interval['calibration_n']} validation residuals); "
+        f"test coverage {_number(interval.get('coverage'), '.2f')}"
+    )
 
 
 def render(renderable, width: int = 100) -> str:
@@ -111,7 +115,10 @@ def summary(root: Path = Path(".")) -> None:
     if eval_path.is_file():
         from rich.console import Console
 
-        Console().print(comparison_table(json.loads(eval_path.read_text())))
+        report = json.loads(eval_path.read_text())
+        Console().print(comparison_table(report))
+        if interval_line(report):
+            print(interval_line(report))
     train_path = root / "metrics" / "train.json"
     if train_path.is_file():
         print(model_choice(json.loads(train_path.read_text())))
