@@ -194,6 +194,8 @@ def _ui(args: argparse.Namespace) -> None:
     from metallo.training.tracking import tracking_uri
     from metallo.uris import masked
 
+    if args.workers < 1:
+        raise MetalloError(f"metallo ui --workers must be 1 or more; got {args.workers}.")
     cmd = ui_command(args.port, args.workers)
     print(f"MLflow UI for {masked(tracking_uri())} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
     os.execvpe(cmd[0], cmd, ui_env(args.jobs))

@@ -173,8 +173,8 @@ def write_figures(
             extent=tuple(extents[0]),
         ),
     ]
+    (out / EXPLANATION_DIR).mkdir(parents=True, exist_ok=True)  # empty for the classical model: dvc plots needs it
     if result.attention is not None:
-        (out / EXPLANATION_DIR).mkdir(parents=True, exist_ok=True)
         written.append(
             explanation_figure(out / EXPLANATION_DIR, config, result, extents, min(int(examples), len(y_true)))
         )
