@@ -51,7 +51,7 @@ def test_closed_form_model_under_torchrun_is_fitted_and_saved_by_rank_0_only(tmp
     )
     run(["dvc", "repro", "split"], root)
     result = run(["python", "-m", "stages.train"], root)
-    assert "--nproc_per_node=2" in result.stdout and result.stdout.count("train: best validation RMSE") == 1
+    assert "--nproc_per_node=2" in result.stdout and result.stdout.count("train: kept model's validation RMSE") == 1
 
     summary = json.loads((root / "metrics/train.json").read_text())
     assert summary["model"] == "classical" and summary["steps"] == 1 and summary["ridge_alpha"] > 0
