@@ -125,7 +125,10 @@ def pyfunc_predictions(uri: str, run_id: str, root: Path):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/pyfunc_model")
+        client = mlflow.MlflowClient(uri)
+        experiment_id = client.get_run(run_id).info.experiment_id
+        (logged,) = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+        model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")  # named metallo-<experiment>, one per run
     finally:
         mlflow.set_tracking_uri(previous)
     images = np.load(root / "data/processed/images.npy", mmap_mode="r")[:2]
