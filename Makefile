@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install repro test test-fast lint soak ui bench team-up team-down team-status ci clean-venv
+.PHONY: help install repro test test-fast lint soak ui exps bench team-up team-down team-status ci clean-venv
 
 help:
 	@echo "make repro     run the pipeline (dvc repro) on the demo data"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint      ruff check + ruff format --check (config in pyproject.toml)"
 	@echo "make soak      kill dvc repro at random moments for SOAK_SECONDS (900), check each recovery"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for this project's store"
+	@echo "make exps      dvc exp show with readable columns (changed params, test/val RMSE, classical baseline)"
 	@echo "make bench     input-pipeline / training-step benchmark (small sizes)"
 	@echo "make team-up   PostgreSQL + MLflow tracking server on 127.0.0.1 in .team/ (team-down stops them)"
 	@echo "make ci        dvc pull, dvc repro, then params and metrics against CI_BASE (main) as Markdown"
@@ -25,7 +26,8 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	@echo "Installing requirements.txt into $(VENV) (about 5 minutes the first time: the PyTorch wheel is large)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	touch $(STAMP)
@@ -53,6 +55,9 @@ soak: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/python -m metallo.cli ui
+
+exps: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m metallo.cli exps
 
 bench: $(STAMP)
 	$(BIN)/python -m metallo.cli bench

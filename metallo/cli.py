@@ -1,7 +1,7 @@
-"""The ``metallo`` command line: the pipeline's stages and the daily tasks.
+"""The metallo command line: the pipeline's stages and the daily tasks.
 
-Stage commands run exactly what ``dvc repro`` runs for that stage (same functions, same
-params.yaml sections, same outputs); prefer ``dvc repro`` to keep outputs versioned.
+Stage commands run exactly what `dvc repro` runs for that stage (same functions, same
+params.yaml sections, same outputs); prefer `dvc repro` to keep outputs versioned.
 """
 
 # Building the parser imports neither torch nor transformers (seconds): each command imports what it
@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from metallo import __version__
 from metallo.constants import INTERVAL_LEVEL
@@ -116,8 +117,20 @@ def _models(args: argparse.Namespace) -> None:
     print(format_summary(model_summary(image_size=args.image_size)))
 
 
-def ui_command(port: int = 5000) -> list[str]:
-    """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only."""
+#: MLflow 3's switch for its job runner (a huey consumer with several worker processes, for GenAI jobs).
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def ui_env(jobs: bool = False, environ: dict | None = None) -> dict[str, str]:
+    """The UI server's environment: without MLflow's job runner unless ``jobs`` (Metallo runs no MLflow jobs)."""
+    env = dict(os.environ if environ is None else environ)
+    env[JOB_EXECUTION_ENV] = "true" if jobs else "false"
+    return env
+
+
+def ui_command(port: int = 5000, workers: int = 1) -> list[str]:
+    """The ``mlflow ui`` command line for this project's store, bound to 127.0.0.1 only, ``workers`` uvicorn
+    workers (one is plenty for one user; MLflow starts four)."""
     from metallo.tracking.tracker import artifact_root, tracking_uri  # lazy: mlflow
 
     return [
@@ -133,14 +146,43 @@ def ui_command(port: int = 5000) -> list[str]:
         UI_HOST,
         "--port",
         str(int(port)),
+        "--workers",
+        str(int(workers)),
     ]
 
 
 def _ui(args: argparse.Namespace) -> None:
     from metallo.tracking.tracker import tracking_uri  # lazy: mlflow
 
-    cmd = ui_command(args.port)
+    if args.workers < 1:
+        raise MetalloError(f"metallo ui --workers must be 1 or more; got {args.workers}.")
+    cmd = ui_command(args.port, args.workers)
     print(f"MLflow UI for {masked(tracking_uri())} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execvpe(cmd[0], cmd, ui_env(args.jobs))
+
+
+#: ``metallo exps``: the columns always shown (the test RMSE and R² beside the classical baseline's, validation)
+EXPS_KEEP = r"Experiment$|test\.(rmse|r2)$|baseline\.classical\.rmse$|val\.rmse$"
+#: ... and the ones left out: file hashes and code deps (names with a /), DVC's bookkeeping, the secondary
+#: metrics (``dvc metrics show`` lists every one).
+EXPS_DROP = (
+    r"Created$|State$|Executor$|.*/.*|interval\..*|baseline\.mean\..*|.*\.(mae|pearson|n)$|val\.(start|trained)_.*"
+    r"|epochs?$|steps?$|(train|val)_samples$|validation$|kept$|model$|ridge_alpha$"
+)
+
+
+def exps_command(extra: list[str] | None = None) -> list[str]:
+    """``dvc exp show`` with a readable column set: changed params, test/validation RMSE, the baseline."""
+    import shutil
+
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    return [dvc, "exp", "show", "--only-changed", "--keep", EXPS_KEEP, "--drop", EXPS_DROP, *(extra or [])]
+
+
+def _exps(args: argparse.Namespace) -> None:
+    cmd = exps_command(args.dvc_args)
+    if not Path(cmd[0]).exists():
+        raise MetalloError("dvc is not on PATH: activate the project's environment (source .venv/bin/activate).")
     os.execvp(cmd[0], cmd)
 
 
@@ -161,8 +203,9 @@ def _add_predict_command(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="predict DOS for a new manifest (dos column optional)",
-        description="Validate a manifest exactly as ingest does, apply the training geometry, and "
-        "write sample_id,dos_pred. Rejected rows are reported and written beside --out.",
+        description="Validate a manifest exactly as ingest does, apply the training geometry, and write "
+        "sample_id,dos_pred,dos_lower,dos_upper (the prediction and its split-conformal interval at --interval; "
+        "dos_true too when the manifest has a dos column). Rejected rows are reported and written beside --out.",
     )
     p.add_argument(
         "--model", default="models/model", help="model directory from the train stage (default: %(default)s)"
@@ -175,7 +218,12 @@ def _add_predict_command(sub) -> None:
         default="skip",
         help="skip: predict the valid rows and report the rest; fail: stop if any row is invalid",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="samples per forward pass; lower it to use less memory (default: %(default)s)",
+    )
     p.add_argument(
         "--interval",
         type=float,
@@ -229,9 +277,31 @@ def _add_tool_commands(sub) -> None:
     p.add_argument("--image-size", type=int, default=300, help="image side for the FLOP count (default: %(default)s)")
     p.set_defaults(func=_models)
 
+    text = "dvc exp show with readable columns: changed params, test and validation RMSE, the classical baseline"
+    p = sub.add_parser(
+        "exps",
+        help=text,
+        description=f"{text[0].upper()}{text[1:]}. Runs: dvc exp show --only-changed --keep KEEP --drop DROP "
+        "[ARGS]; pass dvc exp show options after it (e.g. metallo exps --md, metallo exps -A). All columns: "
+        "dvc exp show.",
+    )
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more dvc exp show options (e.g. --md, --csv, -n 5)")
+    p.set_defaults(func=_exps)
+
     text = f"start the MLflow UI on {UI_HOST} for this project's store"
     p = sub.add_parser("ui", help=text, description=f"{text[0].upper()}{text[1:]}.")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default: %(default)s; MLflow's own default is 4, for a shared server)",
+    )
+    p.add_argument(
+        "--jobs",
+        action="store_true",
+        help="also start MLflow's job runner (GenAI jobs: scorers, prompt optimisation); off by default",
+    )
     p.set_defaults(func=_ui)
 
 
@@ -269,6 +339,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Nam
         parser = bench_parser()
         args = parser.parse_args(rest)
         args.func = run_from_args
+    elif rest and args.command == "exps":  # dvc exp show's own options
+        args.dvc_args = [*rest, *args.dvc_args]
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return parser, args

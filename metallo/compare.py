@@ -5,6 +5,14 @@ and, for each model, train (``train.seed``) and evaluate: the same functions ``d
 runs, in a scratch folder, with MLflow off. Every evaluation also fits the classical and
 mean baselines on the same split, so each table row set shares its test slices. Use it to
 choose defaults on your own data before you commit to one (``docs/results.md`` holds ours).
+
+Why not DVC's grid queue (``dvc exp run --queue -S 'model.name=metallonet,toynet' -S 'train.seed=range(0,3)'``,
+then ``dvc queue start``): it makes one DVC experiment (and MLflow run, and registered version) per cell of the
+grid, each in its own copy of the workspace; that is the right tool for experiments you keep, and the README
+shows it. ``compare`` answers a different question, "which model on this data, over seeds", without filling
+the experiment list and the registry: it shares one ingest/convert and one split per seed between the models,
+keeps everything in a scratch folder, and prints mean ± sd beside the baselines, which ``dvc exp show``
+does not compute.
 """
 
 from __future__ import annotations
@@ -97,8 +105,8 @@ def run_compare(params: dict, *, models: list[str], seeds: list[int], work_dir: 
                     "model": name,
                     "seed": seed,
                     "train_s": round(train_s, 1),
-                    **{m: report[m] for m in METRICS},
-                    "baselines": {b: {m: v[m] for m in METRICS} for b, v in report["baselines"].items()},
+                    **{m: report["test"][m] for m in METRICS},
+                    "baselines": {b: {m: v[m] for m in METRICS} for b, v in report["baseline"].items()},
                     "interval_coverage": (report.get("interval") or {}).get("coverage"),
                 }
             )

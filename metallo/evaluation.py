@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metallo import figures
+from metallo import metric_names as names
 from metallo.baselines import baseline_metrics
 from metallo.constants import INTERVAL_LEVEL
 from metallo.data.convert import grid_extents
@@ -29,10 +30,13 @@ from metallo.params import Section
 from metallo.prediction import load_model, predict_arrays
 from metallo.tracking import lineage
 from metallo.tracking.console import quiet_libraries
-from metallo.tracking.tracker import Tracker, TrackingParams
+from metallo.tracking.tracker import NOTE_TAG, Tracker, TrackingParams
 from metallo.training.arguments import tracks_mlflow
 from metallo.uncertainty import conformal_halfwidth, coverage, load_calibration
 from metallo.uris import masked
+
+#: The subfolder of the figures that holds the explanation montage (cells.png or attention.png).
+EXPLANATION_DIR = "explanation"
 
 
 @dataclass(frozen=True)
@@ -128,27 +132,29 @@ def predict_test(model, processor, test, batch_size: int) -> SplitPredictions:
 
 
 def eval_report(metrics: dict, baselines: dict, interval: dict, n: int) -> dict[str, Any]:
-    """``metrics/eval.json``: the test metrics, n, the interval's coverage and the baselines (NaN as null)."""
+    """``metrics/eval.json``: the test metrics and n (``test.rmse``), the baselines on the same split
+    (``baseline.classical.rmse``) and the interval (``interval.coverage``); NaN as null. The names are
+    :mod:`metallo.metric_names`'s, nested (MLflow: ``test/rmse``)."""
     return {
-        **_finite_or_none(metrics),
-        "n": int(n),
+        "test": {**_finite_or_none(metrics), "n": int(n)},
+        "baseline": {name: _finite_or_none(values) for name, values in baselines.items()},
         "interval": interval,
-        "baselines": {name: _finite_or_none(values) for name, values in baselines.items()},
     }
 
 
 def write_predictions(path: Path, result: SplitPredictions, interval: dict[str, Any]) -> None:
-    """``metrics/predictions.csv``: one row per test sample with its residual and interval bounds."""
+    """``metrics/predictions.csv``: one row per test sample (``dos_true``, ``dos_pred``, the residual and the
+    interval bounds ``dos_lower``..``dos_upper``: the columns ``metallo predict`` writes)."""
     write_csv(
         path,
         pd.DataFrame(
             {
                 "sample_id": result.test.sample_ids,
-                "y_true": result.y_true,
-                "y_pred": result.y_pred,
+                names.TRUE: result.y_true,
+                names.PREDICTION: result.y_pred,
                 "residual": result.y_pred - result.y_true,
-                "y_lower": interval["lower"],
-                "y_upper": interval["upper"],
+                names.LOWER: interval["lower"],
+                names.UPPER: interval["upper"],
             }
         ),
         float_format="%.6g",
@@ -161,7 +167,10 @@ def write_figures(
     """The evaluation's figures in ``out``; other PNGs there (from an earlier evaluation) are removed.
 
     ``examples``: how many test samples the attention or cell-contribution montage shows
-    (``evaluate.attention_examples``).
+    (``evaluate.attention_examples``); it goes to ``out/explanation/`` (only MetalloNet and ToyNet draw one).
+    ``dvc plots show`` lists ``residuals.png``, ``spectra_grid.png`` and ``explanation/`` (dvc.yaml): predicted vs
+    true and residuals vs true are drawn there from ``metrics/predictions.csv``, so their PNGs (for MLflow) are not
+    shown twice.
     """
     y_true, y_pred = result.y_true, result.y_pred
     written = [
@@ -178,9 +187,12 @@ def write_figures(
             extent=tuple(extents[0]),
         ),
     ]
+    (out / EXPLANATION_DIR).mkdir(parents=True, exist_ok=True)  # empty for the classical model: dvc plots needs it
     if result.attention is not None:
-        written.append(explanation_figure(out, config, result, extents, min(int(examples), len(y_true))))
-    for stale in set(out.glob("*.png")) - set(written):
+        written.append(
+            explanation_figure(out / EXPLANATION_DIR, config, result, extents, min(int(examples), len(y_true)))
+        )
+    for stale in set(out.rglob("*.png")) - set(written):
         stale.unlink()
 
 
@@ -245,17 +257,22 @@ def log_to_mlflow(params: dict, paths: Paths, metrics: dict, baselines: dict, in
     datasets = tracker.call(
         "describe the test dataset", lambda: lineage.split_datasets({"test": test}, paths.processed, data_digest)
     )
-    test_metrics = {f"test_{k}": v for k, v in metrics.items()}
+    test_metrics = {f"test/{k}": v for k, v in metrics.items()}
     lineage.log_model_metrics(tracker, test_metrics, model_id, (datasets or {}).get("test"))
-    others = {f"{name}_baseline_test_{k}": v for name, values in baselines.items() for k, v in values.items()}
-    tracker.log_metrics(lineage.unlogged(tracker, {**others, **{f"test_interval_{k}": v for k, v in interval.items()}}))
+    others = {"test/n": float(len(test)), **names.flat({"baseline": baselines, "interval": interval})}
+    tracker.log_metrics(lineage.unlogged(tracker, others))
     tracker.log_artifact(paths.metrics / "figures", "figures")
     for path in (paths.eval_metrics, paths.train_metrics, paths.ingest_metrics, paths.split_metrics):
         tracker.log_artifact(path, "metrics")
     tracker.log_artifact(paths.predictions, "metrics")
+    results = {**test_metrics, **others}
+    note = lineage.note_with_results(run.data.tags.get(NOTE_TAG, "") if run else "", results)
+    tracker.set_tags({NOTE_TAG: note})
     name = TrackingParams.from_params(params).register
     if name and model_id:
-        version = lineage.register_model(tracker, name, model_id, test_metrics)
+        run_name = run.info.run_name if run else ""
+        description = lineage.version_description(results, run_name)
+        version = lineage.register_model(tracker, name, model_id, results, description)
         if version:
             print(
                 f"evaluate: registered as {name!r} version {version} in the MLflow Model Registry "

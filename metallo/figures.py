@@ -156,12 +156,18 @@ def cell_contribution_montage(
 ) -> Path:
     """Micrographs with each measurement cell coloured by its contribution to the prediction.
 
-    ``contributions`` is (N, rows, cols) in label units (their mean is the local part of each
-    prediction); one diverging colour scale, centred on zero, is shared by every panel.
+    ``contributions`` is (N, rows, cols) in label units: each cell's share of the prediction, measured against
+    the rest of it (the training labels' mean plus the global part MetalloNet reads from the cells' mean
+    features): prediction = training mean + global part + mean of the cells' contributions. One diverging
+    colour scale, centred on zero, is shared by every panel; it spans the 98th percentile of |contribution|
+    (a few extreme cells do not wash the others out; beyond it the colour saturates). The overlay is light
+    enough to show the microstructure.
     """
     from matplotlib.colors import TwoSlopeNorm
 
-    limit = float(np.abs(contributions).max()) or 1.0
+    values = np.abs(np.asarray(contributions, dtype=np.float64))
+    limit = float(np.percentile(values, 98)) if values.size else 0.0
+    limit = limit or float(values.max(initial=0.0)) or 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     fig, axes, panels = _montage(len(images), columns)
     shown = None
@@ -173,7 +179,7 @@ def cell_contribution_montage(
             contributions[i],
             cmap="coolwarm",
             norm=norm,
-            alpha=0.5,
+            alpha=0.35,
             interpolation="nearest",
             extent=(x0 * width, x1 * width, y1 * height, y0 * height),
         )
@@ -184,8 +190,11 @@ def cell_contribution_montage(
             ax.plot([x, x], [y0 * height, y1 * height], color="k", lw=0.5)
         ax.set(xlim=(0, width), ylim=(height, 0))
         _caption(ax, sample_ids[i], y_true[i], y_pred[i])
-    title = "MetalloNet: contribution of each measured cell (grid outlined; red raises, blue lowers)"
-    _finish_montage(fig, axes, shown, "cell contribution to DOS (label units)", title)
+    title = (
+        "MetalloNet: each measured cell's contribution (red raises, blue lowers the prediction)\n"
+        "prediction = training mean + global part + mean of the cells' contributions"
+    )
+    _finish_montage(fig, axes, shown, "cell contribution to DOS (label units; colour capped at the 98th pct)", title)
     return _save(fig, path)
 
 
@@ -220,6 +229,7 @@ def _draw_spectra_in_cells(fig, area, spectra: np.ndarray, x: np.ndarray, grid: 
     """One small plot per spectrum, laid out as its grid cell, on one shared y scale; labels on the outer edge."""
     rows, cols = grid
     inner = area.subgridspec(rows, cols, hspace=0.08, wspace=0.08)
+    middle = rows // 2  # one y label for the whole grid, beside its middle row
     lo, hi = float(spectra.min()), float(spectra.max())
     for k in range(rows * cols):
         r, c = divmod(k, cols)
@@ -234,7 +244,7 @@ def _draw_spectra_in_cells(fig, area, spectra: np.ndarray, x: np.ndarray, grid: 
             ax.set_xlabel(x_label, fontsize=7)
         if c > 0:
             ax.set_yticklabels([])
-        else:
+        elif r == middle:
             ax.set_ylabel("intensity (as measured)", fontsize=7)
 
 
@@ -263,5 +273,6 @@ def spectra_on_grid(
     _draw_image_with_grid(fig.add_subplot(outer[0]), image, grid, extent, sample_id)
     x_label = "wavelength (nm)" if wavelengths is not None else "point index"
     _draw_spectra_in_cells(fig, outer[1], spectra, x, grid, x_label)
-    fig.suptitle(f"{sample_id}: raw spectra on their grid cells (one shared y scale)", fontsize=10)
+    fig.suptitle(f"{sample_id}: raw spectra on their grid cells (one shared y scale)", fontsize=10, y=0.995)
+    fig.subplots_adjust(top=0.93, bottom=0.08)  # no blank band under the title
     return _save(fig, path)

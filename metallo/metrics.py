@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from transformers import EvalPrediction
 
-METRIC_NAMES = ("mae", "rmse", "r2", "pearson")
+from metallo.metric_names import METRIC_NAMES as METRIC_NAMES  # one definition, re-exported here
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:

@@ -76,8 +76,15 @@ class MetalloProcessor(BaseImageProcessor):
             scales new 16-bit images the same way.
         spectra_norm: one of :data:`SPECTRA_NORMS`.
         image_norm: one of :data:`IMAGE_NORMS`.
-        raw_copies: also pass the model its inputs before normalisation (``raw_pixel_values`` at the
-            stored ``crop`` resolution, ``raw_spectra``), for a model with a classical-feature branch.
+        raw_copies: also pass the model its inputs before normalisation: ``raw_pixel_values`` (intensities in
+            [0, 1] at the stored ``crop`` resolution, 300 px on the demo) and ``raw_spectra`` (as measured).
+            They are not spare copies: they are MetalloNet's own inputs. Its learned per-cell path cuts every
+            measurement cell out of the stored-resolution image, standardised per image (``pixel_values``, resized
+            to ``image_size`` and standardised with dataset statistics, is ToyNet's input; MetalloNet does not read
+            it), and its
+            closed-form classical branch computes hand-made texture and SNV-band features from the image and the
+            spectra as measured. So ``model(**processor(images, spectra=spectra))`` works unchanged; ToyNet and
+            the classical model set it false and get ``pixel_values`` and ``spectra`` only.
     """
 
     image_mean: list[float]

@@ -18,7 +18,8 @@ from tests.helpers.imports import imports_of, modules
 #: package's facade, is the top).
 LAYERS = (
     ("foundation", ("metallo.errors", "metallo.uris", "metallo.parallel", "metallo.io", "metallo.params",
-                    "metallo.layout", "metallo.spectra", "metallo.metrics", "metallo.pipeline", "metallo.constants")),
+                    "metallo.layout", "metallo.spectra", "metallo.metrics", "metallo.metric_names", "metallo.pipeline",
+                    "metallo.constants")),
     ("data", ("metallo.data",)),
     ("tracking and reports", ("metallo.tracking", "metallo.uncertainty", "metallo.figures", "metallo.model_card")),
     ("processing", ("metallo.processing", "metallo.augmentation")),

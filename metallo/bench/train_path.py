@@ -201,7 +201,7 @@ def _stage_result(timer, summary: dict, config, precision: str, stage_s: float) 
         "precision": precision,
         "compile": config.compile,
         "workers": config.workers,
-        "val_rmse": summary.get("val_rmse"),
+        "val_rmse": (summary.get("val") or {}).get("rmse"),
         "params": str(config.params),
         "profile": config.profile,
     }

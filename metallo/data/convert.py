@@ -107,6 +107,14 @@ def resolve_bit_depth(samples: pd.DataFrame, setting: str | int = "auto") -> dic
     }
 
 
+def depth_text(depth: dict) -> str:
+    """What convert did to the pixel values, for its summary line: 8-bit images are kept as they are."""
+    n = int(depth.get("images_16bit", 0))
+    if not n:
+        return "8-bit images kept as they are"
+    return f"{n} 16-bit image(s) scaled to 8 bits as {depth['bit_depth']}-bit data"
+
+
 def load_convert_info(processed: str | os.PathLike) -> dict:
     """``convert.json`` of a processed folder: fit, resize, crop, bit_depth (and provenance)."""
     path = Path(processed) / CONVERT_INFO
@@ -279,6 +287,6 @@ def run_convert(params: dict, paths: Paths = PATHS) -> int:
     write_json(paths.processed / CONVERT_INFO, {**geometry.to_dict(), **depth, "grid": list(shape.grid)})
     print(
         f"convert: {len(table)} samples -> {paths.processed}/images.npy, spectra.npy "
-        f"(fit {geometry.fit}, {geometry.crop}x{geometry.crop}, 16-bit images scaled as {depth['bit_depth']}-bit)"
+        f"(fit {geometry.fit}, {geometry.crop}x{geometry.crop}, {depth_text(depth)})"
     )
     return len(table)

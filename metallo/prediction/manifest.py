@@ -35,7 +35,7 @@ from metallo.uncertainty import check_level
 
 @dataclass
 class PredictResult:
-    predictions: pd.DataFrame  # sample_id, dos_pred, dos_lower, dos_upper (and dos when labelled)
+    predictions: pd.DataFrame  # sample_id, dos_pred, dos_lower, dos_upper (and dos_true when labelled)
     rejected: pd.DataFrame  # row, sample_id, reason — as ingest reports them
     metrics: dict[str, float] | None  # when every accepted row has a dos label
 
@@ -92,7 +92,7 @@ def predict(
     metrics = None
     labels = samples["dos"].to_numpy(dtype=np.float64)
     if len(labels) > 1 and np.isfinite(labels).all():
-        table["dos"] = labels
+        table["dos_true"] = labels  # the label beside a prediction: metallo.metric_names.TRUE
         metrics = regression_metrics(labels, table["dos_pred"].to_numpy())
     return PredictResult(table, rejected, metrics)
 
@@ -131,7 +131,7 @@ def _predict_rows(
 
 
 def write_predictions(result: PredictResult, out: str | os.PathLike) -> Path:
-    """Write ``out`` (sample_id, dos_pred, dos_lower, dos_upper[, dos]) and, when rows were rejected,
+    """Write ``out`` (sample_id, dos_pred, dos_lower, dos_upper[, dos_true]) and, when rows were rejected,
     ``<out>.rejected.csv``."""
     out = Path(out)
     write_csv(out, result.predictions, float_format="%.7g")

@@ -2,8 +2,9 @@
 
 ``mlflow.pyfunc.load_model(uri).predict({"pixel_values": images, "spectra": spectra})``
 takes uint8 micrographs (N×H×W×3, after the convert geometry) and raw spectra (N×S×L)
-and returns a table with the predicted DOS per sample (``dos``) and its split-conformal
-interval (``dos_lower``, ``dos_upper``; level from ``params={"interval": 0.9}``).
+and returns a table with the predicted DOS per sample (``dos_pred``, the name ``metallo predict`` and
+``metrics/predictions.csv`` use, see :mod:`metallo.metric_names`) and its split-conformal interval
+(``dos_lower``, ``dos_upper``; level from ``params={"interval": 0.9}``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from metallo import metric_names as names
 from metallo.constants import INTERVAL_LEVEL
 from metallo.prediction.predictor import load_predictor
 from metallo.tracking.console import no_progress_bars
 
-ARTIFACT_NAME = "pyfunc_model"
+#: The LoggedModel's name is ``<ARTIFACT_NAME>-<DVC experiment or run id>``: one name per model in the UI.
+ARTIFACT_NAME = "metallo"
+OUTPUTS = (names.PREDICTION, names.LOWER, names.UPPER)
 
 
 class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
@@ -34,7 +38,7 @@ class MetalloPyfuncModel(mlflow.pyfunc.PythonModel):
             np.asarray(model_input["spectra"], dtype=np.float32),
         )
         half = self.predictor.halfwidth(float((params or {}).get("interval", INTERVAL_LEVEL)))
-        return pd.DataFrame({"dos": predictions, "dos_lower": predictions - half, "dos_upper": predictions + half})
+        return pd.DataFrame(dict(zip(OUTPUTS, (predictions, predictions - half, predictions + half), strict=True)))
 
 
 def signature(n_spectra: int, spectrum_length: int):
@@ -47,7 +51,7 @@ def signature(n_spectra: int, spectrum_length: int):
             TensorSpec(np.dtype(np.float32), (-1, n_spectra, spectrum_length), "spectra"),
         ]
     )
-    outputs = Schema([ColSpec("double", name) for name in ("dos", "dos_lower", "dos_upper")])
+    outputs = Schema([ColSpec("double", name) for name in OUTPUTS])
     return ModelSignature(
         inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("interval", "double", INTERVAL_LEVEL)])
     )
@@ -59,6 +63,16 @@ def pip_requirements() -> list[str]:
 
     names = ("torch", "torchvision", "transformers", "safetensors", "mlflow", "numpy")
     return [f"{name}=={version(name)}" for name in names]
+
+
+def logged_model_name(model_type: str, run_id: str) -> str:
+    """``metallo-<DVC experiment>`` (else ``metallo-<model type>-<run id's first 8>``): a name per model."""
+    import os
+    import re
+
+    experiment = os.environ.get("DVC_EXP_NAME", "")
+    tail = experiment or f"{model_type.removeprefix('metallo_')}-{run_id[:8]}".strip("-")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{ARTIFACT_NAME}-{tail}")
 
 
 def log_pyfunc_model(tracker, model_dir: str | Path, input_example: dict | None = None) -> str | None:
@@ -75,6 +89,7 @@ def log_pyfunc_model(tracker, model_dir: str | Path, input_example: dict | None 
     import warnings
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
+    name = logged_model_name(config.get("model_type", ""), tracker.run_id)
     package = Path(__file__).resolve().parents[1]  # metallo/
 
     def _log() -> str:
@@ -82,7 +97,7 @@ def log_pyfunc_model(tracker, model_dir: str | Path, input_example: dict | None 
             # The signature names both inputs; MLflow's hints about type hints and input examples don't apply.
             warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
             info = mlflow.pyfunc.log_model(
-                name=ARTIFACT_NAME,
+                name=name,
                 python_model=str(Path(__file__).with_name("mlflow_entry.py")),
                 artifacts={"model": str(model_dir)},
                 code_paths=[str(package)],

@@ -9,8 +9,9 @@
 * **Logged model**: the pyfunc model ``train`` logs is an MLflow ``LoggedModel``; ``evaluate`` links the
   test metrics to it (and to the test dataset) and finds it again by its source run.
 * **Model registry**: with ``tracking.register: <name>`` (default ``metallo``; empty = off) ``evaluate``
-  registers the model as a new version of ``<name>``, tags the version with its test metrics and points
-  the alias :data:`BEST_ALIAS` at the version with the lowest test RMSE.
+  registers the model as a new version of ``<name>``, tags the version with its test metrics, describes it
+  (test RMSE beside the baselines) and points the alias :data:`BEST_ALIAS` at the version with the lowest
+  test RMSE.
 * **Run lookup**: the run is tagged with the digest of the weights it produced (``metallo.model_digest``),
   so ``evaluate`` finds the run of the model it evaluates even when DVC restored ``models/model`` from its
   run cache and the untracked ``models/run.json`` is stale or missing.
@@ -33,8 +34,8 @@ from typing import Any
 
 from metallo.io import sha256_file
 from metallo.layout import PATHS, Paths
-from metallo.params import section
-from metallo.tracking.tracker import Tracker, TrackingParams, create_or_find, git_commit
+from metallo.params import flatten, section
+from metallo.tracking.tracker import NOTE_TAG, Tracker, TrackingParams, create_or_find
 
 MODEL_DIGEST_TAG = "metallo.model_digest"
 #: Alias of the registered version with the lowest test RMSE.
@@ -59,13 +60,65 @@ def entry_point() -> str:
         return script.name
 
 
-def source_tags(commit: str = "") -> dict[str, str]:
-    """MLflow's standard source tags for this process (user, source name and type, git commit)."""
+def source_tags() -> dict[str, str]:
+    """MLflow's standard source tags for this process: MLflow's own run-context providers set the user, the
+    source type, the git commit, branch and repository (``resolve_tags``, what ``mlflow.start_run`` calls).
+    Only the source name is given: MLflow would record the absolute script path, which for a queued DVC
+    experiment is a temporary copy under ``.dvc/tmp/exps``; the project-relative ``stages/train.py`` is kept."""
     from mlflow.tracking.context.registry import resolve_tags
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME
+    from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME
 
-    tags = {MLFLOW_SOURCE_NAME: entry_point(), **({MLFLOW_GIT_COMMIT: commit} if commit else {})}
-    return {key: str(value) for key, value in resolve_tags(tags).items()}
+    return {key: str(value) for key, value in resolve_tags({MLFLOW_SOURCE_NAME: entry_point()}).items()}
+
+
+def committed_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any] | None:
+    """``params.yaml`` as the current git commit holds it (the baseline ``dvc exp show`` compares with), or
+    ``None`` outside a git repository or before the first commit."""
+    import yaml
+
+    try:
+        import git
+
+        repo = git.Repo(Path.cwd(), search_parent_directories=True)
+        relative = (Path.cwd() / path).resolve().relative_to(Path(repo.working_tree_dir).resolve())
+        text = repo.head.commit.tree[relative.as_posix()].data_stream.read().decode()
+        return yaml.safe_load(text) or {}
+    except Exception:  # noqa: BLE001 - no repository, no commit, no such file: no baseline to compare with
+        return None
+
+
+def changed_params(params: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """``name -> (committed, now)`` for each param that differs from ``baseline`` (dotted names)."""
+    if baseline is None:
+        return {}
+    before, after = flatten(baseline), flatten(params)
+    keys = sorted(set(before) | set(after))
+    return {key: (before.get(key), after.get(key)) for key in keys if before.get(key) != after.get(key)}
+
+
+def run_note(experiment_name: str, model_name: str, changed: Mapping[str, tuple[Any, Any]]) -> str:
+    """A run's description (``mlflow.note.content``): the DVC experiment, the model, the changed params."""
+    lines = [
+        f"DVC experiment `{experiment_name}`, model `{model_name}`."
+        if experiment_name
+        else f"`dvc repro` (no DVC experiment name), model `{model_name}`."
+    ]
+    if changed:
+        lines += ["", "Params changed from the commit:", ""]
+        lines += [f"- `{key}`: {before!r} → {after!r}" for key, (before, after) in changed.items()]
+    else:
+        lines += ["", "Params as committed."]
+    return "\n".join(lines)
+
+
+#: Where the results start in a run's description (``evaluate`` replaces what follows).
+RESULTS_HEADING = "**Test split**"
+
+
+def note_with_results(note: str, metrics: Mapping[str, float]) -> str:
+    """``note`` with its results part (test RMSE beside the baselines) replaced by ``metrics``'s."""
+    head = note.split(RESULTS_HEADING)[0].rstrip()
+    return f"{head}\n\n{RESULTS_HEADING} (evaluate)\n\n{results_table(metrics)}".strip()
 
 
 def split_datasets(datasets: Mapping[str, Any], source: str | os.PathLike, data_digest: str) -> dict[str, Any]:
@@ -173,15 +226,45 @@ def log_model_metrics(tracker, metrics: Mapping[str, float], model_id: str | Non
         tracker.call("log metrics", lambda: tracker.client().log_batch(tracker.run_id, metrics=values))
 
 
-def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, float]) -> str | None:
-    """Register ``model_id`` as a version of ``name`` (once per run), tag it with ``metrics`` and move the
-    :data:`BEST_ALIAS` alias to the version with the lowest ``test_rmse``. Returns the version."""
+def results_table(metrics: Mapping[str, float]) -> str:
+    """The test RMSE and R² of the model beside the baselines' (``test/rmse``, ``baseline/classical/rmse``, ...)
+    as a Markdown table; ``""`` without test metrics."""
+    rows = [("model", "test"), ("classical baseline", "baseline/classical"), ("mean baseline", "baseline/mean")]
+    table = [
+        f"| {label} | {metrics[f'{key}/rmse']:.4g} | {metrics.get(f'{key}/r2', math.nan):.3f} |"
+        for label, key in rows
+        if metrics.get(f"{key}/rmse") is not None
+    ]
+    return "\n".join(["| test split | RMSE | R² |", "|---|---:|---:|", *table]) if table else ""
+
+
+def version_description(metrics: Mapping[str, float], run_name: str = "") -> str:
+    """A model version's description: where it came from and its test metrics beside the baselines."""
+    head = f"Trained by the run {run_name!r}; evaluated by `evaluate` on the test split." if run_name else ""
+    return "\n\n".join(part for part in (head, results_table(metrics)) if part)
+
+
+def _test_rmse(version) -> float:
+    """A version's test RMSE from its tags (``test/rmse``; ``test_rmse`` on versions registered before)."""
+    return float(version.tags.get("test/rmse", version.tags.get("test_rmse", "inf")))
+
+
+def register_model(
+    tracker, name: str, model_id: str, metrics: Mapping[str, float], description: str = ""
+) -> str | None:
+    """Register ``model_id`` as a version of ``name`` (once per run), tag it with ``metrics`` (``test/rmse``
+    ...), describe it, mark the LoggedModel as registered and move the :data:`BEST_ALIAS` alias to the
+    version with the lowest ``test/rmse``. Returns the version."""
 
     def _register() -> str:
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
         client = tracker.client()
         create_or_find(  # two evaluates (queued experiments) may both be the first; the loser uses the winner's
             lambda: client.create_registered_model(
-                name, description="Metallo DOS regressors (registered by `evaluate`)."
+                name,
+                description="Metallo DOS regressors, one version per evaluated training run (registered by "
+                f"`evaluate`). The alias `{BEST_ALIAS}` points at the version with the lowest test RMSE.",
             ),
             lambda: None,
         )
@@ -190,15 +273,22 @@ def register_model(tracker, name: str, model_id: str, metrics: Mapping[str, floa
             existing[0]
             if existing
             else client.create_model_version(
-                name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id
+                name, source=f"models:/{model_id}", run_id=tracker.run_id, model_id=model_id, description=description
             )
         )
+        if existing and description:
+            client.update_model_version(name, version.version, description=description)
         for key, value in metrics.items():
-            if value is not None and value == value:
+            if key.startswith("test/") and value is not None and value == value:
                 client.set_model_version_tag(name, version.version, key, f"{float(value):.6g}")
-        best = min(
-            client.search_model_versions(f"name = '{name}'"), key=lambda v: float(v.tags.get("test_rmse", "inf"))
-        )
+        # MLflow's fluent register_model also tags the LoggedModel with its versions (the UI's "Registered" link);
+        # the client call made here does not, so it is done as MLflow does it.
+        logged = client.get_logged_model(model_id)
+        versions = json.loads(logged.tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+        entry = {"name": name, "version": str(version.version)}
+        if entry not in versions:
+            client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*versions, entry])})
+        best = min(client.search_model_versions(f"name = '{name}'"), key=_test_rmse)
         client.set_registered_model_alias(name, BEST_ALIAS, best.version)
         return str(version.version)
 
@@ -229,10 +319,22 @@ def data_hash(paths) -> str:
     return hashlib.sha256(json.dumps(data_digests(paths), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool):
+def _resolved(baseline: dict | None, resolve) -> dict | None:
+    """The committed params as the train stage would see them (``resolve`` applied, when it can be)."""
+    if baseline is None or resolve is None:
+        return baseline
+    try:
+        return resolve(baseline)
+    except Exception:  # noqa: BLE001 - a committed file this code cannot read: compare it as it is
+        return baseline
+
+
+def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool, resolve=None):
     """Open the train stage's MLflow run: standard source tags, Metallo's tags, the params and the datasets.
 
-    The run is named after the DVC experiment when there is one (else the model and the time).
+    The run is named after the DVC experiment when there is one (else the model and the time). Its description
+    lists the params that differ from the committed ``params.yaml``, after ``resolve`` (the train stage's
+    profile, which fills the ``auto`` keys) has been applied to that file as it was to ``params``.
     Returns the :class:`~metallo.tracking.tracker.Tracker` (disabled when ``enabled`` is false).
     """
     from datetime import datetime
@@ -244,10 +346,11 @@ def start_run(params: dict, datasets: Mapping[str, Any], paths, *, enabled: bool
     experiment_name = os.environ.get("DVC_EXP_NAME", "")
     digest = data_hash(paths)
     tags = {
-        **(tracker.call("read the source tags", lambda: source_tags(git_commit())) or {}),
+        **(tracker.call("read the source tags", source_tags) or {}),
         "data.hash": digest,
         "model.name": model_name,
         **({"dvc.experiment": experiment_name} if experiment_name else {}),
+        NOTE_TAG: run_note(experiment_name, model_name, changed_params(params, _resolved(committed_params(), resolve))),
     }
     tracker.start(run_name=experiment_name or f"{model_name} {datetime.now():%Y-%m-%d %H:%M:%S}", tags=tags)
     tracker.log_params(params)

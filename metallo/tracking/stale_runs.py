@@ -1,8 +1,10 @@
 """Runs a killed training left RUNNING: who owns a run, and whether that process is gone.
 
-Each training run is tagged with the process that owns it (``metallo.pid``, ``metallo.host``,
-``metallo.pid_start``). When ``train`` starts a run it marks KILLED every run of its experiment
-still RUNNING whose owner process on this host is gone (a killed training cannot end its run);
+Each training run is tagged with the process that owns it (``mlflow.metallo.pid``, ``mlflow.metallo.host``,
+``mlflow.metallo.pid_start``: under ``mlflow.``, the prefix the MLflow UI keeps off the run page, because they
+are bookkeeping, not a description of the run; runs tagged before with ``metallo.pid``... are still swept).
+When ``train`` starts a run it marks KILLED every run of its experiment still RUNNING whose owner process
+on this host is gone (a killed training cannot end its run);
 runs of other hosts, or without an owner, are left alone.
 """
 
@@ -15,7 +17,14 @@ from pathlib import Path
 
 from metallo.uris import masked
 
-PID_TAG, HOST_TAG, START_TAG = "metallo.pid", "metallo.host", "metallo.pid_start"
+PID_TAG, HOST_TAG, START_TAG = "mlflow.metallo.pid", "mlflow.metallo.host", "mlflow.metallo.pid_start"
+#: The names runs were tagged with before (shown on the run page); read when the new ones are missing.
+OLD_TAGS = {PID_TAG: "metallo.pid", HOST_TAG: "metallo.host", START_TAG: "metallo.pid_start"}
+
+
+def owner(tags: dict) -> dict[str, str]:
+    """A run's owner tags under their current names (older runs carry the visible ``metallo.*`` names)."""
+    return {key: tags.get(key, tags.get(old, "")) for key, old in OLD_TAGS.items()}
 
 
 def process_start(pid: int) -> str:
@@ -61,7 +70,7 @@ def stale_runs(client, experiment_id: str) -> list:
         run_view_type=ViewType.ACTIVE_ONLY,
         max_results=1000,
     ):
-        tags = run.data.tags
+        tags = owner(run.data.tags)
         if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
             continue  # another machine's run, or one without an owner: leave it alone
         if process_alive(int(tags[PID_TAG]), tags.get(START_TAG, "")):
@@ -82,7 +91,7 @@ def end_stale_runs(client, experiment_id: str) -> list[str]:
             client.set_terminated(stale.info.run_id, "KILLED")
             ended.append(stale.info.run_id)
             print(
-                f"tracking: marked run {stale.info.run_id} KILLED (its process {stale.data.tags[PID_TAG]} "
+                f"tracking: marked run {stale.info.run_id} KILLED (its process {owner(stale.data.tags)[PID_TAG]} "
                 "on this host is gone)"
             )
     except Exception as err:  # noqa: BLE001 - cleaning up old runs must not stop this one

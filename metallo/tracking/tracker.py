@@ -24,7 +24,6 @@ import contextlib
 import math
 import os
 import socket
-import subprocess
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +34,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from metallo.errors import MetalloError
+from metallo.metric_names import trainer_metrics
 from metallo.params import Section, bounded_str, flatten
 from metallo.tracking.stale_runs import end_stale_runs, owner_tags
 from metallo.uris import masked
@@ -55,6 +55,18 @@ class TrackingParams(Section):
 #: Keys of the ``tracking:`` params section.
 TRACKING_KEYS = TrackingParams.keys()
 DB_FILE = "mlflow.db"
+#: The experiment's kind for the MLflow UI: model training (its runs table and charts), not the GenAI overview
+#: (traces, token usage) that MLflow 3 opens on an experiment without this tag.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+#: The tag the MLflow UI shows as an experiment's, a run's or a model version's description.
+NOTE_TAG = "mlflow.note.content"
+EXPERIMENT_NOTE = (
+    "Metallo: one run per DVC pipeline execution (`dvc repro` / `dvc exp run`), named after the DVC experiment. "
+    "Metrics: `test/*` the model on the test split, `baseline/*` the classical and mean baselines on the same "
+    "split, `val/*` the kept model on the validation split, `val_curve/*` the validation split after each "
+    "evaluation, `train/*` the training curve. Each run's description lists its changed params and its test "
+    "RMSE beside the baselines; the models are registered as `metallo` (alias `best`)."
+)
 ARTIFACTS_DIR = "mlartifacts"
 #: MLflow HTTP settings Metallo applies when the environment does not set them (MLflow's defaults
 #: retry for minutes against a server that is down).
@@ -89,14 +101,6 @@ def tracking_uri(start: str | os.PathLike | None = None) -> str:
 
 def artifact_root(start: str | os.PathLike | None = None) -> str:
     return (project_root(start) / ARTIFACTS_DIR).as_uri()
-
-
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def bound_http_retries(environ: dict | None = None) -> None:
@@ -190,6 +194,11 @@ def create_or_find(create: Callable[[], Any], find: Callable[[], Any]) -> Any:
         return find()
 
 
+def experiment_tags() -> dict[str, str]:
+    """The experiment's kind (model training) and description, set when Metallo creates or first uses it."""
+    return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, NOTE_TAG: EXPERIMENT_NOTE}
+
+
 class Tracker:
     """A thin, failure-tolerant handle on one MLflow run.
 
@@ -281,9 +290,14 @@ class Tracker:
         on a fresh server may both find none; the one that loses the create finds the winner's)."""
         experiment = client.get_experiment_by_name(self.experiment)
         if experiment is not None:
+            for key, value in experiment_tags().items():  # an experiment made before these tags: add them once
+                if key not in experiment.tags:
+                    client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         return create_or_find(
-            lambda: client.create_experiment(self.experiment, artifact_location=self._artifact_location()),
+            lambda: client.create_experiment(
+                self.experiment, artifact_location=self._artifact_location(), tags=experiment_tags()
+            ),
             lambda: client.get_experiment_by_name(self.experiment).experiment_id,
         )
 
@@ -359,9 +373,10 @@ class Tracker:
 class TrackerCallback(TrainerCallback):
     """Sends the Trainer's logs (training curve, validation metrics) to a :class:`Tracker`.
 
-    Used instead of transformers' built-in ``MLflowCallback``, which would open its own run
-    and dump every ``TrainingArguments`` field as a param. Logging is asynchronous, flushed at
-    each epoch's end and at the end of training.
+    Used instead of transformers' built-in ``MLflowCallback``, which would open its own run, dump every
+    ``TrainingArguments`` field as a param and log the Trainer's own names (``eval_rmse``, ``total_flos``);
+    here the names are :mod:`metallo.metric_names`'s (``val_curve/rmse``, ``train/loss``). Logging is
+    asynchronous, flushed at each epoch's end and at the end of training.
     """
 
     def __init__(self, tracker: Tracker):
@@ -369,7 +384,7 @@ class TrackerCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            numbers = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            numbers = trainer_metrics(logs)  # one name per quantity: eval_rmse -> val_curve/rmse, loss -> train/loss
             if "loss" not in logs:  # evaluation and end-of-training logs repeat the step's epoch
                 numbers.pop("epoch", None)
             self.tracker.log_metrics(numbers, step=state.global_step, synchronous=False)

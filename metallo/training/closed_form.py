@@ -88,11 +88,11 @@ def fit_on_splits(
     alpha = fit_closed_form(model, processor, datasets["train"])
     seconds = time.perf_counter() - started
     tracker.log_metrics(
-        {"train_runtime": seconds, "train_samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)}
+        {"train/runtime": seconds, "train/samples_per_second": len(datasets["train"]) / max(seconds, 1e-9)}
     )
     val = datasets["val"]
     val_pred, _ = predict_arrays(model, processor, *(array.numpy() for array in val.arrays()))
     metrics = regression_metrics(val.labels, val_pred)
     summary = training_summary(model_name, datasets, 1.0, 1, metrics, ridge_alpha=alpha)
-    log_step(live, {f"val_{m}": summary[f"val_{m}"] for m in METRIC_NAMES}, step=1)
+    log_step(live, {f"val_curve/{m}": summary["val"][m] for m in METRIC_NAMES}, step=1)
     return summary, val_pred

@@ -1,15 +1,21 @@
 """DVC-side logging with dvclive: the training curve and live metrics update while training runs.
 
-A :class:`dvclive.Live` writes one ``.tsv`` per series under ``metrics/live/plots/metrics/`` (``train_loss``,
-``learning_rate``, ``epoch``, ``val_mae``, ``val_rmse``, ``val_r2``, ``val_pearson``, against the training
-step) and, after every logged step, the latest values into ``metrics/live/metrics.json``. Both are outputs
-of the ``train`` stage, so ``dvc exp show`` and ``dvc plots show`` (and the VS Code extension) follow a
-running ``dvc exp run``. When training ends, ``metrics/train.json`` (written once, atomically) holds the
-best model's summary and ``metrics/live/metrics.json`` keeps the progress only (step, epoch, last training
-loss and learning rate), so no metric name means two things.
+A :class:`dvclive.Live` writes one ``.tsv`` per series under ``metrics/live/plots/metrics/``
+(``train/loss``, ``train/learning_rate``, ``epoch``, ``val_curve/mae``, ``val_curve/rmse``, ``val_curve/r2``,
+``val_curve/pearson``, against the training step: the names of :mod:`metallo.metric_names`, as in MLflow)
+and, after every logged step, the latest values into ``metrics/live/metrics.json``. Both are outputs of the
+``train`` stage, so ``dvc exp show`` and ``dvc plots show`` (and the VS Code extension) follow a running
+``dvc exp run``. When training ends, ``metrics/train.json`` (written once, atomically) holds the kept model's
+summary (``val.rmse``) and ``metrics/live/metrics.json`` keeps the progress only (``step``, ``epoch``), so the
+final metrics are not listed twice.
 
 Only deterministic values go to these DVC-tracked files (no timestamps, runtimes or run ids): rerunning
 identical work leaves them, and ``dvc.lock``, unchanged. Runtimes go to MLflow.
+
+Why not dvclive's own ``DVCLiveCallback`` (``dvclive.huggingface``): it logs every Trainer key under the
+Trainer's names (``eval/rmse``, ``train/train_runtime``, ``train/total_flos``), so the files would hold
+runtimes (a rerun of identical work would change them) and names that differ from MLflow's; it also saves
+the model and makes a DVC experiment on its own. This callback is the few lines that keep one name scheme.
 """
 
 from __future__ import annotations
@@ -22,16 +28,11 @@ from typing import Any
 from dvclive import Live
 from transformers import TrainerCallback
 
-from metallo.metrics import METRIC_NAMES
+from metallo.metric_names import CURVES, trainer_metrics
 
-#: Trainer log keys → the series names users see in ``dvc plots`` and ``metrics/train.json``.
-SERIES = {
-    "loss": "train_loss",
-    "learning_rate": "learning_rate",
-    "epoch": "epoch",
-    **{f"eval_{m}": f"val_{m}" for m in METRIC_NAMES},
-}
 LIVE_DIR = "live"
+#: What ``metrics/live/metrics.json`` keeps once training has ended.
+PROGRESS = ("step", "epoch")
 
 
 def series(logs: Mapping[str, Any]) -> dict[str, float]:
@@ -39,11 +40,7 @@ def series(logs: Mapping[str, Any]) -> dict[str, float]:
     runtimes are left to MLflow)."""
     if "train_runtime" in logs:
         return {}
-    out = {
-        SERIES[k]: float(v)
-        for k, v in logs.items()
-        if k in SERIES and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    out = {name: value for name, value in trainer_metrics(logs).items() if name in CURVES}
     if "loss" not in logs:
         out.pop("epoch", None)  # the training log of the same step has it: one value per series and step
     return out if set(out) - {"epoch"} else {}
@@ -69,9 +66,9 @@ def log_step(live, values: Mapping[str, float], step: int) -> None:
 
 
 def finish(live: Live) -> None:
-    """End the live log; its summary keeps the progress (the best model's metrics are in ``train.json``)."""
+    """End the live log; its summary keeps the progress (the kept model's metrics are in ``train.json``)."""
     step = live.step
-    live.summary = {k: v for k, v in live.summary.items() if not k.startswith("val_")}
+    live.summary = {k: v for k, v in live.summary.items() if k in PROGRESS}
     live.step = step
     live.end()
 

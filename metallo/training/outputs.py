@@ -7,10 +7,13 @@ logs into.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metallo import metric_names as names
 from metallo.data.dataset import MetalloDataset
 from metallo.hub import write_model_card
 from metallo.io import atomic_path, write_json
@@ -28,16 +31,46 @@ with without_mlflow_hints():  # defining the pyfunc class warns about type hints
     from metallo.prediction.mlflow_model import log_pyfunc_model
 
 
+def evaluation_outputs(paths: Paths) -> tuple[Path, ...]:
+    """The evaluate stage's outputs: the test split's view of the previous model."""
+    return (paths.eval_metrics, paths.predictions, paths.metrics / "figures")
+
+
+def clear_evaluation(paths: Paths) -> list[str]:
+    """Remove the previous model's evaluation (``metrics/eval.json``, ``predictions.csv``, ``figures/``) as a
+    new training starts; return what was removed.
+
+    ``dvc exp show`` and ``dvc metrics show`` read the workspace while ``dvc exp run`` trains: without this, the
+    running experiment's row shows the previous model's test metrics as its own. DVC removes a stage's own
+    outputs before it runs that stage, but these belong to ``evaluate``, which runs only after ``train``; the
+    stage that makes them stale removes them. ``evaluate`` writes them again for the new model."""
+    removed = []
+    for path in evaluation_outputs(paths):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path.name)
+    return removed
+
+
 def training_summary(
     model_name: str,
     datasets: dict[str, MetalloDataset],
     epochs: float,
     steps: int,
     val_metrics: dict[str, float],
-    **fitted: float,
+    selection: dict[str, Any] | None = None,
+    **fitted: Any,
 ) -> dict[str, Any]:
     """``metrics/train.json``: the model, how long it trained, the split sizes, what the fit chose (``fitted``,
-    e.g. the ridge penalty of a closed-form model) and the validation metrics."""
+    e.g. the ridge penalty of a closed-form model), what was kept (``selection``: ``kept``, and the start's and
+    the trained weights' validation metric) and the kept model's validation metrics under ``val``
+    (``val.rmse``; MLflow ``val/rmse``, see :mod:`metallo.metric_names`)."""
+    selection = dict(selection or {})
+    kept = {"kept": selection.pop("kept")} if "kept" in selection else {}
     return {
         "model": model_name,
         "epochs": float(epochs),
@@ -45,7 +78,8 @@ def training_summary(
         "train_samples": len(datasets["train"]),
         "val_samples": len(datasets["val"]),
         **fitted,
-        **{f"val_{m}": float(val_metrics[m]) for m in METRIC_NAMES},
+        **kept,
+        "val": {**{m: float(val_metrics[m]) for m in METRIC_NAMES}, **selection},
     }
 
 
@@ -73,8 +107,9 @@ def log_outputs(tracker: Tracker, summary: dict[str, Any], val: MetalloDataset, 
     tracker.set_tags({lineage.MODEL_DIGEST_TAG: digest})
     run = {"run_id": tracker.run_id if tracker.enabled else None, "experiment": tracker.experiment}
     write_json(paths.run_file, {**run, "model_digest": digest})
-    logged = ("val_", "start_val_", "trained_val_", "ridge_alpha")
-    tracker.log_metrics({k: v for k, v in summary.items() if k.startswith(logged)})
+    tracker.log_metrics(names.flat({"val": summary["val"]}))  # the kept model's (the curve is val_curve/*)
+    if "ridge_alpha" in summary:
+        tracker.log_metrics({"fit/ridge_alpha": summary["ridge_alpha"]})
     tracker.set_tags({f"metallo.{key}": summary[key] for key in ("validation", "kept") if key in summary})
     tracker.log_artifact(paths.train_metrics, "metrics")
     tracker.log_artifact(paths.model, "model")
@@ -105,7 +140,8 @@ def save_outputs(
     write_json(paths.train_metrics, summary)
     finish(live)
     log_outputs(tracker, summary, val, paths)
-    print(f"train: best validation RMSE {summary['val_rmse']:.4g}, R² {summary['val_r2']:.3f} -> {paths.model}")
+    val = summary["val"]
+    print(f"train: kept model's validation RMSE {val['rmse']:.4g}, R² {val['r2']:.3f} -> {paths.model}")
     if tracker.run_url:
         print(f"train: MLflow run {tracker.run_url}")
     return summary

@@ -75,7 +75,8 @@ def load_start(folder: Path) -> Start | None:
 
 def keep_better(model, start: Start | None, trained: dict[str, float], metric: str, greater_is_better: bool):
     """Put the start's weights back into ``model`` when they validate better on ``metric``; returns the kept
-    model's validation metrics and the selection record for ``metrics/train.json``."""
+    model's validation metrics and the selection record: ``kept`` and, for ``metrics/train.json``'s ``val``
+    section, ``start_<metric>`` and ``trained_<metric>``."""
     if start is None:
         return trained, {}
     start_value, trained_value = start.metrics[metric], trained[metric]
@@ -84,8 +85,8 @@ def keep_better(model, start: Start | None, trained: dict[str, float], metric: s
         model.load_state_dict(copy.deepcopy(start.state))
     record = {
         "kept": KEPT_START if start_wins else KEPT_TRAINED,
-        f"start_val_{metric}": float(start_value),
-        f"trained_val_{metric}": float(trained_value),
+        f"start_{metric}": float(start_value),
+        f"trained_{metric}": float(trained_value),
     }
     return (start.metrics if start_wins else trained), record
 

@@ -29,7 +29,7 @@ from metallo.training import checkpoints, closed_form, distributed, selection
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
-from metallo.training.outputs import save_outputs, training_summary
+from metallo.training.outputs import clear_evaluation, save_outputs, training_summary
 from metallo.training.pretraining import pretrain_cell_encoder
 from metallo.training.profiles import apply_profile, profile_record
 from metallo.training.trainer import build_trainer, train_best_model
@@ -68,12 +68,16 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         return {}
     args, options = build_training_arguments(train_cfg, paths.checkpoints)
     quiet_libraries()
+    if args.process_index == 0:
+        clear_evaluation(paths)  # the previous model's test metrics are not this training's
     fingerprint = checkpoints.fingerprint(params, paths)
     resume = distributed.prepare_checkpoints(paths.checkpoints, fingerprint, resume=options.resume, args=args)
     set_seed(args.seed)
     model, processor, datasets = build_model_and_data(params, paths)
     is_main = args.process_index == 0
-    tracker = lineage.start_run(params, datasets, paths, enabled=tracks_mlflow(train_cfg) and is_main)
+    tracker = lineage.start_run(
+        params, datasets, paths, enabled=tracks_mlflow(train_cfg) and is_main, resolve=apply_profile
+    )
     if model.config.fitted_in_closed_form:  # one solve: under torchrun, rank 0 fits and saves
         if not is_main:
             return {}
@@ -105,13 +109,13 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, bool(args.greater_is_better))
         epochs, steps = trainer.state.epoch or 0, trainer.state.global_step
         summary = training_summary(
-            model_name, datasets, epochs, steps, metrics, validation=validation_kind(paths), **kept
+            model_name, datasets, epochs, steps, metrics, kept, validation=validation_kind(paths)
         )
         summary["profile"] = profile
         if kept:
             print(
-                f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_val_{metric}']:.4g} at the "
-                f"start, {kept[f'trained_val_{metric}']:.4g} trained; validation: {summary['validation']})"
+                f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_{metric}']:.4g} at the "
+                f"start, {kept[f'trained_{metric}']:.4g} trained; validation: {summary['validation']})"
             )
         return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
 

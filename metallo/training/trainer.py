@@ -114,6 +114,27 @@ def build_trainer(
     )
 
 
+def announce_early_stop(trainer: MetalloTrainer) -> None:
+    """Say so when early stopping ended the training before ``num_train_epochs`` (rank 0)."""
+    state = trainer.state
+    if not (trainer.is_world_process_zero() and state.max_steps and state.global_step < state.max_steps):
+        return
+    patience = next(
+        (c.early_stopping_patience for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)),
+        None,
+    )
+    if patience is None:
+        return
+    metric = (trainer.args.metric_for_best_model or "loss").removeprefix("eval_")
+    best = f"; best {metric} {state.best_metric:.4g}" if state.best_metric is not None else ""
+    print(
+        f"train: early stopping at epoch {state.epoch or 0:.0f} of {trainer.args.num_train_epochs:g} (step "
+        f"{state.global_step}/{state.max_steps}): validation {metric} did not improve for {patience} evaluations "
+        f"(train.early_stopping_patience){best}",
+        flush=True,
+    )
+
+
 def train_best_model(
     trainer: MetalloTrainer, resume: str | None, loggers: list[TrainerCallback], model_dir: Path
 ) -> dict[str, float]:
@@ -125,6 +146,7 @@ def train_best_model(
     """
     progress = replace_trainer_output(trainer, enabled=not trainer.args.disable_tqdm)
     trainer.train(resume_from_checkpoint=resume)
+    announce_early_stop(trainer)
     distributed.broadcast_from_main(trainer.model)  # every rank evaluates the best model rank 0 loaded
     for callback in (*loggers, progress):
         trainer.remove_callback(callback)

@@ -308,9 +308,9 @@ def test_predict_with_labels_reports_metrics(project, new_samples):
 
     result = predict(project / "models/model", new_samples["labelled"])
     manifest = pd.read_csv(new_samples["labelled"], dtype={"sample_id": str})
-    assert list(result.predictions.columns) == ["sample_id", "dos_pred", "dos_lower", "dos_upper", "dos"]
+    assert list(result.predictions.columns) == ["sample_id", "dos_pred", "dos_lower", "dos_upper", "dos_true"]
     assert_interval_brackets_prediction(result.predictions)
-    np.testing.assert_allclose(result.predictions["dos"].to_numpy(), manifest["dos"].to_numpy())
+    np.testing.assert_allclose(result.predictions["dos_true"].to_numpy(), manifest["dos"].to_numpy())
     assert {"r2", "rmse", "mae", "pearson"} <= set(result.metrics)
     assert np.isfinite(result.metrics["rmse"])
     assert "R²" in result.summary() and len(result.rejected) == 0
@@ -324,6 +324,7 @@ def test_predict_on_the_test_rows_matches_evaluate(project):
     evaluated = pd.read_csv(project / "metrics/predictions.csv", dtype={"sample_id": str})
     both = evaluated.merge(result.predictions, on="sample_id", how="left")
     assert len(both) == len(evaluated) == TINY_PARAMS["synthesize"]["samples_per_slice"]["2"]
-    assert both["dos_pred"].notna().all()
-    np.testing.assert_allclose(both["dos_pred"].to_numpy(), both["y_pred"].to_numpy(), atol=1e-5)
-    np.testing.assert_allclose(both["dos"].to_numpy(), both["y_true"].to_numpy(), atol=1e-5)
+    assert both["dos_pred_y"].notna().all()
+    # predictions.csv and metallo predict name the columns alike: dos_pred_x is evaluate's, dos_pred_y predict's
+    np.testing.assert_allclose(both["dos_pred_x"].to_numpy(), both["dos_pred_y"].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(both["dos_true_x"].to_numpy(), both["dos_true_y"].to_numpy(), atol=1e-5)

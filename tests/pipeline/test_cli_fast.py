@@ -60,3 +60,22 @@ def test_missing_predict_manifest_gets_predict_advice(tmp_path, manifest):
     message = result.stderr
     assert "--manifest" in message and "manifest.csv" in message
     assert "ingest.raw_dir" not in message and "dvc repro" not in message
+
+
+def test_summary_table_headers_sit_over_their_values():
+    """`make repro`'s summary (metrics/eval.json through rich): each header ends where its column's values end."""
+    from metallo.project import comparison_table, interval_line, render
+
+    report = {
+        "test": {"mae": 0.08364, "rmse": 0.1067, "r2": 0.993, "pearson": 0.997, "n": 120},
+        "baseline": {"mean": {"mae": 1.018, "rmse": 1.261, "r2": -0.005, "pearson": None}},
+        "interval": {"level": 0.9, "halfwidth": 0.1709, "coverage": 0.87, "calibration_n": 72},
+    }
+    lines = render(comparison_table(report)).splitlines()
+    header, model, mean = lines[1], lines[2], lines[3]
+    for label, value in (("RMSE", "0.1067"), ("MAE", "0.08364"), ("Pearson r", "0.997")):
+        assert header.index(label) + len(label) == model.index(value) + len(value), (header, model)
+    assert mean.rstrip().endswith("—") and lines[0].startswith("Test split (n=120)")
+    assert interval_line(report) == (
+        "90% prediction interval: ± 0.1709 (split conformal, 72 validation residuals); test coverage 0.87"
+    )

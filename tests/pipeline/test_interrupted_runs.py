@@ -138,7 +138,7 @@ def test_killed_training_leaves_no_model_and_resumes_from_its_last_checkpoint(sh
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("metallo").experiment_id
     killed_run = [r for r in client.search_runs([experiment_id]) if r.info.status == "RUNNING"]
-    assert len(killed_run) == 1 and killed_run[0].data.tags["metallo.pid"] == str(proc.pid)
+    assert len(killed_run) == 1 and killed_run[0].data.tags["mlflow.metallo.pid"] == str(proc.pid)
 
     edit_params(root, lambda p: p["train"].update(resume=True))
     resumed = stage(root, "train")
@@ -156,5 +156,5 @@ def test_killed_training_leaves_no_model_and_resumes_from_its_last_checkpoint(sh
         assert (root / "models/model" / name).is_file()
     assert list((root / "models").glob(".model.tmp-*")) == []
     # The training curve holds every step once: the steps run after the checkpoint by the killed run are redone.
-    log = pd.read_csv(root / "metrics/live/plots/metrics/train_loss.tsv", sep="\t")  # dvclive
+    log = pd.read_csv(root / "metrics/live/plots/metrics/train/loss.tsv", sep="\t")  # dvclive
     assert sorted(log["step"]) == list(range(1, total + 1))

@@ -98,3 +98,53 @@ def test_values_are_truncated_while_formatting_not_after():
     assert len(shown) <= 200 and shown.startswith("[['lol', 'lol'")
     assert peak < 1 * 2**20, f"{peak / 2**20:.1f} MiB"
     assert yaml.safe_load("a: 1")  # the loader the tests compare against still works
+
+
+@pytest.mark.parametrize(
+    ("override", "added", "deleted"),
+    [("model.hidden_dim=256", 1, 1), ("data.wavelengths=[]", 1, 3), ("split.test_slices=['3']", 1, 1)],
+)
+def test_dvc_exp_run_set_rewrites_only_the_changed_lines(tmp_path, override, added, deleted):
+    """DVC rewrites params.yaml with its own YAML dumper on `dvc exp run -S`: the committed file is written in
+    that style, so the rewrite changes the value's lines only (and stays valid YAML). Real git and DVC CLI."""
+    from tests.helpers.project import run
+
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  noop:\n    cmd: python -c pass\n    params:\n      - model.hidden_dim\n      - data\n"
+        "      - split\n"
+    )
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "test@example.com"],
+        ["git", "config", "user.name", "Metallo tests"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "params"],
+        ["dvc", "exp", "run", "-S", override],
+    ):
+        run(cmd, tmp_path)
+    diff = run(["git", "diff", "--numstat", "params.yaml"], tmp_path).stdout.split()
+    assert diff[:2] == [str(added), str(deleted)], run(["git", "diff", "params.yaml"], tmp_path).stdout
+    yaml.safe_load((tmp_path / "params.yaml").read_text())  # still valid YAML
+
+
+@pytest.mark.slow
+def test_mistyped_raw_dir_is_explained_and_keeps_the_ingest_report(tmp_path):
+    """Real DVC on the tiny project: `dvc repro` with a raw folder that does not exist fails (DVC's own
+    `[Errno 2]`) without deleting metrics/ingest.json and rejected.csv (persist outputs); `make repro`'s first
+    step says what to fix, without a traceback."""
+    from tests.helpers.project import make_project, run
+
+    root = make_project(tmp_path / "project")
+    run(["dvc", "repro", "ingest"], root)
+    report = (root / "metrics/ingest.json").read_text()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["ingest"]["raw_dir"] = "data/synthetc"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    failed = run(["dvc", "repro", "ingest"], root, check=False)
+    assert failed.returncode != 0
+    assert (root / "metrics/ingest.json").read_text() == report and (root / "data/interim/rejected.csv").is_file()
+    init = run([sys.executable, "-m", "metallo.project", "init"], root, check=False, PYTHONPATH=str(REPO))
+    assert init.returncode == 1 and "Traceback" not in init.stderr
+    assert "ingest.raw_dir is 'data/synthetc', which does not exist" in init.stderr

@@ -15,7 +15,7 @@ from tests.helpers.project import run
 
 pytestmark = pytest.mark.slow
 
-EVAL_FIELDS = {"mae", "rmse", "r2", "pearson", "n", "baselines", "interval"}
+EVAL_FIELDS = {"test", "baseline", "interval"}
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +33,19 @@ def test_repro_builds_every_stage_and_writes_metrics(repro_project):
         assert f"Running stage '{stage}'" in first.stdout
     report = json.loads((root / "metrics/eval.json").read_text())
     assert EVAL_FIELDS <= set(report)
-    assert report["n"] == 8
-    assert set(report["baselines"]) == {"mean", "classical"}
-    for baseline in report["baselines"].values():
+    assert set(report["test"]) == {"mae", "rmse", "r2", "pearson", "n"} and report["test"]["n"] == 8
+    assert set(report["baseline"]) == {"mean", "classical"}
+    for baseline in report["baseline"].values():
         assert set(baseline) == {"mae", "rmse", "r2", "pearson"}
     assert report["interval"]["level"] == 0.9
     predictions = (root / "metrics/predictions.csv").read_text().splitlines()
-    assert predictions[0] == "sample_id,y_true,y_pred,residual,y_lower,y_upper"
+    assert predictions[0] == "sample_id,dos_true,dos_pred,residual,dos_lower,dos_upper"
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "calibration.json"):
         assert (root / "models/model" / name).is_file()
-    figures = {p.name for p in (root / "metrics/figures").glob("*.png")}
-    assert {"pred_vs_true.png", "residuals.png", "spectra_grid.png", "cells.png"} <= figures
-    log = (root / "metrics/live/plots/metrics/train_loss.tsv").read_text().splitlines()  # dvclive
-    assert log[0] == "step\ttrain_loss"
+    figures = {p.relative_to(root / "metrics/figures").as_posix() for p in (root / "metrics/figures").rglob("*.png")}
+    assert {"pred_vs_true.png", "residuals.png", "spectra_grid.png", "explanation/cells.png"} <= figures
+    log = (root / "metrics/live/plots/metrics/train/loss.tsv").read_text().splitlines()  # dvclive: train/loss
+    assert log[0] == "step\tloss"
     assert len(log) > 3
 
 
@@ -75,7 +75,7 @@ def test_exp_run_set_param_tracks_two_runs(repro_project):
     assert len(runs) == 2
     assert {r.data.params["model.hidden_dim"] for r in runs} == {"16", "24"}
     for r in runs:
-        assert {"test_rmse", "test_r2", "test_mae", "test_pearson", "eval_rmse"} <= set(r.data.metrics)
+        assert {"test/rmse", "test/r2", "test/mae", "test/pearson", "val/rmse"} <= set(r.data.metrics)
         assert r.data.tags["model.name"] == "metallonet"
         assert r.data.tags["data.hash"]
         assert "train.learning_rate" in r.data.params and "output_dir" not in r.data.params
@@ -85,9 +85,12 @@ def test_exp_run_set_param_tracks_two_runs(repro_project):
     # The logged pyfunc model predicts from a dict of the two inputs.
     newest = max(runs, key=lambda r: r.info.start_time)
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"runs:/{newest.info.run_id}/pyfunc_model")
+    (logged,) = client.search_logged_models(
+        [experiment.experiment_id], filter_string=f"source_run_id = '{newest.info.run_id}'"
+    )
+    model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
     images = np.load(root / "data/processed/images.npy", mmap_mode="r")[:3]
     spectra = np.load(root / "data/processed/spectra.npy", mmap_mode="r")[:3]
     table = model.predict({"pixel_values": np.array(images), "spectra": np.array(spectra)}, params={"interval": 0.8})
-    assert list(table.columns) == ["dos", "dos_lower", "dos_upper"] and len(table) == 3
-    assert np.isfinite(table["dos"]).all() and (table["dos_lower"] <= table["dos"]).all()
+    assert list(table.columns) == ["dos_pred", "dos_lower", "dos_upper"] and len(table) == 3
+    assert np.isfinite(table["dos_pred"]).all() and (table["dos_lower"] <= table["dos_pred"]).all()

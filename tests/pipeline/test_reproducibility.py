@@ -31,7 +31,7 @@ def test_same_seed_on_cpu_gives_the_same_training(shared, tmp_path):
     def outcome(project: Path) -> dict:
         return {
             "train.json": json.loads((project / "metrics/train.json").read_text()),
-            "log": (project / "metrics/live/plots/metrics/train_loss.tsv").read_text(),
+            "log": (project / "metrics/live/plots/metrics/train/loss.tsv").read_text(),
             "weights": hashlib.sha256((project / "models/model/model.safetensors").read_bytes()).hexdigest(),
         }
 

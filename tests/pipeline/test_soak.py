@@ -149,7 +149,8 @@ def _check_project(root: Path, reference: dict[str, str], tracking_ran: bool = T
         if r.info.status not in TERMINAL and tracking_ran:
             problems.append(
                 f"MLflow run {r.info.run_id} left {r.info.status} "
-                f"(owner pid {r.data.tags.get('metallo.pid')}, hidden_dim {r.data.params.get('model.hidden_dim')}, "
+                f"(owner pid {r.data.tags.get('mlflow.metallo.pid')}, "
+                f"hidden_dim {r.data.params.get('model.hidden_dim')}, "
                 f"lr {r.data.params.get('train.learning_rate')})"
             )
     digest = _weights_digest(root)
@@ -158,7 +159,7 @@ def _check_project(root: Path, reference: dict[str, str], tracking_ran: bool = T
         for r in runs
         if r.data.tags.get("metallo.model_digest") == digest
         and r.info.status == "FINISHED"
-        and "test_rmse" in r.data.metrics
+        and "test/rmse" in r.data.metrics
     ]
     if not evaluated:
         problems.append(f"no FINISHED MLflow run of the current model (digest {digest[:12]}) has test metrics")
@@ -213,7 +214,7 @@ def _queue_two_experiments(root: Path) -> list[str]:
         if r.data.params.get("model.hidden_dim") in ("12", "20"):
             queued_runs.setdefault(r.data.params["model.hidden_dim"], []).append(r)
     for dim in ("12", "20"):
-        good = [r for r in queued_runs.get(dim, []) if r.info.status == "FINISHED" and "test_rmse" in r.data.metrics]
+        good = [r for r in queued_runs.get(dim, []) if r.info.status == "FINISHED" and "test/rmse" in r.data.metrics]
         if not good:
             problems.append(
                 f"no FINISHED MLflow run with test metrics for hidden_dim={dim}: "

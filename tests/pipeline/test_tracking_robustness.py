@@ -54,7 +54,7 @@ def test_unusable_or_locked_tracking_store_does_not_break_train_or_evaluate(shar
     for result in (evaluated, trained):
         assert "MLflow tracking disabled" in result.stderr, result.stderr[-5000:]
     n_test = TINY_PARAMS["synthesize"]["samples_per_slice"]["2"]
-    assert json.loads((evaluate_root / "metrics/eval.json").read_text())["n"] == n_test
+    assert json.loads((evaluate_root / "metrics/eval.json").read_text())["test"]["n"] == n_test
     assert (evaluate_root / "metrics/predictions.csv").is_file()
     for root in (train_root, locked_root):
         assert (root / "models/model/model.safetensors").is_file()
@@ -80,7 +80,7 @@ def test_queued_experiments_log_to_the_project_store(shared, tmp_path):
     assert sorted(r.data.params["model.hidden_dim"] for r in runs) == ["16", "20"]
     for r in runs:
         assert r.info.status == "FINISHED"
-        assert "test_rmse" in r.data.metrics
+        assert "test/rmse" in r.data.metrics
     queued_run = next(r for r in runs if r.data.params["model.hidden_dim"] == "20")
     assert queued_run.data.tags.get("dvc.experiment")
     assert list((root / ".dvc" / "tmp").rglob("mlflow.db")) == []

@@ -125,7 +125,10 @@ def pyfunc_predictions(uri: str, run_id: str, root: Path):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/pyfunc_model")
+        client = mlflow.MlflowClient(uri)
+        experiment_id = client.get_run(run_id).info.experiment_id
+        (logged,) = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+        model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")  # named metallo-<experiment>, one per run
     finally:
         mlflow.set_tracking_uri(previous)
     images = np.load(root / "data/processed/images.npy", mmap_mode="r")[:2]
@@ -258,8 +261,8 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
         assert r.info.status == "FINISHED"
         assert r.data.params["model.hidden_dim"] == r.data.tags["dvc.experiment"].removeprefix("team-")
         assert "train.learning_rate" in r.data.params
-        assert {"test_rmse", "test_r2", "test_mae", "eval_rmse"} <= set(r.data.metrics)
-        assert len(client.get_metric_history(r.info.run_id, "eval_rmse")) >= 2  # the curve: each epoch
+        assert {"test/rmse", "test/r2", "test/mae", "val/rmse"} <= set(r.data.metrics)
+        assert len(client.get_metric_history(r.info.run_id, "val_curve/rmse")) >= 2  # the curve: each epoch
         log = run(["dvc", "queue", "logs", r.data.tags["dvc.experiment"]], root).stdout
         assert f"train: MLflow run {uri}/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}\n" in log
         assert "View run" not in log, "one link, Metallo's; MLflow's own (one per ended run) are left out"
@@ -275,7 +278,7 @@ def test_two_queued_experiments_run_in_parallel_against_the_server(stack, shared
     assert {r.info.run_id for r in runs} <= {v.run_id for v in versions}
     assert client.get_model_version_by_alias("metallo", "best").run_id in {r.info.run_id for r in runs}
     predictions = pyfunc_predictions(uri, runs[0].info.run_id, root)
-    assert list(predictions.columns) == ["dos", "dos_lower", "dos_upper"] and len(predictions) == 2
+    assert list(predictions.columns) == ["dos_pred", "dos_lower", "dos_upper"] and len(predictions) == 2
     assert list(root.rglob("mlflow.db")) == [] and not (root / "mlartifacts").exists(), "nothing tracked locally"
     assert wait_until(lambda: not processes_in(root), EXIT_WAIT), f"queue workers left: {processes_in(root)}"
 

@@ -36,7 +36,7 @@ def test_train_stage_under_torchrun_saves_and_logs_once(tmp_path):
     best = root / "checkpoints" / Path(state["best_model_checkpoint"]).name
     saved, selected = load_file(root / "models/model/model.safetensors"), load_file(best / "model.safetensors")
     assert saved.keys() == selected.keys() and all(torch.equal(saved[k], selected[k]) for k in saved)
-    assert summary["val_rmse"] == pytest.approx(state["best_metric"], rel=1e-5)
+    assert summary["val"]["rmse"] == pytest.approx(state["best_metric"], rel=1e-5)
 
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("metallo").experiment_id])
@@ -51,7 +51,7 @@ def test_closed_form_model_under_torchrun_is_fitted_and_saved_by_rank_0_only(tmp
     )
     run(["dvc", "repro", "split"], root)
     result = run(["python", "-m", "stages.train"], root)
-    assert "--nproc_per_node=2" in result.stdout and result.stdout.count("train: best validation RMSE") == 1
+    assert "--nproc_per_node=2" in result.stdout and result.stdout.count("train: kept model's validation RMSE") == 1
 
     summary = json.loads((root / "metrics/train.json").read_text())
     assert summary["model"] == "classical" and summary["steps"] == 1 and summary["ridge_alpha"] > 0

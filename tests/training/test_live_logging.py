@@ -10,13 +10,13 @@ def test_series_names_are_the_ones_users_see():
     from metallo.training.live import series
 
     assert series({"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-3, "epoch": 0.5}) == {
-        "train_loss": 0.5,
-        "learning_rate": 1e-3,
+        "train/loss": 0.5,
+        "train/learning_rate": 1e-3,
         "epoch": 0.5,
     }
     assert series({"eval_rmse": 0.4, "eval_r2": 0.8, "eval_runtime": 0.1, "epoch": 1.0}) == {
-        "val_rmse": 0.4,
-        "val_r2": 0.8,
+        "val_curve/rmse": 0.4,
+        "val_curve/r2": 0.8,
     }
     assert series({"train_runtime": 9.0, "train_loss": 0.1, "epoch": 2.0}) == {}  # runtimes go to MLflow only
 
@@ -41,9 +41,9 @@ def test_live_callback_replays_a_resumed_history_once(tmp_path, monkeypatch):
     callback.on_log(None, state, None, logs={"loss": 0.6, "epoch": 1.5})
     finish(live)
     folder = tmp_path / "metrics" / "live"
-    assert (folder / "plots/metrics/train_loss.tsv").read_text().split() == [
+    assert (folder / "plots/metrics/train/loss.tsv").read_text().split() == [
         "step",
-        "train_loss",
+        "loss",
         "1",
         "1.0",
         "2",
@@ -51,9 +51,9 @@ def test_live_callback_replays_a_resumed_history_once(tmp_path, monkeypatch):
         "3",
         "0.6",
     ]
-    assert (folder / "plots/metrics/val_rmse.tsv").read_text().split() == ["step", "val_rmse", "2", "0.5"]
+    assert (folder / "plots/metrics/val_curve/rmse.tsv").read_text().split() == ["step", "rmse", "2", "0.5"]
     summary = json.loads((folder / "metrics.json").read_text())
-    assert summary == {"train_loss": 0.6, "epoch": 1.5, "step": 3}  # the best model's metrics are in train.json
+    assert summary == {"epoch": 1.5, "step": 3}  # progress only: the kept model's metrics are in train.json
 
 
 def test_progress_prints_one_line_per_evaluation_with_epoch_step_and_eta(capsys):
@@ -91,3 +91,18 @@ def test_known_library_messages_are_dropped(caplog):
         logger.warning("a warning worth reading")
     assert "mtime" not in caplog.text and "a warning worth reading" in caplog.text
     assert len(logger.filters) == 1
+
+
+def test_trainer_keys_get_one_name_each():
+    from metallo.metric_names import flat, trainer_metrics
+
+    logs = {"loss": 0.5, "eval_rmse": 0.4, "train_loss": 0.45, "train_runtime": 9.0, "total_flos": 0, "epoch": 1.0}
+    assert trainer_metrics(logs) == {
+        "train/loss": 0.5,  # the step's loss: the dvclive curve's
+        "val_curve/rmse": 0.4,  # the curve; val/rmse is the kept model's (metrics/train.json)
+        "train/mean_loss": 0.45,  # the Trainer's run average: its own name
+        "train/runtime": 9.0,
+        "epoch": 1.0,
+    }  # total_flos (0: FLOPs are not counted) is not logged
+    report = {"test": {"rmse": 0.1, "n": 8}, "baseline": {"mean": {"pearson": None, "rmse": 1.0}}}
+    assert flat(report) == {"test/rmse": 0.1, "test/n": 8.0, "baseline/mean/rmse": 1.0}

@@ -41,7 +41,7 @@ def test_the_better_validated_model_is_kept(model, val, trained_rmse, kept):
         for parameter in model.parameters():
             parameter.add_(1.0)
     metrics, record = selection.keep_better(model, start, {"rmse": trained_rmse}, "rmse", greater_is_better=False)
-    assert record == {"kept": kept, "start_val_rmse": start.metrics["rmse"], "trained_val_rmse": trained_rmse}
+    assert record == {"kept": kept, "start_rmse": start.metrics["rmse"], "trained_rmse": trained_rmse}
     restored = all(torch.equal(model.state_dict()[name], tensor) for name, tensor in before.items())
     assert restored == (kept == selection.KEPT_START)
     assert metrics == (start.metrics if kept == selection.KEPT_START else {"rmse": trained_rmse})

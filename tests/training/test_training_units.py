@@ -264,9 +264,13 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     dead.wait()
     host = socket.gethostname()
     runs = {
+        # tagged as before (visible metallo.* names) and as now (mlflow.metallo.*, off the run page)
         "dead": client.create_run(experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": host}),
+        "dead, hidden tags": client.create_run(
+            experiment_id, tags={stale_runs.PID_TAG: str(dead.pid), stale_runs.HOST_TAG: host}
+        ),
         "alive": client.create_run(experiment_id, tags=stale_runs.owner_tags()),
-        "reused pid": client.create_run(experiment_id, tags={**stale_runs.owner_tags(), "metallo.pid_start": "1"}),
+        "reused pid": client.create_run(experiment_id, tags={**stale_runs.owner_tags(), stale_runs.START_TAG: "1"}),
         "other host": client.create_run(
             experiment_id, tags={"metallo.pid": str(dead.pid), "metallo.host": "elsewhere"}
         ),
@@ -281,6 +285,7 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     status = {name: client.get_run(run.info.run_id).info.status for name, run in runs.items()}
     assert status == {
         "dead": "KILLED",
+        "dead, hidden tags": "KILLED",
         "alive": "RUNNING",
         "reused pid": "KILLED",
         "other host": "RUNNING",
@@ -289,7 +294,14 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
         "other experiment": "RUNNING",
     }
     tags = client.get_run(new_run).data.tags
-    assert tags["metallo.pid"] == str(os.getpid()) and tags["metallo.host"] == host
+    assert tags[stale_runs.PID_TAG] == str(os.getpid()) and tags[stale_runs.HOST_TAG] == host
+    # the MLflow UI shows the tags not under mlflow.: none of the owner bookkeeping
+    assert not {"metallo.pid", "metallo.host", "metallo.pid_start"} & set(tags)
+    assert all(key.startswith("mlflow.") for key in stale_runs.owner_tags())
+    # the experiment opens as model training (not the GenAI overview) with a description
+    experiment = client.get_experiment(experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "test/" in experiment.tags["mlflow.note.content"]
     tracker.finish()
 
 
@@ -341,3 +353,23 @@ def test_runs_started_at_once_on_a_new_store_share_the_experiment_and_datasets(t
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.run_id for r in runs) == sorted(run_id for _, run_id, _ in outcomes)
     assert all(sorted(d.dataset.name for d in r.inputs.dataset_inputs) == ["train", "val"] for r in runs)
+
+
+def test_run_and_version_descriptions_name_the_experiment_the_changes_and_the_baselines(monkeypatch):
+    from metallo.prediction.mlflow_model import logged_model_name
+    from metallo.tracking.lineage import changed_params, note_with_results, run_note, version_description
+
+    changed = changed_params({"model": {"hidden_dim": 24, "name": "metallonet"}}, {"model": {"hidden_dim": 16}})
+    assert changed == {"model.hidden_dim": (16, 24), "model.name": (None, "metallonet")}
+    note = run_note("blest-site", "metallonet", {"model.hidden_dim": (16, 24)})
+    assert "DVC experiment `blest-site`" in note and "`model.hidden_dim`: 16 → 24" in note
+    metrics = {"test/rmse": 1.5, "test/r2": -0.5, "baseline/classical/rmse": 0.59, "baseline/classical/r2": 0.76}
+    described = note_with_results(note, metrics)
+    assert described.startswith(note) and "| model | 1.5 | -0.500 |" in described
+    assert "| classical baseline | 0.59 | 0.760 |" in described and "| test split | RMSE | R² |" in described
+    assert note_with_results(described, metrics) == described  # a re-evaluation replaces, not appends
+    assert "Trained by the run 'blest-site'" in version_description(metrics, "blest-site")
+    monkeypatch.setenv("DVC_EXP_NAME", "blest-site")
+    assert logged_model_name("metallo_metallonet", "abcdef123456") == "metallo-blest-site"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert logged_model_name("metallo_metallonet", "abcdef123456") == "metallo-metallonet-abcdef12"
