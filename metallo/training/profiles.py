@@ -29,7 +29,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "model": {"image_size": 128},
         "train": {
-            "per_device_train_batch_size": 32,
+            "per_device_train_batch_size": 16,
             "per_device_eval_batch_size": 64,
             "eval_strategy": "epoch",
             "save_strategy": "epoch",

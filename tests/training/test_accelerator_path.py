@@ -144,7 +144,7 @@ def test_gpu_profile_resolves_to_the_documented_training_arguments(tmp_path):
     params = load_params(REPO / "params.yaml")
     assert params["train"]["profile"] == "cpu"
     cpu = apply_profile(params)
-    assert cpu["model"]["image_size"] == 128 and cpu["train"]["per_device_train_batch_size"] == 32
+    assert cpu["model"]["image_size"] == 128 and cpu["train"]["per_device_train_batch_size"] == 16
     params["train"]["profile"] = "gpu"
     gpu = apply_profile(params)
     args, options = build_training_arguments(gpu["train"], tmp_path)
@@ -164,7 +164,7 @@ def test_gpu_profile_resolves_to_the_documented_training_arguments(tmp_path):
 def test_the_profile_record_names_what_auto_became():
     params = load_params(REPO / "params.yaml")
     record = profile_record(params)
-    assert record["name"] == "cpu" and record["train.per_device_train_batch_size"] == 32
+    assert record["name"] == "cpu" and record["train.per_device_train_batch_size"] == 16
     resolved = apply_profile(params)
     for key, value in record.items():
         if key != "name":
