@@ -6,6 +6,8 @@ Everything here reads ``params.yaml`` sections and the files of earlier stages (
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 
 from metallo.augmentation import Augmentation
@@ -14,20 +16,38 @@ from metallo.data.dataset import MetalloDataset, load_splits
 from metallo.errors import MetalloError
 from metallo.layout import PATHS, TRAIN, VAL, DataShape, Paths, load_stats
 from metallo.models import config_fields, create_model, list_models
-from metallo.params import section
+from metallo.params import Section, section
 from metallo.processing import MetalloProcessor
 
-#: Keys of the ``preprocess:`` params section.
-PREPROCESS_KEYS = (
-    "spectra",
-    "std_floor",
-    "image",
-    "augment_illumination",
-    "augment_colour",
-    "augment_spectra_gain",
-    "augment_spectra_offset",
-    "augment_flips",
-)
+
+@dataclass(frozen=True)
+class PreprocessParams(Section):
+    """The ``preprocess:`` section: how raw inputs become model inputs, and the training augmentation's ranges.
+
+    ``spectra``: ``snv`` | ``standard`` | ``none``; ``image``: ``dataset`` | ``per_image`` | ``none`` (see
+    :class:`~metallo.processing.MetalloProcessor`); ``std_floor``: per-wavelength std floor relative to the median
+    std. The ``augment_*`` keys are :class:`~metallo.augmentation.Augmentation`'s fields, defaults included.
+    """
+
+    NAME = "preprocess"
+    spectra: str = "snv"
+    std_floor: float = 0.01
+    image: str = "dataset"
+    augment_illumination: float = Augmentation.illumination
+    augment_colour: float = Augmentation.colour
+    augment_spectra_gain: float = Augmentation.spectra_gain
+    augment_spectra_offset: float = Augmentation.spectra_offset
+    augment_flips: str = Augmentation.flips
+
+    def check(self) -> None:
+        for field in fields(self):
+            if field.type == "float":
+                self._set(field.name, float(getattr(self, field.name)))
+
+    def augmentation(self) -> Augmentation:
+        """The ranges of the ``augment_*`` keys."""
+        ranges = {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("augment_")}
+        return Augmentation(**{name.removeprefix("augment_"): value for name, value in ranges.items()})
 
 
 def dataset_grid_extent(paths: Paths = PATHS) -> list[float]:
@@ -74,24 +94,22 @@ def build_processor(params: dict, stats: dict, model_config, paths: Paths = PATH
     A model whose config has ``raw_inputs`` (the classical baseline) normalises its inputs itself and gets
     images in [0, 1] and spectra as measured; one with ``raw_copies`` (a classical branch) gets both.
     """
-    cfg = section(params, "preprocess", PREPROCESS_KEYS)
+    cfg = PreprocessParams.from_params(params)
     raw = model_config.raw_inputs
     return MetalloProcessor.from_stats(
         stats,
         image_size=model_config.image_size,
         **processor_settings(paths.processed),
-        spectra_norm="none" if raw else cfg.get("spectra", "snv"),
-        image_norm="none" if raw else cfg.get("image", "dataset"),
+        spectra_norm="none" if raw else cfg.spectra,
+        image_norm="none" if raw else cfg.image,
         raw_copies=model_config.raw_copies,
-        std_floor=float(cfg.get("std_floor", 0.01)),
+        std_floor=cfg.std_floor,
     )
 
 
 def build_augmentation(params: dict) -> Augmentation:
     """``preprocess.augment_*`` ranges (used when ``train.augment`` is on)."""
-    cfg = section(params, "preprocess", PREPROCESS_KEYS)
-    ranges = {key.removeprefix("augment_"): value for key, value in cfg.items() if key.startswith("augment_")}
-    return Augmentation(**{key: value if key == "flips" else float(value) for key, value in ranges.items()})
+    return PreprocessParams.from_params(params).augmentation()
 
 
 def validation_kind(paths: Paths = PATHS) -> str:

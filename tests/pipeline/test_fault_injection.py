@@ -355,7 +355,7 @@ def test_unreachable_tracking_server_costs_one_warning_and_training_goes_on(trai
 @pytest.mark.parametrize(
     "name,named",
     [
-        ("resume, new learning rate", "train.learning_rate: 0.001 -> 0.01"),
+        ("resume, new learning rate", "train.learning_rate: 0.002 -> 0.01"),
         ("resume, new hidden_dim", "model.hidden_dim: 16 -> 32"),
     ],
 )

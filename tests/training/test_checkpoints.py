@@ -139,7 +139,7 @@ def test_a_checkpoint_without_fingerprint_or_state_is_incomplete(tmp_path, proje
 @pytest.mark.parametrize(
     "section,key,value,named",
     [
-        ("train", "learning_rate", 0.01, "train.learning_rate: 0.001 -> 0.01"),
+        ("train", "learning_rate", 0.01, "train.learning_rate: 0.002 -> 0.01"),
         ("model", "hidden_dim", 32, "model.hidden_dim: 16 -> 32"),
     ],
 )
