@@ -385,16 +385,12 @@ def test_resume_with_only_a_logging_change_continues_the_same_training(train_fau
     root, result = train_faults[0]["resume, new logging only"]
     assert result.returncode == 0, result.stderr[-5000:]
     assert "train: resuming from checkpoints/checkpoint-" in result.stdout
-    volatile = ("train_runtime_s", "train_samples_per_second")
-    got = {k: v for k, v in json.loads((root / "metrics/train.json").read_text()).items() if k not in volatile}
-    want = {
-        k: v for k, v in json.loads((shared_project / "metrics/train.json").read_text()).items() if k not in volatile
-    }
+    got = json.loads((root / "metrics/train.json").read_text())
+    want = json.loads((shared_project / "metrics/train.json").read_text())
     # the finished training's last checkpoint: the same model, nothing retrained (metrics to float precision:
     # this run had one thread, the shared one the default)
-    for text in ("model", "validation", "profile"):
-        assert got.pop(text) == want.pop(text)
-    assert got == pytest.approx(want, rel=1e-5)
+    assert got.pop("val") == pytest.approx(want.pop("val"), rel=1e-5)
+    assert got == want
     assert (root / "models/model/model.safetensors").read_bytes() == (
         shared_project / "models/model/model.safetensors"
     ).read_bytes()
