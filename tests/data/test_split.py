@@ -14,7 +14,6 @@ import pytest
 from metallo.data.convert import run_convert
 from metallo.data.ingest import run_ingest
 from metallo.data.split import run_split, split_samples, train_statistics
-from metallo.data.synthesize import synthesize
 from metallo.errors import MetalloError
 from metallo.layout import Paths
 from tests.helpers import data as H
@@ -274,7 +273,7 @@ def test_train_statistics_chunking_does_not_matter():
 
 def _chain(root: Path, convert_workers: int) -> Paths:
     paths = H.make_paths(root)
-    synthesize(
+    H.synthesize_raw(
         paths.synthetic,
         seed=5,
         samples_per_slice={"1": 10, "2": 4},
@@ -282,8 +281,6 @@ def _chain(root: Path, convert_workers: int) -> Paths:
         n_spectra=6,
         spectrum_length=40,
         grid=(3, 2),
-        workers=1,
-        progress=False,
     )
     params = H.make_params(
         paths.synthetic,

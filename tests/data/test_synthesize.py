@@ -31,15 +31,7 @@ def small_run(tmp_path_factory):
 def stats_run(tmp_path_factory):
     """~40 samples at a very small size, for the statistical checks."""
     out = tmp_path_factory.mktemp("stats") / "raw"
-    S.synthesize(
-        out,
-        seed=11,
-        samples_per_slice={"1": 30, "2": 10},
-        image_size=48,
-        spectrum_length=240,
-        workers=1,
-        progress=False,
-    )
+    H.synthesize_raw(out, seed=11, samples_per_slice={"1": 30, "2": 10}, image_size=48, spectrum_length=240)
     return out
 
 
@@ -109,16 +101,7 @@ def test_shapes_and_dtypes(small_run):
 
 def test_custom_grid_and_sizes(tmp_path):
     out = tmp_path / "g"
-    S.synthesize(
-        out,
-        samples_per_slice={"1": 2},
-        image_size=30,
-        n_spectra=6,
-        spectrum_length=50,
-        grid=(3, 2),
-        workers=1,
-        progress=False,
-    )
+    H.synthesize_raw(out, samples_per_slice={"1": 2}, image_size=30, n_spectra=6, spectrum_length=50, grid=(3, 2))
     rows = H.read_manifest_rows(out)
     assert len(rows) == 2
     assert np.load(out / rows[0]["spectra"]).shape == (6, 50)
@@ -154,7 +137,7 @@ def test_stale_outputs_removed_and_other_files_kept(tmp_path):
     (out / "images" / "zzz_old.png").write_bytes(b"old")
     (out / "spectra" / "zzz_old.npy").write_bytes(b"old")
     (out / "notes.txt").write_text("keep me")
-    S.synthesize(out, samples_per_slice={"1": 2}, image_size=32, spectrum_length=20, workers=1, progress=False)
+    H.synthesize_raw(out, samples_per_slice={"1": 2}, image_size=32, spectrum_length=20)
     assert not (out / "images" / "zzz_old.png").exists()
     assert not (out / "spectra" / "zzz_old.npy").exists()
     assert (out / "notes.txt").read_text() == "keep me"

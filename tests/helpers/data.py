@@ -27,6 +27,13 @@ COLUMNS = ("sample_id", "slice_id", "image", "spectra", "dos")
 FIRST_ROW = 2
 
 
+def synthesize_raw(out: Path, **kwargs):
+    """:func:`metallo.data.synthesize.synthesize` into ``out`` as the tests call it: one worker, no progress bar."""
+    from metallo.data.synthesize import synthesize
+
+    return synthesize(out, **{"workers": 1, "progress": False, **kwargs})
+
+
 def data_params(shape: tuple[int, int] = SHAPE, grid: tuple[int, int] = GRID) -> dict:
     return {"n_spectra": shape[0], "spectrum_length": shape[1], "grid": list(grid)}
 

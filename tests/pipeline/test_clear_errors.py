@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from metallo.errors import MetalloError
+from tests.helpers.data import synthesize_raw
 from tests.helpers.pipeline import (
     clone,
     edit_params,
@@ -87,7 +88,6 @@ def test_model_directory_of_another_kind_is_refused(tmp_path):
 
 
 def test_data_of_another_shape_than_the_model_is_refused(model_dir, tmp_path):
-    from metallo.data.synthesize import synthesize
     from metallo.prediction import load_model, predict, predict_arrays
 
     model, processor = load_model(model_dir, device="cpu")
@@ -102,7 +102,7 @@ def test_data_of_another_shape_than_the_model_is_refused(model_dir, tmp_path):
     assert predictions.shape == (2,)
 
     raw = tmp_path / "raw"
-    synthesize(raw, samples_per_slice={"1": 2}, image_size=64, spectrum_length=100, workers=1, progress=False)
+    synthesize_raw(raw, samples_per_slice={"1": 2}, image_size=64, spectrum_length=100)
     with pytest.raises(MetalloError) as err:
         predict(model_dir, raw / "manifest.csv", on_error="fail", workers=1, show_progress=False)
     assert "(24, 100)" in str(err.value) and "(24, 64)" in str(err.value)

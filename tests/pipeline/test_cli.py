@@ -19,11 +19,30 @@ import yaml
 
 from metallo import cli
 from metallo.pipeline import BY_COMMAND, STAGES
+from tests.helpers.data import synthesize_raw
 from tests.helpers.project import REPO, TINY_PARAMS, project_env, run
 
 #: metallo command -> dvc.yaml stage
 STAGE_SCRIPTS = {stage.command: stage.name for stage in STAGES}
 COMMANDS = (*STAGE_SCRIPTS, "predict", "bench", "models", "ui")
+
+
+def predict_command(project: Path, manifest: Path, out: Path, *extra: str) -> list[str]:
+    """``metallo predict`` with the project's model on ``manifest``, writing ``out``."""
+    model = str(project / "models/model")
+    return [
+        sys.executable,
+        "-m",
+        "metallo.cli",
+        "predict",
+        "--model",
+        model,
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def help_text(capsys, *argv: str) -> str:
@@ -169,21 +188,9 @@ BAD_ROW = 2 + N_NEW  # the manifest line of the bad row: header on line 1, sampl
 @pytest.fixture(scope="module")
 def new_samples(tmp_path_factory) -> dict[str, Path]:
     """New raw folders at the tiny sizes: labelled, and unlabelled (no dos column) with one bad row."""
-    from metallo.data.synthesize import synthesize
-
     base = tmp_path_factory.mktemp("new-samples")
     labelled = base / "labelled"
-    synthesize(
-        labelled,
-        seed=7,
-        samples_per_slice={"1": 3, "2": 2},
-        image_size=64,
-        n_spectra=24,
-        spectrum_length=64,
-        grid=(6, 4),
-        workers=1,
-        progress=False,
-    )
+    synthesize_raw(labelled, seed=7, samples_per_slice={"1": 3, "2": 2}, image_size=64, spectrum_length=64)
     unlabelled = base / "unlabelled"
     shutil.copytree(labelled, unlabelled)
     manifest = pd.read_csv(unlabelled / "manifest.csv", dtype=str).drop(columns=["dos"])
@@ -198,19 +205,7 @@ def cli_predictions(project, new_samples, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-predict")
     procs = {}
     for mode, extra in (("skip", []), ("fail", ["--on-error", "fail"])):
-        cmd = [
-            sys.executable,
-            "-m",
-            "metallo.cli",
-            "predict",
-            "--model",
-            str(project / "models/model"),
-            "--manifest",
-            str(new_samples["unlabelled"]),
-            "--out",
-            str(out / f"{mode}.csv"),
-            *extra,
-        ]
+        cmd = predict_command(project, new_samples["unlabelled"], out / f"{mode}.csv", *extra)
         procs[mode] = (
             cmd,
             subprocess.Popen(
@@ -265,18 +260,7 @@ def test_predict_fails_when_every_row_is_rejected(project, tmp_path):
     raw.mkdir()
     (raw / "manifest.csv").write_text("sample_id,slice_id,image,spectra\nx1,1,images/nope.png,spectra/nope.npy\n")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "metallo.cli",
-            "predict",
-            "--model",
-            str(project / "models/model"),
-            "--manifest",
-            str(raw / "manifest.csv"),
-            "--out",
-            str(tmp_path / "pred.csv"),
-        ],
+        predict_command(project, raw / "manifest.csv", tmp_path / "pred.csv"),
         cwd=project,
         env=project_env(),
         capture_output=True,
