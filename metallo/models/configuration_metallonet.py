@@ -44,7 +44,7 @@ class MetalloNetConfig(MetalloNetworkConfig):
             Weight of the self-supervised contrastive loss on cell regions added to the training loss (see
             [`~models.cell_path.CellContrast`]): it teaches the cell encoder what tells cells apart, which the label,
             an average over cells, barely does. 0 trains from the label alone. Not used at inference.
-        cell_contrast_temperature (`float`, *optional*, defaults to 0.2):
+        cell_contrast_temperature (`float`, *optional*, defaults to 0.1):
             Temperature of that loss's softmax over the batch's cells.
         cell_view_crop (`float`, *optional*, defaults to 0.7):
             Side of the random crop of a cell region in the contrastive view, as a fraction of the region's.
@@ -62,7 +62,7 @@ class MetalloNetConfig(MetalloNetworkConfig):
         cell_bands=16,
         cell_texture_scales=(1, 2, 4),
         cell_contrast_weight=1.0,
-        cell_contrast_temperature=0.2,
+        cell_contrast_temperature=0.1,
         cell_view_crop=0.7,
         **kwargs,
     ):

@@ -47,7 +47,7 @@ class MetalloOptions:
     nproc_per_node: int = 1
     augment: bool = True
     data_on_device: bool | str = "auto"
-    cell_pretrain_epochs: int = 10
+    cell_pretrain_epochs: int = 20
     profile: str = "cpu"
 
     def __post_init__(self) -> None:
