@@ -23,7 +23,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "raw"
-    summary = S.synthesize(out, seed=3, workers=1, progress=False, **SMALL)
+    summary = H.synthesize_raw(out, seed=3, **SMALL)
     return out, summary
 
 
@@ -53,7 +53,7 @@ def test_deterministic_across_runs_and_workers(tmp_path, small_run):
 
 def test_different_seed_differs(tmp_path, small_run):
     ref, _ = small_run
-    S.synthesize(tmp_path / "c", seed=4, workers=1, progress=False, **SMALL)
+    H.synthesize_raw(tmp_path / "c", seed=4, **SMALL)
     assert (tmp_path / "c" / "images" / "s0000.png").read_bytes() != (ref / "images" / "s0000.png").read_bytes()
 
 

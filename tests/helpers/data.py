@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from metallo.data.synthesize import synthesize
 from metallo.layout import Paths
 
 #: (n_spectra, spectrum_length) and grid used by the tests: 6 spectra of 20 points on a 3 x 2 grid.
@@ -29,8 +30,6 @@ FIRST_ROW = 2
 
 def synthesize_raw(out: Path, **kwargs):
     """:func:`metallo.data.synthesize.synthesize` into ``out`` as the tests call it: one worker, no progress bar."""
-    from metallo.data.synthesize import synthesize
-
     return synthesize(out, **{"workers": 1, "progress": False, **kwargs})
 
 
