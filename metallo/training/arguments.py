@@ -37,22 +37,33 @@ class MetalloOptions:
             "auto": on a single GPU when it takes under a quarter of the free memory).
         cell_pretrain_epochs: epochs of self-supervised pretraining of MetalloNet's cell image encoder before
             the label is fitted (:mod:`metallo.training.pretraining`); 0 = none. Not used by other models.
+        try_without_branch_below: MetalloNet with a classical branch: when the branch's closed-form start explains
+            less than this share of the validation variance (R²), also train the learned path without the branch
+            and keep what validates better (:mod:`metallo.training.without_branch`; the label phase runs twice).
+            0 = never, 1 = always.
         profile: ``cpu`` (the demo) or ``gpu``: the values of the keys set to ``auto``
             (:mod:`metallo.training.profiles`, applied by the train stage before these arguments).
     """
 
-    early_stopping_patience: int = 5
+    early_stopping_patience: int = 10
     resume: bool = False
     compile: bool = False
     nproc_per_node: int = 1
     augment: bool = True
     data_on_device: bool | str = "auto"
     cell_pretrain_epochs: int = 20
+    try_without_branch_below: float = 0.9
     profile: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.data_on_device not in (True, False, "auto"):
             raise MetalloError(f"train.data_on_device must be true, false or auto; got {self.data_on_device!r}.")
+        below = self.try_without_branch_below
+        if isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 <= below <= 1:
+            raise MetalloError(
+                "train.try_without_branch_below must be a number from 0 (never train without the hand-made branch) "
+                f"to 1 (always); got {below!r}."
+            )
 
 
 METALLO_OPTIONS = tuple(f.name for f in dataclasses.fields(MetalloOptions))

@@ -91,7 +91,16 @@ def keep_better(model, start: Start | None, trained: dict[str, float], metric: s
     return (start.metrics if start_wins else trained), record
 
 
+def describe(record: dict, metric: str) -> str:
+    """The validation values the choice was made on, as the console says them."""
+    values = [(f"start_{metric}", "at the start"), (f"trained_{metric}", "trained"),
+              (f"without_branch_{metric}", "trained without the branch")]  # fmt: skip
+    said = ", ".join(f"{record[key]:.4g} {label}" for key, label in values if key in record)
+    return f"validation {metric} {said}"
+
+
 __all__ = [
+    "describe",
     "KEPT_START",
     "KEPT_TRAINED",
     "Start",

@@ -25,7 +25,7 @@ from metallo.params import load_params, section
 from metallo.tracking import lineage
 from metallo.tracking.console import quiet_libraries
 from metallo.tracking.tracker import TrackerCallback
-from metallo.training import checkpoints, closed_form, distributed, selection
+from metallo.training import checkpoints, closed_form, distributed, selection, without_branch
 from metallo.training.arguments import build_training_arguments, metallo_options, tracks_mlflow
 from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
@@ -99,14 +99,34 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     trainer = build_trainer(model, processor, datasets, args, options, callbacks, augmentation)
     with failing_run(tracker, "train"):
+        try_candidate = without_branch.wanted(model, start, options.try_without_branch_below)
         if not resume:  # a checkpoint holds the pretrained encoder already
             pretrain_cell_encoder(trainer, options.cell_pretrain_epochs)
+            if try_candidate and is_main:
+                without_branch.save_encoder(without_branch.encoder_state(model), paths.checkpoints)
         best = train_best_model(trainer, resume, loggers, paths.model)
-        if not trainer.is_world_process_zero():
-            return {}
         metrics = {name.removeprefix("eval_"): value for name, value in best.items()}
         metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
-        metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, bool(args.greater_is_better))
+        greater = bool(args.greater_is_better)
+        metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, greater)
+        if try_candidate:
+            print(
+                f"train: the hand-made branch's start explains R² {start.metrics['r2']:.3f} of the validation "
+                f"variance (below train.try_without_branch_below {options.try_without_branch_below:g}): training "
+                "the learned path without it too; validation keeps the better"
+            )
+            distributed.barrier()  # rank 0 has written the pretrained encoder
+            encoder = without_branch.load_encoder(paths.checkpoints)
+            trained = without_branch.train_candidate(
+                model, processor, datasets, args, options, fingerprint, augmentation, encoder
+            )
+            if trained is not None:
+                candidate, candidate_metrics = trained
+                wins, kept = without_branch.keep_better(metrics, kept, candidate_metrics, metric, greater)
+                if wins:
+                    trainer, metrics = candidate, candidate_metrics
+        if not trainer.is_world_process_zero():
+            return {}
         epochs, steps = trainer.state.epoch or 0, trainer.state.global_step
         summary = training_summary(
             model_name, datasets, epochs, steps, metrics, kept, validation=validation_kind(paths)
@@ -114,8 +134,8 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
         summary["profile"] = profile
         if kept:
             print(
-                f"train: kept the {kept['kept']} (validation {metric} {kept[f'start_{metric}']:.4g} at the "
-                f"start, {kept[f'trained_{metric}']:.4g} trained; validation: {summary['validation']})"
+                f"train: kept the {kept['kept']} ({selection.describe(kept, metric)}; validation: "
+                f"{summary['validation']})"
             )
         return save_outputs(trainer.model, processor, datasets["val"], summary, live, tracker, paths, params)
 

@@ -13,10 +13,12 @@ import torch
 from metallo.augmentation import flip_batch
 from metallo.errors import MetalloError
 from metallo.metrics import regression_metrics
+from metallo.params import load_params
 from metallo.processing import MetalloProcessor
 from metallo.tracking import lineage
 from metallo.tracking.tracker import Tracker, project_root, tracking_uri
-from metallo.training.arguments import METALLO_OPTIONS, build_training_arguments
+from metallo.training.arguments import METALLO_OPTIONS, MetalloOptions, build_training_arguments
+from tests.helpers.project import REPO
 
 
 def test_metrics_against_hand_computed_values():
@@ -102,6 +104,18 @@ def test_training_numbers_in_range_are_accepted(tmp_path):
 
 def test_metallo_options_are_documented():
     assert {"early_stopping_patience", "resume", "compile", "nproc_per_node", "augment"} <= set(METALLO_OPTIONS)
+
+
+def test_params_yaml_states_the_options_defaults():
+    """A ``train:`` key left out of params.yaml means what params.yaml says it is (``auto`` keys are the profile's)."""
+    stated = load_params(REPO / "params.yaml")["train"]
+    defaults = MetalloOptions()
+    differ = {
+        key: (stated[key], getattr(defaults, key))
+        for key in METALLO_OPTIONS
+        if key in stated and stated[key] != "auto" and stated[key] != getattr(defaults, key)
+    }
+    assert not differ, f"params.yaml train: value vs MetalloOptions default: {differ}"
 
 
 def test_tracking_uri_in_a_dvc_temporary_copy(tmp_path, monkeypatch):
