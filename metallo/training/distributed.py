@@ -11,6 +11,8 @@
 * After training, every rank takes rank 0's weights (:func:`broadcast_from_main`), so the final
   evaluation and the saved model are the best model rank 0 loaded even when another node could not
   read rank 0's checkpoint (per-node disks without ``save_on_each_node``).
+* At the end every rank waits for the others and the process group is destroyed (:func:`shut_down`):
+  no rank leaves while another still works.
 
 Without a process group every function is a no-op apart from its single-process work.
 """
@@ -64,6 +66,19 @@ def barrier() -> None:
     """Wait for every rank (no-op without a process group)."""
     if is_distributed():
         torch.distributed.barrier()
+
+
+def shut_down() -> None:
+    """Wait for every rank, then destroy the process group (no-op without one).
+
+    Called once the stage's work is done on every rank: a rank that leaves Python while another still works
+    (rank 0 saves the model and logs to MLflow alone) can abort in the process group's threads at exit
+    ("terminate called without an active exception", SIGABRT, seen in CI on the two-rank CPU test); torchrun
+    then fails the stage although training succeeded.
+    """
+    if is_distributed():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def augmentation_generator(device: torch.device | str, seed: int, rank: int) -> torch.Generator:

@@ -143,6 +143,7 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
 def main() -> None:
     with exit_on_error():
         run_train(load_params())
+        distributed.shut_down()  # every rank leaves together (see shut_down)
 
 
 if __name__ == "__main__":

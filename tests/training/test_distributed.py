@@ -60,6 +60,24 @@ def test_closed_form_model_under_torchrun_is_fitted_and_saved_by_rank_0_only(tmp
     assert [r.info.status for r in runs] == ["FINISHED"]
 
 
+def test_branch_free_candidate_under_torchrun_is_trained_on_every_rank_and_recorded_once(tmp_path):
+    train = {"nproc_per_node": 2, "ddp_backend": "gloo", "try_without_branch_below": 0.99}
+    root = make_project(tmp_path / "project", {"model": {"classical_branch": True}, "train": train})
+    run(["dvc", "repro", "split"], root)
+    result = run(["python", "-m", "stages.train"], root)
+    # Both ranks train the candidate (one DDP job), rank 0 alone reports what was kept.
+    assert result.stdout.count("training the learned path without it too") == 2
+    assert result.stdout.count("train: kept the ") == 1
+
+    summary = json.loads((root / "metrics/train.json").read_text())
+    assert summary["kept"] in {"closed-form start", "trained", "trained without the branch"}
+    assert {"start_rmse", "trained_rmse", "without_branch_rmse"} <= summary["val"].keys()
+    assert (root / "checkpoints/without_branch").is_dir() and (root / "models/model/model.safetensors").is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("metallo").experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"]
+
+
 def _draw_on_rank(rank: int, world: int, port: int, out: dict) -> None:
     """One gloo rank: the train stage's augmentation generator and one augmentation of a shared batch."""
     from metallo.augmentation import Augmentation, augment_batch
