@@ -76,6 +76,8 @@ def test_branch_free_candidate_under_torchrun_is_trained_on_every_rank_and_recor
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("metallo").experiment_id])
     assert [r.info.status for r in runs] == ["FINISHED"]
+    assert runs[0].data.tags["metallo.kept"] == summary["kept"]
+    assert runs[0].data.metrics["val/without_branch_rmse"] == pytest.approx(summary["val"]["without_branch_rmse"])
 
 
 def _draw_on_rank(rank: int, world: int, port: int, out: dict) -> None:
