@@ -99,26 +99,21 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     trainer = build_trainer(model, processor, datasets, args, options, callbacks, augmentation)
     with failing_run(tracker, "train"):
-        try_candidate = without_branch.wanted(model, start, options.try_without_branch_below)
         if not resume:  # a checkpoint holds the pretrained encoder already
             pretrain_cell_encoder(trainer, options.cell_pretrain_epochs)
-            if try_candidate and is_main:
-                without_branch.save_encoder(without_branch.encoder_state(model), paths.checkpoints)
         best = train_best_model(trainer, resume, loggers, paths.model)
         metrics = {name.removeprefix("eval_"): value for name, value in best.items()}
         metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
         greater = bool(args.greater_is_better)
         metrics, kept = selection.keep_better(trainer.model, start, metrics, metric, greater)
-        if try_candidate:
+        if without_branch.wanted(model, start, options.try_without_branch_below):
             print(
                 f"train: the hand-made branch's start explains R² {start.metrics['r2']:.3f} of the validation "
                 f"variance (below train.try_without_branch_below {options.try_without_branch_below:g}): training "
                 "the learned path without it too; validation keeps the better"
             )
-            distributed.barrier()  # rank 0 has written the pretrained encoder
-            encoder = without_branch.load_encoder(paths.checkpoints)
             trained = without_branch.train_candidate(
-                model, processor, datasets, args, options, fingerprint, augmentation, encoder
+                model, processor, datasets, args, options, fingerprint, augmentation
             )
             if trained is not None:
                 candidate, candidate_metrics = trained

@@ -44,23 +44,14 @@ def test_the_threshold_is_a_share(bad):
         MetalloOptions(try_without_branch_below=bad)
 
 
-def test_the_candidate_starts_from_the_pretrained_encoder_without_the_branch(model, tmp_path):
-    with torch.no_grad():  # "pretraining" moved the encoder
-        for parameter in model.image_encoder.parameters():
-            parameter.add_(0.5)
-    encoder = without_branch.encoder_state(model)
-    assert encoder and all(name.startswith(without_branch.ENCODER_MODULES) for name in encoder)
-    without_branch.save_encoder(encoder, tmp_path)
-    loaded = without_branch.load_encoder(tmp_path)
-    assert without_branch.load_encoder(tmp_path / "elsewhere") is None
-
-    candidate = without_branch.branch_free_model(model, loaded, seed=0)
+def test_the_candidate_is_initialised_as_a_run_without_the_branch(model):
+    candidate = without_branch.branch_free_model(model, seed=0)
     assert candidate.config.classical_branch is False and model.config.classical_branch is True
     state = candidate.state_dict()
     assert not any(name.startswith("classical_") for name in state)
-    assert all(torch.equal(state[name], tensor) for name, tensor in encoder.items())
-    again = without_branch.branch_free_model(model, loaded, seed=0)  # the seed fixes the rest of the weights
-    assert all(torch.equal(again.state_dict()[name], tensor) for name, tensor in state.items())
+    plain = make_model("metallonet", seed=0, classical_branch=False, image_size=64, spectrum_length=64)
+    assert state.keys() == plain.state_dict().keys()
+    assert all(torch.equal(state[name], tensor) for name, tensor in plain.state_dict().items())
 
 
 @pytest.mark.parametrize("candidate_rmse, wins", [(0.5, True), (2.0, False)])
@@ -78,8 +69,12 @@ def test_the_better_validated_model_is_kept(candidate_rmse, wins):
 
 def test_train_stage_weighs_the_three_and_saves_the_kept_one(shared_project, tmp_path):
     """The real train stage on a tiny project with the branch on and the candidate always trained: train.json says
-    what was kept among the start, the trained default and the candidate, and the saved model is that one."""
+    what was kept among the start, the trained default and the candidate, and the saved model is that one. The
+    candidate is the learned path alone: the shared project's own training (``classical_branch: false``, same
+    seed) validated exactly as it does."""
     root = clone(shared_project, tmp_path / "project")
+    alone = json.loads((shared_project / "metrics" / "train.json").read_text())
+    assert "kept" not in alone  # no branch, no closed-form start: its validation RMSE is the trained model's
 
     def branch_on(params):
         params["model"]["classical_branch"] = True
@@ -106,4 +101,4 @@ def test_train_stage_weighs_the_three_and_saves_the_kept_one(shared_project, tmp
     saved = AutoModel.from_pretrained(root / "models" / "model")
     assert saved.config.classical_branch is (kept != without_branch.KEPT_WITHOUT_BRANCH)
     assert (root / "checkpoints" / without_branch.CANDIDATE_DIR).is_dir()
-    assert (root / "checkpoints" / without_branch.ENCODER_WEIGHTS).is_file()
+    assert val["without_branch_rmse"] == pytest.approx(alone["val"]["rmse"], rel=1e-6)
