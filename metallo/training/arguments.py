@@ -39,7 +39,8 @@ class MetalloOptions:
             the label is fitted (:mod:`metallo.training.pretraining`); 0 = none. Not used by other models.
         try_without_branch_below: MetalloNet with a classical branch: when the branch's closed-form start explains
             less than this share of the validation variance (R²), also train the learned path without the branch
-            and keep what validates better (:mod:`metallo.training.without_branch`; the label phase runs twice).
+            and keep what validates better (:mod:`metallo.training.without_branch`; pretraining and the label phase
+            run twice then).
             0 = never, 1 = always.
         profile: ``cpu`` (the demo) or ``gpu``: the values of the keys set to ``auto``
             (:mod:`metallo.training.profiles`, applied by the train stage before these arguments).
