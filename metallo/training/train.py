@@ -30,7 +30,6 @@ from metallo.training.arguments import build_training_arguments, metallo_options
 from metallo.training.components import build_augmentation, build_model_and_data, validation_kind
 from metallo.training.live import LiveCallback, open_live
 from metallo.training.outputs import clear_evaluation, save_outputs, training_summary
-from metallo.training.pretraining import pretrain_cell_encoder
 from metallo.training.profiles import apply_profile, profile_record
 from metallo.training.trainer import build_trainer, train_best_model
 
@@ -99,9 +98,7 @@ def run_train(params: dict, paths: Paths = PATHS, callbacks: tuple = ()) -> dict
     callbacks = [*loggers, checkpoints.FingerprintCallback(fingerprint), *callbacks]
     trainer = build_trainer(model, processor, datasets, args, options, callbacks, augmentation)
     with failing_run(tracker, "train"):
-        if not resume:  # a checkpoint holds the pretrained encoder already
-            pretrain_cell_encoder(trainer, options.cell_pretrain_epochs)
-        best = train_best_model(trainer, resume, loggers, paths.model)
+        best = train_best_model(trainer, resume, loggers, paths.model, options.cell_pretrain_epochs)
         metrics = {name.removeprefix("eval_"): value for name, value in best.items()}
         metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
         greater = bool(args.greater_is_better)

@@ -21,6 +21,7 @@ from metallo.metrics import compute_metrics
 from metallo.processing import MetalloProcessor
 from metallo.training import distributed
 from metallo.training.arguments import MetalloOptions
+from metallo.training.pretraining import pretrain_cell_encoder
 from metallo.training.progress import replace_trainer_output
 
 #: Share of the free accelerator memory the train split may take in ``data_on_device: auto``.
@@ -136,14 +137,22 @@ def announce_early_stop(trainer: MetalloTrainer) -> None:
 
 
 def train_best_model(
-    trainer: MetalloTrainer, resume: str | None, loggers: list[TrainerCallback], model_dir: Path
+    trainer: MetalloTrainer,
+    resume: str | None,
+    loggers: list[TrainerCallback],
+    model_dir: Path,
+    pretrain_epochs: int = 0,
 ) -> dict[str, float]:
-    """Train (from ``resume`` if given), then evaluate the best model on the validation split.
+    """Pretrain the cell encoder for ``pretrain_epochs`` (:func:`~metallo.training.pretraining.pretrain_cell_encoder`;
+    not when resuming: the checkpoint holds the pretrained encoder), train (from ``resume`` if given), then evaluate
+    the best model on the validation split.
 
     ``loggers`` (and the progress display) are removed before that evaluation: the best model's metrics
     are the run's summary, not one more step of the curve. A non-finite best validation metric stops
     here with what to check, before anything is written to ``model_dir``.
     """
+    if not resume:
+        pretrain_cell_encoder(trainer, pretrain_epochs)
     progress = replace_trainer_output(trainer, enabled=not trainer.args.disable_tqdm)
     trainer.train(resume_from_checkpoint=resume)
     announce_early_stop(trainer)

@@ -32,7 +32,6 @@ from transformers import set_seed
 
 from metallo.errors import MetalloError
 from metallo.training import checkpoints, distributed
-from metallo.training.pretraining import pretrain_cell_encoder
 from metallo.training.selection import Start
 from metallo.training.trainer import build_trainer, train_best_model
 
@@ -76,10 +75,8 @@ def train_candidate(model, processor, datasets, args, options, fingerprint, augm
         [checkpoints.FingerprintCallback(fingerprint)],
         augmentation,
     )
-    if not resume:  # a checkpoint holds the pretrained encoder already
-        pretrain_cell_encoder(trainer, options.cell_pretrain_epochs)
     try:
-        best = train_best_model(trainer, resume, [], Path(args.output_dir))
+        best = train_best_model(trainer, resume, [], Path(args.output_dir), options.cell_pretrain_epochs)
     except MetalloError as err:  # a diverged candidate is not a failed stage: the default stands
         print(f"train: the candidate without the branch is not kept: {err}")
         return None
