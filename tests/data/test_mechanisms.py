@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from metallo.data import variants as V
-from metallo.data.variants.mechanisms import IMAGE_MECHANISMS, SPECTRAL_MECHANISMS, band, draw_cell_latents
+from metallo.data.variants.mechanisms import (
+    DOT_RADIUS,
+    IMAGE_MECHANISMS,
+    SPECTRAL_MECHANISMS,
+    band,
+    clustered_dot_centres,
+    draw_cell_latents,
+)
 from metallo.data.variants.profiles import MECHANISM_PROFILES
 from metallo.models.cells import CellInteractionFeatures
 
@@ -103,3 +110,18 @@ def test_band_moves_with_position_and_widens_with_width():
     assert lam[np.argmin(band(lam, "peak_position", 800.0, 0.3))] == 800.0
     narrow, wide = band(lam, "peak_width", 12.0, 0.3), band(lam, "peak_width", 48.0, 0.3)
     assert narrow.min() == pytest.approx(wide.min()) and (1 - wide).sum() > 3 * (1 - narrow).sum()
+
+
+def test_clustered_dots_are_disjoint_and_gather_with_the_share():
+    rng = np.random.default_rng(0)
+    neighbours = {}
+    for share in (0.0, 1.0):
+        counts = []
+        for _ in range(5):
+            centres, joined = clustered_dot_centres((0, 80, 0, 60), share, rng, scale=1.0)
+            assert len(centres) == len(joined) > 20 and joined.all() == bool(share) and joined.any() == bool(share)
+            distances = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1)) + np.eye(len(centres)) * 1e9
+            assert distances.min() >= 2 * DOT_RADIUS  # particles never overlap
+            counts.append((distances < 12).sum(1).mean())  # other dots within 12 px
+        neighbours[share] = np.mean(counts)
+    assert neighbours[1.0] > 1.4 * neighbours[0.0]

@@ -199,28 +199,40 @@ def _elongated_particles(boxes, aspects, rng: np.random.Generator, scale: float,
     return mask
 
 
+def clustered_dot_centres(box, share: float, rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The dots of one cell ``box`` (r0, r1, c0, c1): their centres (n, 2) and whether each joined a cluster (n,).
+
+    Every cell gets the same number of non-overlapping dots; each joins a cluster with probability ``share``
+    (c_k), the rest are scattered. A dot that finds no free place in 50 tries is left out."""
+    r0, r1, c0, c1 = box
+    radius, spread = DOT_RADIUS * scale, CLUSTER_SPREAD * scale
+    gap = 2.0 * radius + max(1.5, scale)
+    lo, hi = np.array([r0 + radius, c0 + radius]), np.array([r1 - radius, c1 - radius])
+    n = int(round(PARTICLE_FRACTION * (r1 - r0) * (c1 - c0) / (math.pi * radius * radius)))
+    parents = rng.uniform(lo, hi, size=(max(1, round(n / DOTS_PER_CLUSTER)), 2))
+    placed: list[np.ndarray] = []
+    joined: list[bool] = []
+    for clustered in rng.uniform(size=n) < share:
+        for _ in range(50):
+            if clustered:
+                point = parents[rng.integers(len(parents))] + rng.normal(0.0, spread, 2)
+            else:
+                point = rng.uniform(lo, hi)
+            inside = np.all(point >= lo) and np.all(point <= hi)
+            if inside and (not placed or np.min(np.hypot(*(np.array(placed) - point).T)) >= gap):
+                placed.append(point)
+                joined.append(bool(clustered))
+                break
+    return np.array(placed, dtype=float).reshape(-1, 2), np.array(joined, dtype=bool)
+
+
 def _clustered_dots(boxes, shares, rng: np.random.Generator, scale: float, size: int) -> np.ndarray:
     """Non-overlapping dots, the same number per cell; a share ``shares[k]`` of cell k's dots in clusters."""
     mask = np.zeros((size, size), dtype=bool)
-    radius, spread = DOT_RADIUS * scale, CLUSTER_SPREAD * scale
-    gap = 2.0 * radius + max(1.5, scale)
-    for (r0, r1, c0, c1), share in zip(boxes, shares):
-        lo, hi = np.array([r0 + radius, c0 + radius]), np.array([r1 - radius, c1 - radius])
-        n = int(round(PARTICLE_FRACTION * (r1 - r0) * (c1 - c0) / (math.pi * radius * radius)))
-        parents = rng.uniform(lo, hi, size=(max(1, round(n / DOTS_PER_CLUSTER)), 2))
-        placed: list[np.ndarray] = []
-        for clustered in rng.uniform(size=n) < share:
-            for _ in range(50):
-                if clustered:
-                    point = parents[rng.integers(len(parents))] + rng.normal(0.0, spread, 2)
-                else:
-                    point = rng.uniform(lo, hi)
-                inside = np.all(point >= lo) and np.all(point <= hi)
-                if inside and (not placed or np.min(np.hypot(*(np.array(placed) - point).T)) >= gap):
-                    placed.append(point)
-                    break
-        if placed:
-            _paint_ellipses(mask, placed, np.full((len(placed), 2), radius), np.zeros(len(placed)))
+    for box, share in zip(boxes, shares):
+        centres, _ = clustered_dot_centres(box, share, rng, scale)
+        if len(centres):
+            _paint_ellipses(mask, centres, np.full((len(centres), 2), DOT_RADIUS * scale), np.zeros(len(centres)))
     return mask
 
 
@@ -252,6 +264,7 @@ __all__ = [
     "IMAGE_MECHANISMS",
     "SPECTRAL_MECHANISMS",
     "band",
+    "clustered_dot_centres",
     "draw_cell_latents",
     "render_mechanism_micrograph",
 ]
