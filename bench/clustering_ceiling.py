@@ -20,7 +20,6 @@ so its R² cannot exceed the per-cell one by more than noise.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,15 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metallo.data.generative import REFERENCE_SIZE, cell_bounds  # noqa: E402
-from metallo.data.variants.mechanisms import clustered_dot_centres  # noqa: E402
+from metallo.data.variants.mechanisms import clustered_dot_centres, draw_cell_latents  # noqa: E402
 from metallo.data.variants.profiles import PROFILES  # noqa: E402
 
 PROFILE = PROFILES["local_clustering"]
 RADII = (8, 10, 12, 15, 18, 22, 27, 33)  # px at the frame's resolution
-
-
-def _standardised(share):
-    return (np.asarray(share) - 0.5) * math.sqrt(12.0)
 
 
 def point_pattern_features(centres: np.ndarray) -> list[float]:
@@ -66,14 +61,15 @@ def centres_reference(n_cells: int, seed: int) -> dict[str, float]:
     rows, cols = PROFILE.grid
     box = (0, cell_bounds(height, rows, 0)[1], 0, cell_bounds(width, cols, 0)[1])
     scale = max(height, width) / REFERENCE_SIZE
-    shares = rng.uniform(0.0, 1.0, n_cells)
+    latents = draw_cell_latents(rng, n_cells, "clustering", "peak_position")  # the profile's draw of c_k and its z
+    shares, target = latents["image"], latents["z_image"]
     features, known, placed = [], [], []
     for share in shares:
         centres, joined = clustered_dot_centres(box, share, rng, scale)
         placed.append(len(centres))
         features.append(point_pattern_features(centres))
         known.append((joined.sum() + 1) / (len(joined) + 2))  # posterior mean of c_k under its uniform prior
-    features, target = np.array(features), _standardised(shares)
+    features = np.array(features)
     cut = int(0.8 * n_cells)
     model = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=seed)
     model.fit(features[:cut], target[:cut])
