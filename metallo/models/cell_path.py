@@ -164,28 +164,25 @@ class CellContrast(nn.Module):
     to tell cells apart the encoder has to describe what differs between them (shapes, arrangements, directions of
     structure), and it has to ignore what the views change.
 
-    The views respect the physics of a measurement cell: a random crop (``crop`` of each side, same spot for the
-    batch) moves the region within the cell, mirror flips about either axis keep every shape, arrangement and
-    axis direction's alignment with the frame (a direction at angle theta becomes -theta, whose cos 2 theta is the
-    same) — a quarter turn does not and is not used; a random gain, offset and noise per cell change what the lamp
-    and camera change, so the encoder stops describing cells by their brightness. Used in training only; the
-    projection ``head`` is discarded by inference.
+    The views respect the physics of a measurement cell. ``views="crop"`` pairs each cell's encoding with that of a
+    random crop (``crop`` of each side, same spot for the batch) of it; ``views="halves"`` pairs two disjoint
+    halves of each cell, split across a random axis (two or three pixels apart), which share no pixel and so
+    match only through what the whole cell has in common. Mirror flips about either axis keep every shape,
+    arrangement and axis direction's alignment with the frame (a direction at angle theta becomes -theta, whose
+    cos 2 theta is the same) — a quarter turn does not and is not used; a random gain, offset and noise per cell
+    change what the lamp and camera change, so the encoder stops describing cells by their brightness. Used in
+    training only; the projection ``head`` is discarded by inference.
     """
 
-    def __init__(self, width: int, temperature: float, crop: float):
+    def __init__(self, width: int, temperature: float, crop: float, views: str = "crop"):
         super().__init__()
-        self.temperature, self.crop = float(temperature), float(crop)
+        self.temperature, self.crop, self.views = float(temperature), float(crop), views
         self.head = nn.Sequential(nn.GELU(), nn.Linear(width, width))
 
-    def view(self, patches: torch.Tensor) -> torch.Tensor:
-        """An altered copy (B, S, C, h', w') of cell regions (B, S, C, h, w)."""
-        batch, cells, channels, height, width = patches.shape
-        regions = patches.flatten(0, 1)
+    @staticmethod
+    def alter(regions: torch.Tensor) -> torch.Tensor:
+        """Regions (N, C, h, w) with random mirror flips, gain, offset and noise, each drawn per region."""
         n = regions.shape[0]
-        crop_h, crop_w = max(1, round(height * self.crop)), max(1, round(width * self.crop))
-        top = int(torch.randint(0, height - crop_h + 1, ()))
-        left = int(torch.randint(0, width - crop_w + 1, ()))
-        regions = regions[..., top : top + crop_h, left : left + crop_w]
 
         def coin():
             return torch.rand(n, 1, 1, 1, device=regions.device) < 0.5
@@ -194,13 +191,40 @@ class CellContrast(nn.Module):
         regions = torch.where(coin(), regions.flip(-2), regions)
         gain = torch.exp(0.3 * torch.randn(n, 1, 1, 1, device=regions.device, dtype=regions.dtype))
         offset = 0.3 * torch.randn(n, 1, 1, 1, device=regions.device, dtype=regions.dtype)
-        regions = regions * gain + offset + 0.1 * torch.randn_like(regions)
-        return regions.reshape(batch, cells, channels, crop_h, crop_w)
+        return regions * gain + offset + 0.1 * torch.randn_like(regions)
+
+    def view(self, patches: torch.Tensor) -> torch.Tensor:
+        """An altered crop (B, S, C, h', w') of cell regions (B, S, C, h, w)."""
+        batch, cells, channels, height, width = patches.shape
+        crop_h, crop_w = max(1, round(height * self.crop)), max(1, round(width * self.crop))
+        top = int(torch.randint(0, height - crop_h + 1, ()))
+        left = int(torch.randint(0, width - crop_w + 1, ()))
+        regions = patches.flatten(0, 1)[..., top : top + crop_h, left : left + crop_w]
+        return self.alter(regions).reshape(batch, cells, channels, crop_h, crop_w)
+
+    def halves(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two disjoint halves (B, S, C, h', w') of cell regions (B, S, C, h, w), cut across a random axis and
+        returned in random order (:meth:`alter` makes them views)."""
+        regions = patches.flatten(0, 1)
+        height, width = regions.shape[-2:]
+        if torch.rand(()) < 0.5:  # cut across the rows: top and bottom halves
+            half = max(1, height // 2 - 1)
+            pair = regions[..., :half, :], regions[..., height - half :, :]
+        else:
+            half = max(1, width // 2 - 1)
+            pair = regions[..., :half], regions[..., width - half :]
+        if torch.rand(()) < 0.5:
+            pair = pair[::-1]
+        return tuple(x.reshape(*patches.shape[:3], *x.shape[-2:]) for x in pair)
 
     def forward(self, encoder: nn.Module, patches: torch.Tensor, image_cells: torch.Tensor) -> torch.Tensor:
-        """The contrastive loss between the cells' encodings ``image_cells`` (B, S, D) and those of a view."""
-        first = self.head(image_cells.flatten(0, 1).float())
-        second = self.head(encoder(self.view(patches)).flatten(0, 1).float())
+        """The contrastive loss over a batch's cells (encoded as ``image_cells`` (B, S, D)) and their views."""
+        if self.views == "halves":
+            views = [self.alter(x.flatten(0, 1)).view_as(x) for x in self.halves(patches)]
+            first, second = (self.head(encoder(x).flatten(0, 1).float()) for x in views)
+        else:
+            first = self.head(image_cells.flatten(0, 1).float())
+            second = self.head(encoder(self.view(patches)).flatten(0, 1).float())
         embeddings = F.normalize(torch.cat([first, second]), dim=-1)
         n = first.shape[0]
         similarity = embeddings @ embeddings.T / self.temperature

@@ -4,6 +4,8 @@ from .configuration_common import MetalloNetworkConfig, check_choice, check_posi
 
 #: What a MetalloNet classical branch reads (see `classical_features`).
 CLASSICAL_FEATURES = ("cells", "global")
+#: The pairs of views the cell contrastive loss matches (see `cell_contrast_views`).
+CELL_CONTRAST_VIEWS = ("crop", "halves")
 #: Fields of the retired ResNet designs (grid and attention fusion); a config.json holding one is such a model.
 RETIRED_FIELDS = ("fusion", "cell_feature_stages", "num_fusion_layers", "backbone")
 
@@ -48,6 +50,12 @@ class MetalloNetConfig(MetalloNetworkConfig):
             Temperature of that loss's softmax over the batch's cells.
         cell_view_crop (`float`, *optional*, defaults to 0.7):
             Side of the random crop of a cell region in the contrastive view, as a fraction of the region's.
+        cell_contrast_views (`str`, *optional*, defaults to `"crop"`):
+            What the contrastive loss pairs. `"crop"`: each cell with an altered crop inside it (`cell_view_crop`).
+            `"halves"`: two disjoint halves of each cell (split across a random axis), each altered; no pixel is
+            shared, so only what the whole cell has in common (the shape, direction or arrangement of its structure)
+            matches them. It read particle elongation better in docs/results.md's trials; `"crop"` is the measured
+            default.
     """
 
     model_type = "metallo_metallonet"
@@ -64,6 +72,7 @@ class MetalloNetConfig(MetalloNetworkConfig):
         cell_contrast_weight=1.0,
         cell_contrast_temperature=0.1,
         cell_view_crop=0.7,
+        cell_contrast_views="crop",
         **kwargs,
     ):
         if retired := [field for field in RETIRED_FIELDS if field in kwargs]:
@@ -82,6 +91,7 @@ class MetalloNetConfig(MetalloNetworkConfig):
         self.cell_contrast_weight = float(cell_contrast_weight)
         self.cell_contrast_temperature = float(cell_contrast_temperature)
         self.cell_view_crop = float(cell_view_crop)
+        self.cell_contrast_views = cell_contrast_views
         super().__init__(**kwargs)
         self._validate_cells()
 
@@ -106,6 +116,7 @@ class MetalloNetConfig(MetalloNetworkConfig):
             )
         if not 0.0 < self.cell_view_crop <= 1.0:
             raise ValueError(f"cell_view_crop must be in (0, 1]; got {self.cell_view_crop!r}")
+        check_choice("cell_contrast_views", self.cell_contrast_views, CELL_CONTRAST_VIEWS)
         if not self.cell_texture_scales or min(self.cell_texture_scales) < 1:
             raise ValueError(f"cell_texture_scales must be positive integers; got {self.cell_texture_scales!r}")
 

@@ -52,7 +52,7 @@ class MetalloNetModel(MetalloPreTrainedModel):
         )
         self.fusion = CellFusion(width, config.dropout)
         self.cell_contrast = (
-            CellContrast(width, config.cell_contrast_temperature, config.cell_view_crop)
+            CellContrast(width, config.cell_contrast_temperature, config.cell_view_crop, config.cell_contrast_views)
             if self.image_encoder is not None and config.cell_contrast_weight > 0
             else None
         )

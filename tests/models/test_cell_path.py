@@ -288,6 +288,33 @@ def test_contrast_views_keep_each_cells_structure_direction(model, angle):
     assert alignment(quarter_turn) == pytest.approx(-math.cos(2 * angle), abs=0.25)
 
 
+def test_contrast_halves_are_disjoint_halves_cut_across_either_axis():
+    contrast = make_model("metallonet", cell_contrast_views="halves").cell_contrast
+    painted = torch.arange(2 * 32 * 32).float().view(1, 2, 1, 32, 32)  # every pixel of both cells its own number
+    torch.manual_seed(0)
+    cuts = set()
+    for _ in range(16):
+        first, second = contrast.halves(painted)
+        assert first.shape == second.shape and first.shape[:3] == (1, 2, 1)
+        cuts.add(first.shape[-2:])
+        assert sorted(first.shape[-2:]) == [15, 32]  # half a side, less one pixel on each side of the cut
+        for k in range(2):
+            a, b = set(first[0, k].flatten().tolist()), set(second[0, k].flatten().tolist())
+            assert not a & b and a | b <= set(painted[0, k].flatten().tolist())  # disjoint parts of the same cell
+    assert cuts == {(15, 32), (32, 15)}
+
+
+def test_contrast_with_halves_is_a_finite_loss_that_trains_the_encoder():
+    model = make_model("metallonet", cell_contrast_views="halves").train()
+    inputs = make_inputs(model.config)
+    torch.manual_seed(0)
+    with_halves = model(**inputs).loss
+    with_halves.backward()
+    assert torch.isfinite(with_halves) and model.image_encoder.convs[0].weight.grad.abs().sum() > 0
+    model.config.cell_contrast_weight = 0.0
+    assert with_halves.item() > model(**inputs).loss.item() + 0.5  # the contrastive term is in it
+
+
 def test_contrast_loss_is_added_in_training_only(model):
     inputs = make_inputs(model.config)
     torch.manual_seed(0)

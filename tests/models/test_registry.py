@@ -67,6 +67,7 @@ def test_shared_config_validation(name, overrides, message):
         ({"classical_branch": True, "modalities": ["image"]}, "with one modality use 'global'"),
         ({"cell_texture_scales": []}, "cell_texture_scales must be positive integers"),
         ({"cell_texture_scales": [1, 0]}, "cell_texture_scales must be positive integers"),
+        ({"cell_contrast_views": "rotations"}, "cell_contrast_views must be one of \\['crop', 'halves'\\]"),
     ],
 )
 def test_metallonet_config_validation(overrides, message):
