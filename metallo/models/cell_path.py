@@ -181,47 +181,43 @@ class CellContrast(nn.Module):
 
     @staticmethod
     def alter(regions: torch.Tensor) -> torch.Tensor:
-        """Regions (N, C, h, w) with random mirror flips, gain, offset and noise, each drawn per region."""
-        n = regions.shape[0]
+        """Regions (..., C, h, w) with random mirror flips, gain, offset and noise, each drawn per region."""
+        per_region = (*regions.shape[:-3], 1, 1, 1)
 
         def coin():
-            return torch.rand(n, 1, 1, 1, device=regions.device) < 0.5
+            return torch.rand(per_region, device=regions.device) < 0.5
 
         regions = torch.where(coin(), regions.flip(-1), regions)
         regions = torch.where(coin(), regions.flip(-2), regions)
-        gain = torch.exp(0.3 * torch.randn(n, 1, 1, 1, device=regions.device, dtype=regions.dtype))
-        offset = 0.3 * torch.randn(n, 1, 1, 1, device=regions.device, dtype=regions.dtype)
+        gain = torch.exp(0.3 * torch.randn(per_region, device=regions.device, dtype=regions.dtype))
+        offset = 0.3 * torch.randn(per_region, device=regions.device, dtype=regions.dtype)
         return regions * gain + offset + 0.1 * torch.randn_like(regions)
 
     def view(self, patches: torch.Tensor) -> torch.Tensor:
         """An altered crop (B, S, C, h', w') of cell regions (B, S, C, h, w)."""
-        batch, cells, channels, height, width = patches.shape
+        height, width = patches.shape[-2:]
         crop_h, crop_w = max(1, round(height * self.crop)), max(1, round(width * self.crop))
         top = int(torch.randint(0, height - crop_h + 1, ()))
         left = int(torch.randint(0, width - crop_w + 1, ()))
-        regions = patches.flatten(0, 1)[..., top : top + crop_h, left : left + crop_w]
-        return self.alter(regions).reshape(batch, cells, channels, crop_h, crop_w)
+        return self.alter(patches[..., top : top + crop_h, left : left + crop_w])
 
     def halves(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Two disjoint halves (B, S, C, h', w') of cell regions (B, S, C, h, w), cut across a random axis and
         returned in random order (:meth:`alter` makes them views)."""
-        regions = patches.flatten(0, 1)
-        height, width = regions.shape[-2:]
+        height, width = patches.shape[-2:]
         if torch.rand(()) < 0.5:  # cut across the rows: top and bottom halves
             half = max(1, height // 2 - 1)
-            pair = regions[..., :half, :], regions[..., height - half :, :]
+            pair = patches[..., :half, :], patches[..., height - half :, :]
         else:
             half = max(1, width // 2 - 1)
-            pair = regions[..., :half], regions[..., width - half :]
-        if torch.rand(()) < 0.5:
-            pair = pair[::-1]
-        return tuple(x.reshape(*patches.shape[:3], *x.shape[-2:]) for x in pair)
+            pair = patches[..., :half], patches[..., width - half :]
+        return pair[::-1] if torch.rand(()) < 0.5 else pair
 
     def forward(self, encoder: nn.Module, patches: torch.Tensor, image_cells: torch.Tensor) -> torch.Tensor:
         """The contrastive loss over a batch's cells (encoded as ``image_cells`` (B, S, D)) and their views."""
         if self.views == "halves":
-            views = [self.alter(x.flatten(0, 1)).view_as(x) for x in self.halves(patches)]
-            first, second = (self.head(encoder(x).flatten(0, 1).float()) for x in views)
+            views = [self.alter(half) for half in self.halves(patches)]
+            first, second = (self.head(encoder(view).flatten(0, 1).float()) for view in views)
         else:
             first = self.head(image_cells.flatten(0, 1).float())
             second = self.head(encoder(self.view(patches)).flatten(0, 1).float())
