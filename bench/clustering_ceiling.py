@@ -1,9 +1,10 @@
-"""How much of local_clustering's per-cell factor can any reader get? Two references, outside the model.
+"""How much of a dot-arrangement profile's per-cell factor can any reader get? Two references, outside the model.
 
-    python bench/clustering_ceiling.py centres [--cells 40000]
+    python bench/clustering_ceiling.py centres [--profile local_dispersion] [--cells 40000]
     python bench/clustering_ceiling.py encoder --data-dir yardstick-data/local_clustering [--epochs 12]
 
-``centres`` simulates cells with the profile's own placement rule (``clustered_dot_centres``, its frame and
+The profiles are ``local_clustering`` (the default) and ``local_dispersion``. ``centres`` simulates cells
+with the profile's own placement rule (``clustered_dot_centres`` / ``dispersed_dot_centres``, its frame and
 grid) and fits gradient boosting from point-pattern statistics of the exact dot centres (neighbour counts within
 8-33 px, nearest-neighbour distances) to the cell's standardised share c_k: no image, no optics, no noise, and
 far more cells than a data set has. It also prints what knowing which dots joined a cluster would give (not
@@ -30,10 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metallo.data.generative import REFERENCE_SIZE, cell_bounds  # noqa: E402
-from metallo.data.variants.mechanisms import clustered_dot_centres, draw_cell_latents  # noqa: E402
+from metallo.data.variants.mechanisms import (  # noqa: E402
+    clustered_dot_centres,
+    dispersed_dot_centres,
+    draw_cell_latents,
+)
 from metallo.data.variants.profiles import PROFILES  # noqa: E402
 
-PROFILE = PROFILES["local_clustering"]
+PLACEMENT = {"local_clustering": clustered_dot_centres, "local_dispersion": dispersed_dot_centres}
 RADII = (8, 10, 12, 15, 18, 22, 27, 33)  # px at the frame's resolution
 
 
@@ -52,20 +57,21 @@ def point_pattern_features(centres: np.ndarray) -> list[float]:
     return features
 
 
-def centres_reference(n_cells: int, seed: int) -> dict[str, float]:
+def centres_reference(profile_name: str, n_cells: int, seed: int) -> dict[str, float]:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import r2_score
 
+    profile, place = PROFILES[profile_name], PLACEMENT[profile_name]
     rng = np.random.default_rng(seed)
-    height, width = PROFILE.frame
-    rows, cols = PROFILE.grid
+    height, width = profile.frame
+    rows, cols = profile.grid
     box = (0, cell_bounds(height, rows, 0)[1], 0, cell_bounds(width, cols, 0)[1])
     scale = max(height, width) / REFERENCE_SIZE
-    latents = draw_cell_latents(rng, n_cells, "clustering", "peak_position")  # the profile's draw of c_k and its z
+    latents = draw_cell_latents(rng, n_cells, *profile.mechanism)  # the profile's draw of c_k and its z
     shares, target = latents["image"], latents["z_image"]
     features, known, placed = [], [], []
     for share in shares:
-        centres, joined = clustered_dot_centres(box, share, rng, scale)
+        centres, joined = place(box, share, rng, scale)
         placed.append(len(centres))
         features.append(point_pattern_features(centres))
         known.append((joined.sum() + 1) / (len(joined) + 2))  # posterior mean of c_k under its uniform prior
@@ -74,6 +80,7 @@ def centres_reference(n_cells: int, seed: int) -> dict[str, float]:
     model = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=seed)
     model.fit(features[:cut], target[:cut])
     return {
+        "profile": profile_name,
         "cells": n_cells,
         "dots_per_cell": float(np.mean(placed)),
         "r2_point_pattern": float(r2_score(target[cut:], model.predict(features[cut:]))),
@@ -81,7 +88,7 @@ def centres_reference(n_cells: int, seed: int) -> dict[str, float]:
     }
 
 
-def _cells(data_dir: Path, slice_id: str):
+def _cells(data_dir: Path, slice_id: str, grid: tuple):
     import pandas as pd
     import torch
     from PIL import Image
@@ -95,13 +102,13 @@ def _cells(data_dir: Path, slice_id: str):
     files = [data_dir / manifest.loc[sample, "image"] for sample in latents.sample_id]
     images = np.stack([np.asarray(Image.open(file).convert("RGB")) for file in files])
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    patches = CellPatches(PROFILE.grid, (0.0, 0.0, 1.0, 1.0))(standardise_images(pixels))
+    patches = CellPatches(grid, (0.0, 0.0, 1.0, 1.0))(standardise_images(pixels))
     n_cells = patches.shape[1]
     target = latents[[f"z_image_{k:02d}" for k in range(n_cells)]].to_numpy(dtype=np.float32)
     return patches.flatten(0, 1), torch.from_numpy(target).flatten()
 
 
-def encoder_reference(data_dir: Path, epochs: int, seed: int) -> dict[str, float]:
+def encoder_reference(profile_name: str, data_dir: Path, epochs: int, seed: int) -> dict[str, float]:
     import torch
     from torch import nn
 
@@ -109,8 +116,9 @@ def encoder_reference(data_dir: Path, epochs: int, seed: int) -> dict[str, float
     from metallo.models.configuration_metallonet import MetalloNetConfig
 
     torch.manual_seed(seed)
-    train_x, train_y = _cells(data_dir, "1")
-    test_x, test_y = _cells(data_dir, "2")
+    grid = PROFILES[profile_name].grid
+    train_x, train_y = _cells(data_dir, "1", grid)
+    test_x, test_y = _cells(data_dir, "2", grid)
     encoder = CellImageEncoder(MetalloNetConfig().cell_channels, 128)
     head = nn.Sequential(nn.GELU(), nn.Linear(128, 1))
     model = nn.Sequential(encoder, head)
@@ -146,19 +154,20 @@ def encoder_reference(data_dir: Path, epochs: int, seed: int) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reader", choices=("centres", "encoder"))
+    parser.add_argument("--profile", choices=sorted(PLACEMENT), default="local_clustering")
     parser.add_argument("--cells", type=int, default=40000, help="centres: simulated cells (80 %% fit, 20 %% test)")
-    parser.add_argument("--data-dir", type=Path, help="encoder: a local_clustering raw folder (make_variant)")
+    parser.add_argument("--data-dir", type=Path, help="encoder: a raw folder of --profile (make_variant)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.reader == "centres":
-        result = centres_reference(args.cells, args.seed)
+        result = centres_reference(args.profile, args.cells, args.seed)
     else:
         if args.data_dir is None or not (args.data_dir / "latents.csv").is_file():
             parser.error(
-                "encoder needs --data-dir: a local_clustering folder with latents.csv (bench/yardstick.py makes it)"
+                "encoder needs --data-dir: a folder of --profile with latents.csv (bench/yardstick.py makes it)"
             )
-        result = encoder_reference(args.data_dir, args.epochs, args.seed)
+        result = encoder_reference(args.profile, args.data_dir, args.epochs, args.seed)
     print({key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()})
 
 

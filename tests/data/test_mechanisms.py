@@ -11,10 +11,13 @@ import torch
 from metallo.data import variants as V
 from metallo.data.variants.mechanisms import (
     DOT_RADIUS,
+    EVEN_SPACING,
     IMAGE_MECHANISMS,
+    PARTICLE_FRACTION,
     SPECTRAL_MECHANISMS,
     band,
     clustered_dot_centres,
+    dispersed_dot_centres,
     draw_cell_latents,
 )
 from metallo.data.variants.profiles import MECHANISM_PROFILES
@@ -125,3 +128,32 @@ def test_clustered_dots_are_disjoint_and_gather_with_the_share():
             counts.append((distances < 12).sum(1).mean())  # other dots within 12 px
         neighbours[share] = np.mean(counts)
     assert neighbours[1.0] > 1.4 * neighbours[0.0]
+
+
+def _neighbour_distances(centres: np.ndarray) -> np.ndarray:
+    return np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1)) + np.eye(len(centres)) * 1e9
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.7, 1.0])
+def test_dispersed_dots_keep_count_and_put_exactly_the_share_in_clusters(share):
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        centres, joined = dispersed_dot_centres((0, 80, 0, 60), share, rng, scale=1.0)
+        n = len(joined)
+        assert n == round(PARTICLE_FRACTION * 80 * 60 / (np.pi * DOT_RADIUS**2))  # one count in every cell
+        assert joined.sum() == round(share * n)  # and exactly the share in clusters
+        distances = _neighbour_distances(centres)
+        assert distances.min() >= 2 * DOT_RADIUS  # particles never overlap
+        assert (distances[~joined].min(initial=np.inf)) >= EVEN_SPACING  # dispersed ones keep their spacing
+
+
+def test_dispersed_dots_show_their_share_in_the_arrangement():
+    """The dots with a neighbour closer than the even spacing are the clustered ones (a dispersed dot never has
+    one), so their fraction follows the share closely: the arrangement holds c_k."""
+    rng = np.random.default_rng(2)
+    shares = np.linspace(0.0, 1.0, 11)
+    crowded = []
+    for share in shares:
+        centres, _ = dispersed_dot_centres((0, 80, 0, 60), share, rng, scale=1.0)
+        crowded.append((_neighbour_distances(centres) < EVEN_SPACING).any(axis=1).mean())
+    assert crowded[0] == 0.0 and np.corrcoef(shares, crowded)[0, 1] > 0.98

@@ -47,10 +47,11 @@ The exact ``data:``/``split:`` values are in each folder's ``dataset.json``.
     As ``local`` on another instrument: 12-bit greyscale in 16-bit PNG, landscape 320 x 240 frames,
     float32 raw counts (dark offset 250, instrument response peaked near 620 nm), 25 x 1024 on a
     5 x 5 grid.
-``local_direction``, ``local_elongation``, ``local_clustering``, ``local_specimens``
+``local_direction``, ``local_elongation``, ``local_clustering``, ``local_dispersion``, ``local_specimens``
     Local mechanisms that no texture statistic encodes (:mod:`metallo.data.variants.mechanisms`): per cell,
-    the direction of elongated grains, the elongation of particles at equal area and boundary length, or
-    the clustering of equal particles, times the position or width of an absorption band in that cell's
+    the direction of elongated grains, the elongation of particles at equal area and boundary length, the
+    clustering of equal particles, or their dispersion (a share in tight clusters, the rest evenly spaced),
+    times the position or width of an absorption band in that cell's
     spectrum (its depth varies at random). ``dos = intercept + scale * (mean_k(z_image,k * z_spectral,k)
     [+ z_phase / sqrt(n_cells)] + noise)``. Frames, grids, spectrum lengths, file formats and label scales
     differ; ``local_specimens`` has three training specimens and a test specimen with instrument shifts.
@@ -171,6 +172,25 @@ MECHANISM_PROFILES: dict[str, Profile] = {
         response=(600.0, 250.0),
         label_intercept=50.0,
         label_scale=10.0,
+    ),
+    "local_dispersion": replace(
+        _MECHANISM,
+        name="local_dispersion",
+        mimics="per-cell dispersion of equal particles, a share in tight clusters and the rest evenly spaced "
+        "(image) x width of an absorption band (its spectrum); landscape 300x400 8-bit grey TIFF frames, 3x5 "
+        "grid, 700-point float32 raw counts, label near 20",
+        mechanism=("dispersion", "peak_width"),
+        frame=(300, 400),
+        grid=(3, 5),
+        spectrum_length=700,
+        image_formats=("tiff_gray8",),
+        spectra_format="npy_float32_counts",
+        full_scale=20000.0,
+        dark=150.0,
+        read_noise=5.0,
+        response=(680.0, 200.0),
+        label_intercept=20.0,
+        label_scale=4.0,
     ),
     "local_specimens": replace(
         _MECHANISM,
