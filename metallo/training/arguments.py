@@ -53,7 +53,7 @@ class MetalloOptions:
     augment: bool = True
     data_on_device: bool | str = "auto"
     cell_pretrain_epochs: int = 20
-    try_without_branch_below: float = 0.5
+    try_without_branch_below: float = 0.7
     profile: str = "cpu"
 
     def __post_init__(self) -> None:
