@@ -31,14 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metallo.data.generative import REFERENCE_SIZE, cell_bounds  # noqa: E402
-from metallo.data.variants.mechanisms import (  # noqa: E402
-    clustered_dot_centres,
-    dispersed_dot_centres,
-    draw_cell_latents,
-)
+from metallo.data.variants.mechanisms import DOT_PLACEMENT, draw_cell_latents  # noqa: E402
 from metallo.data.variants.profiles import PROFILES  # noqa: E402
 
-PLACEMENT = {"local_clustering": clustered_dot_centres, "local_dispersion": dispersed_dot_centres}
+#: The profiles whose image mechanism is an arrangement of dots: local_clustering, local_dispersion.
+DOT_PROFILES = sorted(name for name, p in PROFILES.items() if p.mechanism and p.mechanism[0] in DOT_PLACEMENT)
 RADII = (8, 10, 12, 15, 18, 22, 27, 33)  # px at the frame's resolution
 
 
@@ -61,7 +58,8 @@ def centres_reference(profile_name: str, n_cells: int, seed: int) -> dict[str, f
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import r2_score
 
-    profile, place = PROFILES[profile_name], PLACEMENT[profile_name]
+    profile = PROFILES[profile_name]
+    place = DOT_PLACEMENT[profile.mechanism[0]]
     rng = np.random.default_rng(seed)
     height, width = profile.frame
     rows, cols = profile.grid
@@ -154,7 +152,7 @@ def encoder_reference(profile_name: str, data_dir: Path, epochs: int, seed: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reader", choices=("centres", "encoder"))
-    parser.add_argument("--profile", choices=sorted(PLACEMENT), default="local_clustering")
+    parser.add_argument("--profile", choices=DOT_PROFILES, default="local_clustering")
     parser.add_argument("--cells", type=int, default=40000, help="centres: simulated cells (80 %% fit, 20 %% test)")
     parser.add_argument("--data-dir", type=Path, help="encoder: a raw folder of --profile (make_variant)")
     parser.add_argument("--epochs", type=int, default=12)

@@ -241,12 +241,12 @@ def _place_dots(
     placed: list[np.ndarray] = []
     joined: list[bool] = []
     for clustered in flags:
+        least = gap if clustered else max(gap, even)
         for attempt in range(tries):
             if clustered:
                 point = parents[rng.integers(len(parents))] + rng.normal(0.0, spread * (1.0 + grow * attempt), 2)
             else:
                 point = rng.uniform(lo, hi)
-            least = gap if clustered else max(gap, even)
             inside = np.all(point >= lo) and np.all(point <= hi)
             if inside and (not placed or np.min(np.hypot(*(np.array(placed) - point).T)) >= least):
                 placed.append(point)
@@ -287,6 +287,10 @@ def dispersed_dot_centres(box, share: float, rng: np.random.Generator, scale: fl
     )
 
 
+#: The dot-arrangement image mechanisms and the rule that lays out one cell's dots.
+DOT_PLACEMENT = {"clustering": clustered_dot_centres, "dispersion": dispersed_dot_centres}
+
+
 def _dots(place, boxes, shares, rng: np.random.Generator, scale: float, size: int) -> np.ndarray:
     """Non-overlapping dots, the same number per cell, cell k's laid out by ``place`` with share ``shares[k]``."""
     mask = np.zeros((size, size), dtype=bool)
@@ -317,14 +321,14 @@ def render_mechanism_micrograph(
         if image == "elongation":
             mask = _elongated_particles(boxes, values, rng, scale, size)
         else:
-            place = clustered_dot_centres if image == "clustering" else dispersed_dot_centres
-            mask = _dots(place, boxes, values, rng, scale, size)
+            mask = _dots(DOT_PLACEMENT[image], boxes, values, rng, scale, size)
         img = apply_optics(paint_phase(grey, mask, rng), lat, rng, prof)
     y0, x0 = (size - h) // 2, (size - w) // 2
     return img[y0 : y0 + h, x0 : x0 + w], mask[y0 : y0 + h, x0 : x0 + w]
 
 
 __all__ = [
+    "DOT_PLACEMENT",
     "IMAGE_MECHANISMS",
     "SPECTRAL_MECHANISMS",
     "band",
